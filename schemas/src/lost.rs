@@ -272,13 +272,6 @@ fn num_attr<T: std::str::FromStr>(e: &Element<'_>, name: &str) -> Result<T, Deco
         .map_err(|_| bad_value(format!("{} {name}={v:?} is not a valid number", e.label())))
 }
 
-fn opt_num_attr<T: std::str::FromStr>(e: &Element<'_>, name: &str) -> Result<Option<T>, DecodeError> {
-    match e.attr(name) {
-        None => Ok(None),
-        Some(_) => num_attr(e, name).map(Some),
-    }
-}
-
 fn bool_attr(e: &Element<'_>, name: &str, default: bool) -> Result<bool, DecodeError> {
     match e.attr(name).map(str::trim) {
         None => Ok(default),

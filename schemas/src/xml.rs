@@ -484,9 +484,6 @@ impl Writer {
         self.out.push('"');
         self
     }
-    pub fn attr_bool(&mut self, name: &str, b: bool) -> &mut Self {
-        self.attr(name, if b { "true" } else { "false" })
-    }
     /// Writes `name="a b c"`.
     pub fn attr_list<'x>(&mut self, name: &str, items: impl IntoIterator<Item = &'x str>) -> &mut Self {
         self.out.push(' ');
