@@ -308,6 +308,19 @@ impl E164 {
     pub fn digits(&self) -> &str {
         self.uri.get(5..).unwrap_or("")
     }
+
+    /// The country calling code (1 to 3 digits).
+    pub fn country_code(&self) -> &str {
+        let d = self.digits();
+        let table = plans();
+        for cc_len in 1..=3usize.min(d.len()) {
+            let code: usize = d.get(..cc_len).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if table.lengths.get(code).copied().unwrap_or(0) != 0 {
+                return d.get(..cc_len).unwrap_or("");
+            }
+        }
+        ""
+    }
 }
 
 impl fmt::Debug for E164 {

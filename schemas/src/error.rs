@@ -177,4 +177,10 @@ impl DecodeError {
             | Problem::Value => ErrorKind::BadRequest,
         }
     }
+    /// The LoST error a resolver answers its client with when an upstream
+    /// answer fails to decode: `serverError` (DESIGN §3: "an upstream answer
+    /// that could not be parsed or verified").
+    pub fn upstream_kind(&self) -> ErrorKind {
+        ErrorKind::ServerError
+    }
 }

@@ -630,8 +630,8 @@ impl Provision {
     }
 }
 
-/// The last number of a range, or an error if the range would change the
-/// number's length (run past …999).
+/// The last number of a range, or an error if the range would leave the
+/// first number's length or country calling code.
 pub fn range_end(first: &E164, count: u32) -> Result<E164, DecodeError> {
     let digits = first.digits();
     let n: u64 = digits.parse().map_err(|_| bad_value("range start is not a number"))?;
@@ -642,7 +642,15 @@ pub fn range_end(first: &E164, count: u32) -> Result<E164, DecodeError> {
     if s.len() != digits.len() {
         return Err(bad_value(format!("range from {} with {count} numbers runs past the end of its number length", first.uri())));
     }
-    E164::from_digits(&s).map_err(|x| bad_value(format!("range end: {x}")))
+    let end = E164::from_digits(&s).map_err(|x| bad_value(format!("range end: {x}")))?;
+    if end.country_code() != first.country_code() {
+        return Err(bad_value(format!(
+            "range from {} with {count} numbers runs out of country code +{}",
+            first.uri(),
+            first.country_code()
+        )));
+    }
+    Ok(end)
 }
 
 /// The answer to a successful provisioning request.

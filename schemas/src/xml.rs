@@ -445,7 +445,8 @@ impl Writer {
         out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         Writer { out }
     }
-    /// A fragment (feed frames): no declaration.
+    /// A fragment: no declaration.
+    #[cfg(test)]
     pub fn fragment(capacity: usize) -> Writer {
         Writer { out: String::with_capacity(capacity) }
     }
