@@ -271,7 +271,24 @@ impl E164 {
                 "phone number has {digit_count} digits; E.164 allows at most 15"
             )));
         }
-        let international = s.starts_with('+') || s.starts_with("00");
+        // "+49 (0)151 …": the "(0)" is the national trunk prefix, never part
+        // of the international number.
+        let without_trunk;
+        let s = if s.contains("(0)") {
+            without_trunk = s.replace("(0)", "");
+            without_trunk.as_str()
+        } else {
+            s
+        };
+        // An international number is exactly its digits: no need to guess.
+        if let Some(rest) = s.strip_prefix('+') {
+            let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+            if rest.contains('+') {
+                return Err(CsiError::new("phone number contains a second +"));
+            }
+            return E164::from_digits(&digits);
+        }
+        let international = s.starts_with("00");
         if !international && default_region.is_none() {
             return Err(CsiError::new(
                 "phone number lacks a leading + and no default region was given",
@@ -625,6 +642,7 @@ mod tests {
         assert_eq!(ok("tel:+49-151-12345678"), "tel:+4915112345678");
         assert_eq!(ok("+1 (204) 555-0123"), "tel:+12045550123");
         assert_eq!(ok("0049 151 12345678"), "tel:+4915112345678");
+        assert_eq!(ok("+49 (0)151 12345678"), "tel:+4915112345678");
         let de: Region = "de".parse().unwrap();
         assert_eq!(
             Csi::parse("0151 12345678", Some(de)).unwrap().uri(),

@@ -111,8 +111,8 @@ impl Tag {
 pub struct Uri(Box<str>);
 
 impl Uri {
-    /// Checks `scheme:rest` (RFC 3986 scheme syntax), no whitespace or
-    /// control characters, at most 2048 bytes.
+    /// Checks `scheme:rest` (RFC 3986 §3.1 scheme syntax), only RFC 3986
+    /// characters, every `%` followed by two hex digits, at most 2048 bytes.
     pub fn parse(s: &str) -> Result<Uri, DecodeError> {
         let t = s.trim();
         let scheme_ok = t.split_once(':').is_some_and(|(sch, rest)| {
@@ -120,10 +120,15 @@ impl Uri {
                 && sch.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
                 && sch.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
         });
-        if scheme_ok && t.len() <= 2048 && !t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let b = t.as_bytes();
+        let chars_ok = b.iter().enumerate().all(|(i, &c)| match c {
+            b'%' => b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+            _ => c.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&c),
+        });
+        if scheme_ok && chars_ok && t.len() <= 2048 {
             Ok(Uri(t.into()))
         } else {
-            Err(bad_value(format!("{s:?} is not a URI")))
+            Err(bad_value(format!("{s:?} is not a URI (RFC 3986)")))
         }
     }
     /// The URI text.
