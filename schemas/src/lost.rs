@@ -944,6 +944,9 @@ impl FindServiceResponse {
                     r.mappings.push(Mapping::decode(c)?);
                     1
                 }
+                (Ns::Lost, "path" | "warnings") if stage == 0 => {
+                    return Err(schema("<findServiceResponse> needs at least one <mapping> first"));
+                }
                 (Ns::Lost, "locationValidation") if stage == 1 => 2,
                 (Ns::Lost, "warnings") if (1..=3).contains(&stage) => {
                     r.warnings.push(Warnings::decode(c)?);

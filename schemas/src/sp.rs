@@ -642,6 +642,13 @@ pub fn range_end(first: &E164, count: u32) -> Result<E164, DecodeError> {
     if s.len() != digits.len() {
         return Err(bad_value(format!("range from {} with {count} numbers runs past the end of its number length", first.uri())));
     }
+    if !s.starts_with(first.country_code()) {
+        return Err(bad_value(format!(
+            "range from {} with {count} numbers runs out of country code +{}",
+            first.uri(),
+            first.country_code()
+        )));
+    }
     let end = E164::from_digits(&s).map_err(|x| bad_value(format!("range end: {x}")))?;
     if end.country_code() != first.country_code() {
         return Err(bad_value(format!(
