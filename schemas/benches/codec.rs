@@ -1,4 +1,5 @@
 //! Codec and routing benchmarks: `cargo bench -p signpost-schemas`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use signpost_schemas::route::PrefixTable;

@@ -6,6 +6,7 @@
 //! Each document is tried as a LoST request, a LoST response, then each sp
 //! document kind; the first that decodes is described. A document that
 //! nothing accepts gets the LoST error a Signpost server would answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 
@@ -99,7 +100,7 @@ fn describe(body: &[u8]) -> Result<String, DecodeError> {
     let first = all.next();
     match all.find(|e| !matches!(e.problem(), Problem::UnknownRoot | Problem::Namespace)) {
         Some(e) => Err(e),
-        None => Err(first.unwrap_or_else(|| unreachable_error())),
+        None => Err(first.unwrap_or_else(unreachable_error)),
     }
 }
 

@@ -37,7 +37,7 @@ fn value(c: u8) -> Option<u32> {
 /// text may be wrapped). `None` on any other deviation.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if clean.len() % 4 != 0 {
+    if !clean.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(clean.len() / 4 * 3);

@@ -567,11 +567,10 @@ fn check_local(local: &str) -> Result<(), CsiError> {
         let mut chars = body.chars();
         while let Some(c) = chars.next() {
             match c {
-                '\\' => {
-                    if chars.next().is_none() {
+                '\\'
+                    if chars.next().is_none() => {
                         return Err(CsiError::new("email local part ends in a lone backslash"));
                     }
-                }
                 '"' => return Err(CsiError::new("email local part has an unescaped quote")),
                 _ => {}
             }
@@ -619,8 +618,9 @@ fn percent_encode_local(local: &str, out: &mut String) {
             out.push(char::from(b));
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+            for nibble in [b >> 4, b & 15] {
+                out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+            }
         }
     }
 }

@@ -46,12 +46,12 @@ impl<T> PrefixTable<T> {
         let mut at = 0usize;
         for b in prefix.digits().bytes() {
             let d = digit(b);
-            let next = self.nodes.get(at).map_or(0, |n| n.children[d]);
+            let next = self.nodes.get(at).and_then(|n| n.children.get(d).copied()).unwrap_or(0);
             at = if next == 0 {
                 let idx = self.nodes.len();
                 self.nodes.push(EMPTY);
-                if let Some(n) = self.nodes.get_mut(at) {
-                    n.children[d] = idx as u32;
+                if let Some(slot) = self.nodes.get_mut(at).and_then(|n| n.children.get_mut(d)) {
+                    *slot = idx as u32;
                 }
                 idx
             } else {
@@ -80,7 +80,7 @@ impl<T> PrefixTable<T> {
                 break;
             }
             let Some(node) = self.nodes.get(at) else { break };
-            let next = node.children[digit(b)];
+            let next = node.children.get(digit(b)).copied().unwrap_or(0);
             if next == 0 {
                 break;
             }

@@ -106,7 +106,7 @@ fn reborrow<'a>(input: &'a str, part: &str) -> Option<&'a str> {
 /// (either order) transcodes. Anything else must be valid UTF-8.
 pub(crate) fn to_text(bytes: &[u8]) -> Result<Cow<'_, str>, DecodeError> {
     let utf16 = |le: bool, body: &[u8]| -> Result<Cow<'_, str>, DecodeError> {
-        if body.len() % 2 != 0 {
+        if !body.len().is_multiple_of(2) {
             return Err(err(Problem::Encoding, "UTF-16 document has an odd number of bytes"));
         }
         let units = body.chunks_exact(2).map(|c| match c {

@@ -1,6 +1,6 @@
 //! Test support: validation of documents with xmllint against the official
 //! LoST schema, the LoST+sp driver grammar, and the sp schema.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
