@@ -633,6 +633,9 @@ impl Provision {
 /// The last number of a range, or an error if the range would leave the
 /// first number's length or country calling code.
 pub fn range_end(first: &E164, count: u32) -> Result<E164, DecodeError> {
+    if count == 0 || count > MAX_RANGE {
+        return Err(bad_value(format!("range count {count} is not within 1..={MAX_RANGE}")));
+    }
     let digits = first.digits();
     let n: u64 = digits.parse().map_err(|_| bad_value("range start is not a number"))?;
     let last = n
@@ -697,5 +700,21 @@ impl ProvisionResult {
             };
             Ok(ProvisionResult { seq: num(e, "seq")?, epoch, affected: num(e, "affected")? })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_end_bounds() {
+        let first = E164::from_digits("4930123000").unwrap();
+        assert_eq!(range_end(&first, 1000).unwrap().uri(), "tel:+4930123999");
+        assert!(range_end(&first, 0).is_err());
+        assert!(range_end(&first, MAX_RANGE + 1).is_err());
+        let edge = E164::from_digits("4999999998").unwrap();
+        assert!(range_end(&edge, 2).is_ok());
+        assert!(range_end(&edge, 3).unwrap_err().message().contains("country code"));
     }
 }
