@@ -86,6 +86,9 @@ fn describe(body: &[u8]) -> Result<String, DecodeError> {
     if let Ok(p) = ProvisionResult::decode(body) {
         return Ok(format!("provisioning result: seq {}, {} changed", p.seq, p.affected));
     }
+    if let Ok(p) = Provision::decode(body, &Limits::MESSAGE) {
+        return Ok(format!("provisioning request: {}", p.label()));
+    }
     // Nothing accepted it: report the most specific refusal (one that got
     // past the root element), as the server for that document kind would.
     let errors = [

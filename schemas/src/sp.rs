@@ -268,8 +268,8 @@ impl FeedFrame {
     /// Decodes one frame (one line, without or with its `\n`).
     pub fn decode(bytes: &[u8]) -> Result<FeedFrame, DecodeError> {
         crate::lost::with_root(bytes, &Limits::MESSAGE, |e| {
-            if e.ns != Ns::Sp {
-                return Err(wrong_root(e, "a feed frame"));
+            if e.ns != Ns::Sp || !matches!(e.name, "change" | "heartbeat" | "resync") {
+                return Err(wrong_root(e, "a feed frame (change, heartbeat, resync)"));
             }
             e.no_children()?;
             e.no_text()?;
