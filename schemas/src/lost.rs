@@ -266,11 +266,11 @@ impl Signature {
     }
 }
 
-fn time_attr(e: &Element<'_>, name: &str) -> Result<Timestamp, DecodeError> {
+pub(crate) fn time_attr(e: &Element<'_>, name: &str) -> Result<Timestamp, DecodeError> {
     Timestamp::parse(e.req(name)?).map_err(|x| bad_value(format!("{} {name}: {x}", e.label())))
 }
 
-fn num_attr<T: std::str::FromStr>(e: &Element<'_>, name: &str) -> Result<T, DecodeError> {
+pub(crate) fn num_attr<T: std::str::FromStr>(e: &Element<'_>, name: &str) -> Result<T, DecodeError> {
     let v = e.req(name)?;
     v.trim()
         .parse()
@@ -286,7 +286,7 @@ fn bool_attr(e: &Element<'_>, name: &str, default: bool) -> Result<bool, DecodeE
     }
 }
 
-fn name_attr(e: &Element<'_>, name: &str) -> Result<Name, DecodeError> {
+pub(crate) fn name_attr(e: &Element<'_>, name: &str) -> Result<Name, DecodeError> {
     Name::parse(e.req(name)?).map_err(|x| bad_value(format!("{} {name}: {x}", e.label())))
 }
 

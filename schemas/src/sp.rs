@@ -4,7 +4,8 @@
 use crate::csi::{Csi, E164};
 use crate::error::{DecodeError, Problem};
 use crate::lost::{
-    Assurance, Cover, Delegation, DisplayName, Epoch, Signature, Tag, Uri, csi_value,
+    Assurance, Cover, Delegation, DisplayName, Epoch, Signature, Tag, Uri, csi_value, name_attr as name,
+    num_attr as num, time_attr as time,
 };
 use crate::name::Name;
 use crate::time::Timestamp;
@@ -16,19 +17,6 @@ fn wrong_root(e: &Element<'_>, want: &str) -> DecodeError {
     } else {
         DecodeError::new(Problem::UnknownRoot, format!("{} is not {want}", e.label()))
     }
-}
-
-fn num<T: std::str::FromStr>(e: &Element<'_>, name: &str) -> Result<T, DecodeError> {
-    let v = e.req(name)?;
-    v.trim().parse().map_err(|_| bad_value(format!("{} {name}={v:?} is not a valid number", e.label())))
-}
-
-fn time(e: &Element<'_>, name: &str) -> Result<Timestamp, DecodeError> {
-    Timestamp::parse(e.req(name)?).map_err(|x| bad_value(format!("{} {name}: {x}", e.label())))
-}
-
-fn name(e: &Element<'_>, attr: &str) -> Result<Name, DecodeError> {
-    Name::parse(e.req(attr)?).map_err(|x| bad_value(format!("{} {attr}: {x}", e.label())))
 }
 
 fn opt_name(e: &Element<'_>, attr: &str) -> Result<Option<Name>, DecodeError> {
