@@ -491,16 +491,15 @@ impl Email {
     /// RFC 6068 writes it). The local part is a dot-atom or a quoted string
     /// (RFC 5322 §3.4.1), UTF-8 allowed (RFC 6532).
     pub fn parse(input: &str) -> Result<Email, CsiError> {
-        let (addr, from_uri) = match input.strip_prefix("mailto:") {
+        let addr = match input.strip_prefix("mailto:") {
             Some(rest) => {
                 if rest.contains('?') {
                     return Err(CsiError::new("mailto: header fields (?…) are not part of a CSI"));
                 }
-                (percent_decode(rest)?, true)
+                percent_decode(rest)?
             }
-            None => (input.to_owned(), false),
+            None => input.to_owned(),
         };
-        let _ = from_uri;
         let at = addr
             .rfind('@')
             .ok_or_else(|| CsiError::new("email address lacks an @"))?;

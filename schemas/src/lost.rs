@@ -1427,16 +1427,6 @@ pub enum Response {
     Services(ListServicesResponse),
 }
 
-fn root_of<'a>(text: &'a str, utf16: bool, limits: &Limits) -> Result<Element<'a>, DecodeError> {
-    if text.len() > limits.max_bytes {
-        return Err(DecodeError::new(
-            Problem::TooLarge,
-            format!("document has {} bytes; the limit is {}", text.len(), limits.max_bytes),
-        ));
-    }
-    xml::parse(text, utf16, limits)
-}
-
 /// Runs `f` on the root of `bytes` (UTF-8 or UTF-16 with BOM).
 pub(crate) fn with_root<T>(
     bytes: &[u8],
@@ -1451,7 +1441,7 @@ pub(crate) fn with_root<T>(
     }
     let utf16 = matches!(bytes, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]);
     let text = xml::to_text(bytes)?;
-    let root = root_of(&text, utf16, limits)?;
+    let root = xml::parse(&text, utf16, limits)?;
     f(&root)
 }
 
