@@ -1,1 +1,190 @@
+//! # signpost-net — the HTTP shell every Signpost server and client shares
+//!
+//! - [`server`]: hyper 1 (HTTP/1.1 and HTTP/2) over rustls; `POST /lost`
+//!   dispatch to a [`Service`]; method, content-type and body-size checks;
+//!   handshake and header-read timeouts; a connection cap; graceful drain.
+//! - [`Failure`] and [`failure_errors`]: the one place where an internal
+//!   error becomes a LoST `<errors>` answer (exhaustive, no wildcard arm);
+//!   [`HttpFailure`] does the same for HTTP-level refusals.
+//! - [`admin`]: `/healthz`, `/readyz` (a latch), `/metrics` (Prometheus text).
+//! - [`client`]: a pooled HTTPS client (one HTTP/2 connection per endpoint
+//!   and server id) with timeouts.
 
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod client;
+pub mod metrics;
+pub mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use signpost_schemas::{DecodeError, ErrorKind, Errors, Issue, Name, Request, Response};
+use signpost_trust::Peer;
+
+pub use metrics::Metrics;
+pub use server::{Limits, Server, bind, shutdown_signal};
+
+/// What a handler knows about the request's origin.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The client's validated certificate, if it presented one.
+    pub peer: Option<Peer>,
+    /// The client's address.
+    pub remote: SocketAddr,
+}
+
+/// A non-LoST HTTP answer (e.g. `GET /root-table`).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// A server role plugged into the shell.
+pub trait Service: Send + Sync + 'static {
+    /// The server's id: the `source` of its errors.
+    fn id(&self) -> Name;
+    /// Answers a decoded LoST request.
+    fn lost(&self, req: Request, ctx: &Ctx) -> impl Future<Output = Result<Response, Failure>> + Send;
+    /// Answers `GET path`; `None` is a 404.
+    fn get(&self, path: &str, headers: &hyper::HeaderMap, ctx: &Ctx) -> impl Future<Output = Option<Reply>> + Send;
+}
+
+/// Why a LoST request failed. Every variant reaches the wire through
+/// [`failure_errors`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The body did not decode.
+    #[error("{0}")]
+    Decode(DecodeError),
+    /// No location with a profile the server serves.
+    #[error("location profile not served")]
+    ProfileUnrecognized(Issue),
+    /// A service other than the ones served.
+    #[error("{0}")]
+    ServiceNotImplemented(String),
+    /// Authentication, authorization or rate limit.
+    #[error("{message}")]
+    Forbidden {
+        /// Why.
+        message: String,
+        /// For rate limits: when to try again.
+        retry_after: Option<u32>,
+    },
+    /// No mapping or delegation.
+    #[error("{message}")]
+    NotFound {
+        /// Why.
+        message: String,
+        /// How long the negative answer may be cached.
+        negative_lifetime: u32,
+    },
+    /// The request would loop.
+    #[error("{0}")]
+    Loop(String),
+    /// An upstream server did not answer and nothing stale can be served.
+    #[error("{0}")]
+    ServerTimeout(String),
+    /// An upstream answer could not be parsed or verified.
+    #[error("{0}")]
+    ServerError(String),
+    /// A fault of this server.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Failure {
+    /// The LoST error element.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Failure::Decode(e) => e.kind(),
+            Failure::ProfileUnrecognized(i) => i.kind,
+            Failure::ServiceNotImplemented(_) => ErrorKind::ServiceNotImplemented,
+            Failure::Forbidden { .. } => ErrorKind::Forbidden,
+            Failure::NotFound { .. } => ErrorKind::NotFound,
+            Failure::Loop(_) => ErrorKind::Loop,
+            Failure::ServerTimeout(_) => ErrorKind::ServerTimeout,
+            Failure::ServerError(_) => ErrorKind::ServerError,
+            Failure::Internal(_) => ErrorKind::InternalError,
+        }
+    }
+}
+
+/// The `<errors>` answer for a failure.
+pub fn failure_errors(source: Name, f: Failure) -> Errors {
+    let (issue, negative_lifetime) = match f {
+        Failure::Decode(e) => (Issue::new(e.kind(), e.message()), None),
+        Failure::ProfileUnrecognized(i) => (i, None),
+        Failure::ServiceNotImplemented(m) => (Issue::new(ErrorKind::ServiceNotImplemented, m), None),
+        Failure::Forbidden { message, retry_after } => {
+            let mut i = Issue::new(ErrorKind::Forbidden, message);
+            i.retry_after = retry_after;
+            (i, None)
+        }
+        Failure::NotFound { message, negative_lifetime } => {
+            (Issue::new(ErrorKind::NotFound, message), Some(negative_lifetime))
+        }
+        Failure::Loop(m) => (Issue::new(ErrorKind::Loop, m), None),
+        Failure::ServerTimeout(m) => (Issue::new(ErrorKind::ServerTimeout, m), None),
+        Failure::ServerError(m) => (Issue::new(ErrorKind::ServerError, m), None),
+        Failure::Internal(m) => (Issue::new(ErrorKind::InternalError, m), None),
+    };
+    let mut e = Errors::one(source, issue);
+    e.negative_lifetime = negative_lifetime;
+    e
+}
+
+/// HTTP-level refusals, answered with a status and a LoST body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpFailure {
+    /// Not POST on /lost.
+    MethodNotAllowed,
+    /// Not `application/lost+xml`.
+    UnsupportedMediaType,
+    /// Body over the limit.
+    PayloadTooLarge,
+    /// No such path.
+    NotFound,
+    /// Rate limited (Signpost addition: 429 with Retry-After and a
+    /// `forbidden` body).
+    TooManyRequests {
+        /// Seconds.
+        retry_after: u32,
+    },
+}
+
+impl HttpFailure {
+    /// Status, LoST error kind, message, and a fixed label.
+    pub fn parts(self) -> (u16, ErrorKind, &'static str, &'static str) {
+        match self {
+            HttpFailure::MethodNotAllowed => (405, ErrorKind::BadRequest, "LoST requests are POSTed to /lost", "http_405"),
+            HttpFailure::UnsupportedMediaType => {
+                (415, ErrorKind::BadRequest, "the body must be application/lost+xml", "http_415")
+            }
+            HttpFailure::PayloadTooLarge => (413, ErrorKind::BadRequest, "the body is larger than the limit", "http_413"),
+            HttpFailure::NotFound => (404, ErrorKind::BadRequest, "no such resource", "http_404"),
+            HttpFailure::TooManyRequests { .. } => (429, ErrorKind::Forbidden, "rate limit exceeded", "http_429"),
+        }
+    }
+}
+
+/// A label for a LoST response's outcome (metrics).
+pub fn outcome(r: &Response) -> &'static str {
+    match r {
+        Response::Found(_) => "found",
+        Response::Redirect(_) => "redirect",
+        Response::Services(_) => "services",
+        Response::Errors(e) => e.kind().map_or("errors", ErrorKind::element),
+    }
+}

@@ -1,0 +1,75 @@
+//! The admin plane: `/healthz`, `/readyz`, `/metrics` over plain HTTP/1.1.
+//! Bind it to loopback (the default in every sample config): it carries no
+//! identifiers and takes no input, and Prometheus scrapes it locally.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::Metrics;
+
+/// Readiness latch: set once the server can answer (config loaded, table
+/// verified, listeners bound).
+#[derive(Clone, Debug, Default)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    /// Not ready.
+    pub fn new() -> Ready {
+        Ready::default()
+    }
+    /// Marks ready.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether ready.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves the admin plane until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Ready, shutdown: impl Future<Output = ()>) {
+    if let Ok(a) = listener.local_addr()
+        && !a.ip().is_loopback()
+    {
+        tracing::warn!("the admin listener {a} is not on loopback; its plain HTTP is reachable from the network");
+    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+        };
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (metrics, ready) = (metrics.clone(), ready.clone());
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/healthz" => (200, "ok\n".to_owned()),
+                        "/readyz" if ready.is_set() => (200, "ready\n".to_owned()),
+                        "/readyz" => (503, "not ready\n".to_owned()),
+                        "/metrics" => (200, metrics.render()),
+                        _ => (404, "not found\n".to_owned()),
+                    };
+                    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+        });
+    }
+}

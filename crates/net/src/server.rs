@@ -1,0 +1,341 @@
+//! The TLS server loop and request dispatch.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use signpost_schemas::lost::CONTENT_TYPE as LOST_CT;
+use signpost_schemas::{Clock, Errors, Issue, Limits as XmlLimits, Request, Response};
+use signpost_trust::TrustAnchor;
+use signpost_trust::peer::{Usage, validate};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{Ctx, Failure, HttpFailure, Metrics, Service, failure_errors, outcome};
+
+/// Bounds of a server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body: usize,
+    /// Connections served at once; further ones are closed at accept.
+    pub max_connections: usize,
+    /// Time for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time to receive a request's headers, including the wait for the
+    /// next request on a kept-alive HTTP/1.1 connection (the idle timeout).
+    pub header_read_timeout: Duration,
+    /// Time a handler may take.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get to finish at shutdown.
+    pub drain_grace: Duration,
+    /// HTTP/2 streams per connection.
+    pub h2_max_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 64 * 1024,
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            drain_grace: Duration::from_secs(10),
+            h2_max_streams: 256,
+        }
+    }
+}
+
+/// Binds a listener and logs `listening for <kind> on <ip:port>` (the line
+/// harnesses read to learn a port-0 address).
+pub async fn bind(addr: SocketAddr, kind: &str) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr).await?;
+    tracing::info!("listening for {kind} on {}", l.local_addr()?);
+    Ok(l)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A LoST server: a [`Service`] behind TLS (or, for development only,
+/// plain TCP).
+pub struct Server<S: Service> {
+    svc: Arc<S>,
+    tls: Option<TlsAcceptor>,
+    anchor: Option<TrustAnchor>,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: Service> std::fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("tls", &self.tls.is_some()).field("limits", &self.limits).finish()
+    }
+}
+
+impl<S: Service> Server<S> {
+    /// `tls: None` serves plain HTTP: development only, logged loudly.
+    /// `anchor` validates client certificates into [`Ctx::peer`].
+    pub fn new(
+        svc: Arc<S>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        anchor: Option<TrustAnchor>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        if tls.is_none() {
+            tracing::warn!("PLAINTEXT: serving LoST without TLS (development flag); never do this in production");
+        }
+        Server { svc, tls: tls.map(TlsAcceptor::from), anchor, limits: Arc::new(limits), metrics, clock }
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives
+    /// in-flight requests `drain_grace` to finish.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(self.limits.header_read_timeout).max_buf_size(64 * 1024);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.limits.h2_max_streams)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .max_header_list_size(16 * 1024);
+        let builder = Arc::new(builder);
+        let graceful = GracefulShutdown::new();
+        let sem = Arc::new(Semaphore::new(self.limits.max_connections));
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (tcp, remote) = tokio::select! {
+                _ = &mut shutdown => break,
+                acc = listener.accept() => match acc {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                self.metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            self.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            let conn = ConnTask {
+                svc: self.svc.clone(),
+                tls: self.tls.clone(),
+                anchor: self.anchor.clone(),
+                limits: self.limits.clone(),
+                metrics: self.metrics.clone(),
+                clock: self.clock.clone(),
+                builder: builder.clone(),
+                watcher: graceful.watcher(),
+            };
+            tokio::spawn(async move {
+                conn.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+                let m = conn.metrics.clone();
+                conn.run(tcp, remote).await;
+                m.connections_open.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tracing::info!("draining {} connection(s)", graceful.count());
+        if tokio::time::timeout(self.limits.drain_grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("drain grace period over; closing the remaining connections");
+        }
+    }
+}
+
+struct ConnTask<S: Service> {
+    svc: Arc<S>,
+    tls: Option<TlsAcceptor>,
+    anchor: Option<TrustAnchor>,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl<S: Service> ConnTask<S> {
+    async fn run(self, tcp: TcpStream, remote: SocketAddr) {
+        match self.tls.clone() {
+            Some(acceptor) => {
+                let tls = match tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        self.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("TLS handshake with {remote} failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        self.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("TLS handshake with {remote} timed out");
+                        return;
+                    }
+                };
+                let peer = match (tls.get_ref().1.peer_certificates(), &self.anchor) {
+                    (Some(chain), Some(anchor)) => match validate(anchor, chain, self.clock.now(), Usage::Client) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            tracing::debug!("client certificate of {remote} not usable: {e}");
+                            None
+                        }
+                    },
+                    _ => None,
+                };
+                self.serve_io(TokioIo::new(tls), Ctx { peer, remote }).await;
+            }
+            None => self.serve_io(TokioIo::new(tcp), Ctx { peer: None, remote }).await,
+        }
+    }
+
+    async fn serve_io<I>(self, io: I, ctx: Ctx)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let ctx = Arc::new(ctx);
+        let (svc, limits, metrics) = (self.svc, self.limits, self.metrics);
+        let service = service_fn(move |req| {
+            let (svc, ctx, limits, metrics) = (svc.clone(), ctx.clone(), limits.clone(), metrics.clone());
+            async move {
+                let start = Instant::now();
+                let (label, resp) = dispatch(req, &*svc, &ctx, &limits).await;
+                metrics.request(label, u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = self.builder.serve_connection(io, service);
+        if let Err(e) = self.watcher.watch(conn.into_owned()).await {
+            tracing::debug!("connection ended: {e}");
+        }
+    }
+}
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+fn lost_body(status: u16, body: String) -> HttpResponse {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(LOST_CT));
+    r
+}
+
+fn http_failure(source: signpost_schemas::Name, f: HttpFailure) -> (&'static str, HttpResponse) {
+    let (status, kind, message, label) = f.parts();
+    let mut issue = Issue::new(kind, message);
+    if let HttpFailure::TooManyRequests { retry_after } = f {
+        issue.retry_after = Some(retry_after);
+    }
+    let mut r = lost_body(status, Response::Errors(Errors::one(source, issue)).encode());
+    match f {
+        HttpFailure::MethodNotAllowed => {
+            r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        HttpFailure::TooManyRequests { retry_after } => {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+            }
+        }
+        HttpFailure::UnsupportedMediaType | HttpFailure::PayloadTooLarge | HttpFailure::NotFound => {}
+    }
+    (label, r)
+}
+
+async fn dispatch<S: Service>(
+    req: hyper::Request<Incoming>,
+    svc: &S,
+    ctx: &Ctx,
+    limits: &Limits,
+) -> (&'static str, HttpResponse) {
+    if req.uri().path() != "/lost" {
+        if req.method() == Method::GET {
+            let path = req.uri().path().to_owned();
+            if let Some(reply) = svc.get(&path, req.headers(), ctx).await {
+                let mut r = hyper::Response::new(Full::new(reply.body));
+                *r.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+                for (k, v) in reply.headers {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        r.headers_mut().insert(k, v);
+                    }
+                }
+                return ("found", r);
+            }
+        }
+        return http_failure(svc.id(), HttpFailure::NotFound);
+    }
+    if req.method() != Method::POST {
+        return http_failure(svc.id(), HttpFailure::MethodNotAllowed);
+    }
+    let ct_ok = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(LOST_CT));
+    if !ct_ok {
+        return http_failure(svc.id(), HttpFailure::UnsupportedMediaType);
+    }
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
+        return http_failure(svc.id(), HttpFailure::PayloadTooLarge);
+    }
+    let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return http_failure(svc.id(), HttpFailure::PayloadTooLarge),
+    };
+    let result = match Request::decode(&body, &XmlLimits::MESSAGE) {
+        Err(e) => Err(Failure::Decode(e)),
+        Ok(r) => match tokio::time::timeout(limits.request_timeout, svc.lost(r, ctx)).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::Internal("the server did not finish the request in time".into())),
+        },
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(f) => Response::Errors(failure_errors(svc.id(), f)),
+    };
+    let label = outcome(&resp);
+    (label, lost_body(200, resp.encode()))
+}
