@@ -1,1 +1,257 @@
+//! # signpost-root — the root of the discovery hierarchy
+//!
+//! Holds only delegations (E.164 prefixes and email domains → authorities),
+//! answers `findService` with a `<redirect>` by longest prefix / nearest
+//! domain, `notFound` otherwise, and serves the signed table at
+//! `GET /root-table` so resolvers can keep resolving while every root is
+//! down (the RFC 8806 idea).
 
+#![forbid(unsafe_code)]
+
+pub mod config;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use signpost_net::{Ctx, Failure, Reply, Service};
+use signpost_schemas::lost::{Message, SERVICE_MIMI, Uri};
+use signpost_schemas::route::RoutingTable;
+use signpost_schemas::sp::RootTable;
+use signpost_schemas::{Clock, Limits, ListServicesResponse, Name, Path as LostPath, Redirect, Request, Response};
+use signpost_trust::sign::Verifier;
+use signpost_trust::{Role, TrustAnchor};
+
+/// A verified table, indexed for lookup, with its signed document.
+#[derive(Debug)]
+pub struct LoadedTable {
+    table: RootTable,
+    routes: RoutingTable<usize>,
+    document: Bytes,
+    etag: String,
+}
+
+impl LoadedTable {
+    /// Decodes, verifies (signature by a root-role certificate whose id is
+    /// the table's source and `expected_source`, validity at `now`) and
+    /// indexes a table document.
+    pub fn load(bytes: &[u8], verifier: &Verifier, expected_source: &Name, now: signpost_schemas::Timestamp) -> Result<LoadedTable, String> {
+        let table = RootTable::decode(bytes, &Limits::DOCUMENT).map_err(|e| format!("malformed root table: {e}"))?;
+        if table.signature.is_none() {
+            return Err("the root table is not signed (run `signpost-root table sign`)".into());
+        }
+        verifier.verify_root_table(&table, now).map_err(|e| format!("root table signature refused: {e}"))?;
+        if &table.source != expected_source {
+            return Err(format!("the table is for {} but this root is {expected_source}", table.source));
+        }
+        if table.valid_until < now {
+            return Err(format!("the table expired at {}", table.valid_until));
+        }
+        let mut routes = RoutingTable::new();
+        for (i, d) in table.delegations.iter().enumerate() {
+            routes.insert(d.cover.clone(), i);
+        }
+        let etag = format!("\"{}\"", table.serial);
+        Ok(LoadedTable { table, routes, document: Bytes::copy_from_slice(bytes), etag })
+    }
+
+    /// The table.
+    pub fn table(&self) -> &RootTable {
+        &self.table
+    }
+}
+
+/// The root's LoST service.
+#[derive(Debug)]
+pub struct RootService {
+    id: Name,
+    table: RwLock<Arc<LoadedTable>>,
+}
+
+impl RootService {
+    /// A service answering from `table`.
+    pub fn new(id: Name, table: LoadedTable) -> RootService {
+        RootService { id, table: RwLock::new(Arc::new(table)) }
+    }
+
+    /// The table in use.
+    pub fn current(&self) -> Arc<LoadedTable> {
+        match self.table.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new table, atomically for readers. A table whose serial
+    /// is lower than the current one is refused (rollback protection); the
+    /// same serial with other content too.
+    pub fn swap(&self, new: LoadedTable) -> Result<bool, String> {
+        let cur = self.current();
+        if new.table.serial < cur.table.serial {
+            return Err(format!("serial {} is older than the serving serial {}", new.table.serial, cur.table.serial));
+        }
+        if new.table.serial == cur.table.serial {
+            if new.table == cur.table {
+                return Ok(false);
+            }
+            return Err(format!("serial {} changed content without a new serial", new.table.serial));
+        }
+        let mut g = match self.table.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(new);
+        Ok(true)
+    }
+
+    fn find(&self, f: &signpost_schemas::FindService) -> Result<Response, Failure> {
+        // RFC 5222 §6 / DESIGN §3: a server whose id is already in the path
+        // answers loop and forwards nothing.
+        if let Some(p) = &f.path
+            && p.contains(&self.id)
+        {
+            return Err(Failure::Loop(format!("{} is already in the path", self.id)));
+        }
+        if let Some(s) = &f.service
+            && s.as_str() != SERVICE_MIMI
+        {
+            return Err(Failure::ServiceNotImplemented(format!("{} serves {SERVICE_MIMI} only, not {}", self.id, s.as_str())));
+        }
+        let (_, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
+        let t = self.current();
+        let Some((cover, &i)) = t.routes.lookup(csi) else {
+            return Err(Failure::NotFound {
+                message: format!("no delegation covers {}", csi.uri()),
+                negative_lifetime: t.table.negative_lifetime,
+            });
+        };
+        let Some(d) = t.table.delegations.get(i) else {
+            return Err(Failure::Internal("table index out of step".into()));
+        };
+        let Some(first) = d.authorities.first() else {
+            return Err(Failure::Internal("delegation without authority".into()));
+        };
+        // The next hop in the path would loop as well.
+        if let Some(p) = &f.path
+            && p.contains(&first.id)
+        {
+            return Err(Failure::Loop(format!("{} (the delegated authority) is already in the path", first.id)));
+        }
+        Ok(Response::Redirect(Redirect {
+            target: first.id.clone(),
+            source: self.id.clone(),
+            message: Some(Message::en(format!("{cover} is delegated to {}", first.id))),
+            delegation: d.clone(),
+        }))
+    }
+}
+
+/// Media type of `GET /root-table`.
+pub const ROOT_TABLE_CONTENT_TYPE: &str = "application/signpost-root-table+xml";
+
+impl Service for RootService {
+    fn id(&self) -> Name {
+        self.id.clone()
+    }
+
+    async fn lost(&self, req: Request, _ctx: &Ctx) -> Result<Response, Failure> {
+        match req {
+            Request::FindService(f) => self.find(&f),
+            Request::ListServices(l) => {
+                if let Some(p) = &l.path
+                    && p.contains(&self.id)
+                {
+                    return Err(Failure::Loop(format!("{} is already in the path", self.id)));
+                }
+                let services = Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default();
+                Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: LostPath::new(self.id.clone()) }))
+            }
+        }
+    }
+
+    async fn get(&self, path: &str, headers: &signpost_net::hyper::HeaderMap, _ctx: &Ctx) -> Option<Reply> {
+        if path != "/root-table" {
+            return None;
+        }
+        let t = self.current();
+        let etag = t.etag.clone();
+        let matches = headers
+            .get(signpost_net::hyper::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|x| x.trim() == etag || x.trim() == "*"));
+        Some(Reply {
+            status: if matches { 304 } else { 200 },
+            content_type: ROOT_TABLE_CONTENT_TYPE,
+            headers: vec![("etag", etag), ("cache-control", "no-cache".into())],
+            body: if matches { Bytes::new() } else { t.document.clone() },
+        })
+    }
+}
+
+/// Reads the table file and the signer certificate, verifies and loads.
+pub fn load_table_file(path: &Path, signer_pem: &[u8], anchor: &TrustAnchor, id: &Name, now: signpost_schemas::Timestamp) -> Result<LoadedTable, String> {
+    let mut v = Verifier::new(anchor.clone());
+    let key = v.add_pem(signer_pem, now).map_err(|e| format!("table signer certificate: {e}"))?;
+    if let Some(p) = v.signer(&key)
+        && p.role() != Role::Root
+    {
+        return Err(format!("table signer certificate has role {}, not root", p.role().as_str()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    LoadedTable::load(&bytes, &v, id, now).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Watches the table file (and SIGHUP) and swaps in good new versions; a
+/// bad one is logged and the current table keeps serving.
+pub async fn reload_loop(
+    svc: Arc<RootService>,
+    path: PathBuf,
+    signer_pem: Vec<u8>,
+    anchor: TrustAnchor,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+) {
+    let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let by_signal = {
+            let hup_fut = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => false,
+                _ = hup_fut => true,
+            }
+        };
+        #[cfg(not(unix))]
+        let by_signal = {
+            tokio::time::sleep(interval).await;
+            false
+        };
+        let now_stamp = stamp(&path);
+        if !by_signal && now_stamp == last {
+            continue;
+        }
+        last = now_stamp;
+        match load_table_file(&path, &signer_pem, &anchor, &svc.id, clock.now()) {
+            Ok(t) => {
+                let serial = t.table.serial;
+                match svc.swap(t) {
+                    Ok(true) => tracing::info!(serial, "root table reloaded"),
+                    Ok(false) => tracing::debug!(serial, "root table unchanged"),
+                    Err(e) => tracing::error!("root table reload refused, still serving the previous table: {e}"),
+                }
+            }
+            Err(e) => tracing::error!("root table reload refused, still serving the previous table: {e}"),
+        }
+    }
+}

@@ -1,1 +1,357 @@
-fn main(){}
+//! `signpost-root`: the root server and the root operator's tools.
+//!
+//! main is a script of phases: parse the CLI → load and check the config
+//! without binding → build → bind and log addresses → serve → drain on
+//! SIGTERM. A bad config exits 64.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use signpost_net::admin::Ready;
+use signpost_net::{Metrics, Server, bind, shutdown_signal};
+use signpost_root::config::{Config, resolve};
+use signpost_root::{RootService, load_table_file, reload_loop};
+use signpost_schemas::sp::RootTable;
+use signpost_schemas::{Clock, Limits, Name, SystemClock, Timestamp};
+use signpost_trust::ca::{Ca, LeafRequest, write_private};
+use signpost_trust::sign::Signer;
+use signpost_trust::tls::{ClientAuth, Identity, server_config};
+use signpost_trust::{Role, ScopeEntry, TrustAnchor};
+
+const EX_USAGE: u8 = 64;
+const DAY: u64 = 86_400;
+
+#[derive(Parser)]
+#[command(name = "signpost-root", version, about = "Signpost root: delegations to discovery authorities, and the root operator's CA and table tools")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The deployment's certificate authority (the trust anchor).
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
+    /// Root table tools.
+    Table {
+        #[command(subcommand)]
+        cmd: TableCmd,
+    },
+    /// Serve LoST (and the admin plane) as configured.
+    Serve {
+        /// The TOML config (see root/root.sample.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Load and check a config, its TLS material and its table; bind nothing.
+    CheckConfig {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Create a new CA: writes DIR/ca.pem and DIR/ca-key.pem (owner-only).
+    Init {
+        /// Directory to write into (created; an existing CA is never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "Signpost deployment CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u64,
+    },
+    /// Issue a certificate for a role: writes DIR/cert.pem (with the CA
+    /// certificate after it) and DIR/key.pem.
+    Issue {
+        /// The CA directory (from `ca init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// root, authority, resolver, msp, csip or admin.
+        #[arg(long)]
+        role: String,
+        /// The holder's id, e.g. dp.de.example.
+        #[arg(long)]
+        id: String,
+        /// An E.164 prefix (+49) or an email domain (example.com); repeatable.
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// An IP address to add as a SAN; repeatable.
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+        /// Overwrite an existing cert.pem / key.pem.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TableCmd {
+    /// Sign a root table with the root operator's key (in place, or to --out).
+    Sign {
+        /// The private key (key.pem of a root-role certificate).
+        #[arg(long)]
+        key: PathBuf,
+        /// The table file.
+        table: PathBuf,
+        /// Write here instead of in place.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("signpost-root: {msg}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let clock = SystemClock;
+    match cli.cmd {
+        Cmd::Ca { cmd: CaCmd::Init { out, name, days } } => {
+            let now = clock.now();
+            let ca = match Ca::generate(&name, Timestamp::from_secs(now.as_secs().saturating_sub(3600)), now.plus_secs(days * DAY)) {
+                Ok(c) => c,
+                Err(e) => return fail(1, e),
+            };
+            match ca.write_dir(&out) {
+                Ok(()) => {
+                    println!("wrote {} and {}", out.join("ca.pem").display(), out.join("ca-key.pem").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+        Cmd::Ca { cmd: CaCmd::Issue { ca, role, id, scope, out, days, ip, force } } => issue(&ca, &role, &id, &scope, &out, days, ip, force, clock.now()),
+        Cmd::Table { cmd: TableCmd::Sign { key, table, out } } => sign_table(&key, &table, out.as_deref(), clock.now()),
+        Cmd::CheckConfig { config } => match prepare(&config) {
+            Ok(p) => {
+                let t = p.service.current();
+                println!(
+                    "configuration OK: root {} with table serial {} ({} delegations, valid until {})",
+                    p.cfg.id,
+                    t.table().serial,
+                    t.table().delegations.len(),
+                    t.table().valid_until
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EX_USAGE, e),
+        },
+        Cmd::Serve { config } => {
+            let p = match prepare(&config) {
+                Ok(p) => p,
+                Err(e) => return fail(EX_USAGE, e),
+            };
+            init_logging(&p.cfg);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(1, e),
+            };
+            match rt.block_on(serve(p)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(1, e),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u64, ip: Vec<IpAddr>, force: bool, now: Timestamp) -> ExitCode {
+    let role: Role = match role.parse() {
+        Ok(r) => r,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let id = match Name::parse(id) {
+        Ok(n) => n,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let scope: Vec<ScopeEntry> = match scope.iter().map(|s| ScopeEntry::parse(s)).collect() {
+        Ok(s) => s,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let ca = match Ca::load_dir(ca) {
+        Ok(c) => c,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    if !force && (out.join("key.pem").exists() || out.join("cert.pem").exists()) {
+        return fail(EX_USAGE, format!("{} already holds a certificate; pass --force to replace it", out.display()));
+    }
+    let req = LeafRequest {
+        role,
+        id,
+        scope,
+        not_before: Timestamp::from_secs(now.as_secs().saturating_sub(3600)),
+        not_after: now.plus_secs(days * DAY),
+        ip_sans: ip,
+    };
+    let issued = match ca.issue(&req) {
+        Ok(i) => i,
+        Err(e) => return fail(1, e),
+    };
+    let written = std::fs::create_dir_all(out)
+        .and_then(|()| std::fs::write(out.join("cert.pem"), &issued.chain_pem))
+        .and_then(|()| write_private(&out.join("key.pem"), &issued.key_pem));
+    match written {
+        Ok(()) => {
+            println!("wrote {} and {}", out.join("cert.pem").display(), out.join("key.pem").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, format!("{}: {e}", out.display())),
+    }
+}
+
+fn sign_table(key: &Path, table: &Path, out: Option<&Path>, now: Timestamp) -> ExitCode {
+    let signer = match std::fs::read(key).map_err(|e| e.to_string()).and_then(|b| Signer::from_pem(&b).map_err(|e| e.to_string())) {
+        Ok(s) => s,
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", key.display())),
+    };
+    let bytes = match std::fs::read(table) {
+        Ok(b) => b,
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", table.display())),
+    };
+    let mut t = match RootTable::decode(&bytes, &Limits::DOCUMENT) {
+        Ok(t) => t,
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", table.display())),
+    };
+    if t.valid_until <= now {
+        return fail(EX_USAGE, format!("{}: validUntil {} is in the past", table.display(), t.valid_until));
+    }
+    let until = t.valid_until;
+    if let Err(e) = signer.sign_root_table(&mut t, now, until) {
+        return fail(1, e);
+    }
+    let dest = out.unwrap_or(table);
+    // Write beside and rename, so a watching server never reads half a file.
+    let tmp = dest.with_extension("xml.tmp");
+    match std::fs::write(&tmp, t.encode()).and_then(|()| std::fs::rename(&tmp, dest)) {
+        Ok(()) => {
+            println!("signed {} (serial {}, key {}, valid until {})", dest.display(), t.serial, signer.key_id().as_str(), until);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, format!("{}: {e}", dest.display())),
+    }
+}
+
+struct Prepared {
+    cfg: Config,
+    service: Arc<RootService>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    anchor: Option<TrustAnchor>,
+    table_path: PathBuf,
+    signer_pem: Vec<u8>,
+}
+
+fn read(base: &Path, p: &Path) -> Result<Vec<u8>, String> {
+    let p = resolve(base, p);
+    std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Loads everything a server needs, binding nothing.
+fn prepare(config: &Path) -> Result<Prepared, String> {
+    let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
+    let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+    let now = SystemClock.now();
+    let (tls, anchor, default_signer) = match &cfg.tls {
+        Some(t) => {
+            let anchor = TrustAnchor::from_pem(&read(&base, &t.ca)?).map_err(|e| format!("tls.ca: {e}"))?;
+            let cert = read(&base, &t.cert)?;
+            let identity = Identity::from_pem(&cert, &read(&base, &t.key)?).map_err(|e| format!("tls: {e}"))?;
+            let peer = signpost_trust::peer::validate(&anchor, &identity.chain, now, signpost_trust::peer::Usage::Server)
+                .map_err(|e| format!("tls.cert: {e}"))?;
+            if peer.id() != &id {
+                return Err(format!("tls.cert is for {}, but id = {:?}", peer.id(), cfg.id));
+            }
+            let auth = match t.client_auth.as_str() {
+                "required" => ClientAuth::Required,
+                "optional" => ClientAuth::Optional,
+                _ => ClientAuth::None,
+            };
+            let sc = server_config(&identity, &anchor, auth).map_err(|e| e.to_string())?;
+            (Some(Arc::new(sc)), Some(anchor), Some(cert))
+        }
+        None => (None, None, None),
+    };
+    let signer_pem = match (&cfg.table.signer_cert, default_signer) {
+        (Some(p), _) => read(&base, p)?,
+        (None, Some(c)) => c,
+        (None, None) => return Err("table.signer_cert is required when TLS is off".into()),
+    };
+    let anchor_for_table = match (&anchor, &cfg.tls) {
+        (Some(a), _) => a.clone(),
+        (None, _) => return Err("a trust anchor ([tls] ca) is required to verify the table".into()),
+    };
+    let table_path = resolve(&base, &cfg.table.path);
+    let table = load_table_file(&table_path, &signer_pem, &anchor_for_table, &id, now)?;
+    Ok(Prepared { service: Arc::new(RootService::new(id, table)), tls, anchor, table_path, signer_pem, cfg })
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.clone()));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+async fn serve(p: Prepared) -> Result<(), String> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::new());
+    let ready = Ready::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let lost = bind(p.cfg.listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", p.cfg.listen.lost))?;
+    let admin = match p.cfg.listen.admin {
+        Some(a) => Some(bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?),
+        None => None,
+    };
+    let t = p.service.current();
+    tracing::info!(serial = t.table().serial, delegations = t.table().delegations.len(), "root table loaded");
+    tokio::spawn(reload_loop(
+        p.service.clone(),
+        p.table_path.clone(),
+        p.signer_pem.clone(),
+        p.anchor.clone().ok_or("no trust anchor")?,
+        clock.clone(),
+        Duration::from_millis(p.cfg.table.reload_interval_ms),
+    ));
+    if let Some(a) = admin {
+        tokio::spawn(signpost_net::admin::serve(a, metrics.clone(), ready.clone(), stop()));
+    }
+    let server = Server::new(p.service.clone(), p.tls.clone(), p.anchor.clone(), p.cfg.limits.to_limits(), metrics, clock);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    ready.set();
+    server.serve(lost, stop()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use signpost_schemas::{DecodeError, ErrorKind, Errors, Issue, Name, Request, Response};
 use signpost_trust::Peer;
 
+pub use hyper;
 pub use metrics::Metrics;
 pub use server::{Limits, Server, bind, shutdown_signal};
 

@@ -5,8 +5,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The schemas crate's directory (this file is also used by other crates'
+/// tests through `#[path]`).
 pub fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if here.join("rng/sp-defs.rng").exists() {
+        return here;
+    }
+    for up in ["../schemas", "../../schemas"] {
+        if here.join(up).join("rng/sp-defs.rng").exists() {
+            return here.join(up).canonicalize().unwrap();
+        }
+    }
+    panic!("cannot find the schemas crate from {}", here.display())
 }
 
 /// The official LoST schema: `$SIGNPOST_LOST_RNG`, else the copy in

@@ -1,0 +1,445 @@
+//! The real `signpost-root` binary on 127.0.0.1:0 with real TLS, driven
+//! through the real client: PKI made by its own `ca` commands, a table
+//! signed by `table sign`, answers checked and validated with xmllint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+#[path = "../../schemas/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use signpost_net::client::Client;
+use signpost_schemas::lost::{Endpoint, Location, Path as LostPath, Uri};
+use signpost_schemas::sp::RootTable;
+use signpost_schemas::{Csi, ErrorKind, FindService, Limits, Name, Request, Response};
+use signpost_trust::TrustAnchor;
+use signpost_trust::sign::Verifier;
+use signpost_trust::tls::{Identity, client_config};
+
+const BIN: &str = env!("CARGO_BIN_EXE_signpost-root");
+const ROOT_ID: &str = "root.test.example";
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |s: &str| dir.path().join(s).display().to_string();
+        ok(&["ca", "init", "--out", &d("ca")]);
+        ok(&["ca", "issue", "--ca", &d("ca"), "--role", "root", "--id", ROOT_ID, "--out", &d("root")]);
+        ok(&["ca", "issue", "--ca", &d("ca"), "--role", "resolver", "--id", "resolver.carrier.example", "--out", &d("resolver")]);
+        ok(&["ca", "issue", "--ca", &d("ca"), "--role", "authority", "--id", "dp.de.example", "--scope", "+49", "--out", &d("dp")]);
+        Pki { dir }
+    }
+    fn path(&self, s: &str) -> PathBuf {
+        self.dir.path().join(s)
+    }
+    fn anchor(&self) -> TrustAnchor {
+        TrustAnchor::from_pem(&std::fs::read(self.path("ca/ca.pem")).unwrap()).unwrap()
+    }
+    fn client(&self, who: Option<&str>) -> Client {
+        let id = who.map(|w| {
+            Identity::from_pem(&std::fs::read(self.path(&format!("{w}/cert.pem"))).unwrap(), &std::fs::read(self.path(&format!("{w}/key.pem"))).unwrap()).unwrap()
+        });
+        Client::new(Arc::new(client_config(&self.anchor(), id.as_ref()).unwrap()), Duration::from_secs(5))
+    }
+    fn write_table(&self, serial: u64, extra: &str) {
+        let t = format!(
+            r#"<sp:rootTable xmlns:sp="urn:signpost:params:xml:ns:disc1" source="{ROOT_ID}" serial="{serial}" validUntil="2099-01-01T00:00:00Z" negativeLifetime="120">
+  <sp:delegation prefix="+49" lifetime="86400"><sp:authority id="dp.de.example"><sp:endpoint url="https://127.0.0.1:7402/lost"/></sp:authority></sp:delegation>
+  <sp:delegation prefix="+1" lifetime="86400"><sp:authority id="dp.nanp.example"><sp:endpoint url="https://127.0.0.1:7404/lost"/></sp:authority></sp:delegation>
+  <sp:delegation prefix="+1204" lifetime="600"><sp:authority id="dp.mb.example"><sp:endpoint url="https://127.0.0.1:7405/lost"/></sp:authority></sp:delegation>
+  <sp:delegation domain="mail.example" includeSubdomains="true" lifetime="3600"><sp:authority id="dp.mail.example"><sp:endpoint url="https://127.0.0.1:7403/lost"/></sp:authority></sp:delegation>
+  <sp:delegation domain="corp.example" lifetime="3600"><sp:authority id="dp.corp.example"><sp:endpoint url="https://[::1]:7406/lost"/></sp:authority></sp:delegation>
+  {extra}
+</sp:rootTable>"#
+        );
+        let tmp = self.path("new-table.xml");
+        std::fs::write(&tmp, t).unwrap();
+        ok(&["table", "sign", "--key", &self.path("root/key.pem").display().to_string(), &tmp.display().to_string()]);
+        std::fs::rename(&tmp, self.path("root-table.xml")).unwrap();
+    }
+    fn config(&self, client_auth: &str, reload_ms: u64) -> PathBuf {
+        let c = format!(
+            r#"id = "{ROOT_ID}"
+[listen]
+lost = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+[tls]
+ca = "ca/ca.pem"
+cert = "root/cert.pem"
+key = "root/key.pem"
+client_auth = "{client_auth}"
+[table]
+path = "root-table.xml"
+reload_interval_ms = {reload_ms}
+[limits]
+max_body = 8192
+max_connections = 64
+handshake_timeout_ms = 2000
+header_read_timeout_ms = 5000
+request_timeout_ms = 5000
+drain_grace_ms = 2000
+"#
+        );
+        let p = self.path(&format!("root-{client_auth}-{reload_ms}.toml"));
+        std::fs::write(&p, c).unwrap();
+        p
+    }
+}
+
+struct Running {
+    child: Child,
+    lost: SocketAddr,
+    admin: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(config: &Path) -> Running {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", &config.display().to_string()])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let find = |kind: &str| -> Option<SocketAddr> {
+            log.lock().unwrap().iter().find_map(|l| l.split(&format!("listening for {kind} on ")).nth(1).map(|a| a.trim().parse().unwrap()))
+        };
+        loop {
+            if let (Some(lost), Some(admin)) = (find("lost"), find("admin")) {
+                return Running { child, lost, admin, log };
+            }
+            assert!(Instant::now() < deadline, "server did not start: {:?}", log.lock().unwrap());
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("server exited with {st}: {:?}", log.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::parse(&format!("https://{}/lost", self.lost)).unwrap()
+    }
+    fn admin_get(&self, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(self.admin).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+    fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(csi: &str) -> FindService {
+    FindService::for_csi(Csi::from_wire(csi).unwrap(), false)
+}
+
+async fn ask(c: &Client, r: &Running, req: &Request, docs: &mut Vec<(String, String)>) -> Response {
+    let a = c.post_lost(&r.endpoint(), &Name::parse(ROOT_ID).unwrap(), Bytes::from(req.encode())).await.unwrap();
+    assert_eq!(a.status, 200);
+    let body = String::from_utf8(a.body.to_vec()).unwrap();
+    docs.push((format!("answer to {req:?}"), body.clone()));
+    Response::decode(body.as_bytes(), &Limits::MESSAGE).unwrap()
+}
+
+fn redirect_target(r: &Response) -> (String, String) {
+    match r {
+        Response::Redirect(x) => (x.target.to_string(), x.delegation.cover.to_string()),
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+}
+
+fn error_kind(r: &Response) -> ErrorKind {
+    match r {
+        Response::Errors(e) => e.kind().unwrap(),
+        other => panic!("expected errors, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_answers_over_mtls() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let r = Running::start(&pki.config("required", 1000));
+    let c = pki.client(Some("resolver"));
+    let mut docs = Vec::new();
+
+    // Longest prefix: +49, +1204 beside +1.
+    let a = ask(&c, &r, &Request::FindService(find("tel:+4915112345678")), &mut docs).await;
+    assert_eq!(redirect_target(&a), ("dp.de.example".into(), "+49".into()));
+    if let Response::Redirect(x) = &a {
+        assert_eq!(x.source.as_str(), ROOT_ID);
+        assert_eq!(x.delegation.lifetime, 86400);
+        assert_eq!(x.delegation.authorities[0].endpoints[0].as_str(), "https://127.0.0.1:7402/lost");
+    }
+    let a = ask(&c, &r, &Request::FindService(find("tel:+12045550123")), &mut docs).await;
+    assert_eq!(redirect_target(&a), ("dp.mb.example".into(), "+1204".into()));
+    let a = ask(&c, &r, &Request::FindService(find("tel:+12125550123")), &mut docs).await;
+    assert_eq!(redirect_target(&a), ("dp.nanp.example".into(), "+1".into()));
+    // Email domains: exact, subdomain with includeSubdomains, and without.
+    let a = ask(&c, &r, &Request::FindService(find("mailto:alice@mail.example")), &mut docs).await;
+    assert_eq!(redirect_target(&a).0, "dp.mail.example");
+    let a = ask(&c, &r, &Request::FindService(find("mailto:alice@eu.mail.example")), &mut docs).await;
+    assert_eq!(redirect_target(&a), ("dp.mail.example".into(), "*.mail.example".into()));
+    let a = ask(&c, &r, &Request::FindService(find("mailto:bob@corp.example")), &mut docs).await;
+    assert_eq!(redirect_target(&a).0, "dp.corp.example");
+    let a = ask(&c, &r, &Request::FindService(find("mailto:bob@x.corp.example")), &mut docs).await;
+    assert_eq!(error_kind(&a), ErrorKind::NotFound);
+    // No delegation: notFound with the negative lifetime.
+    let a = ask(&c, &r, &Request::FindService(find("tel:+33612345678")), &mut docs).await;
+    match &a {
+        Response::Errors(e) => {
+            assert_eq!(e.kind(), Some(ErrorKind::NotFound));
+            assert_eq!(e.negative_lifetime, Some(120));
+            assert_eq!(e.source.as_str(), ROOT_ID);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Wrong profile.
+    let mut geo = find("tel:+4915112345678");
+    geo.locations = vec![Location::Other { id: "g".into(), profile: Some("geodetic-2d".into()) }];
+    let a = ask(&c, &r, &Request::FindService(geo), &mut docs).await;
+    assert_eq!(error_kind(&a), ErrorKind::LocationProfileUnrecognized);
+    // Another service.
+    let mut svc = find("tel:+4915112345678");
+    svc.service = Some(Uri::parse("urn:service:sos").unwrap());
+    assert_eq!(error_kind(&ask(&c, &r, &Request::FindService(svc), &mut docs).await), ErrorKind::ServiceNotImplemented);
+    // Loops: our own id, or the next hop's, in the path.
+    let mut l = find("tel:+4915112345678");
+    l.path = Some(LostPath::new(Name::parse(ROOT_ID).unwrap()));
+    assert_eq!(error_kind(&ask(&c, &r, &Request::FindService(l), &mut docs).await), ErrorKind::Loop);
+    let mut l = find("tel:+4915112345678");
+    l.path = Some(LostPath::new(Name::parse("dp.de.example").unwrap()));
+    assert_eq!(error_kind(&ask(&c, &r, &Request::FindService(l), &mut docs).await), ErrorKind::Loop);
+    // A path without us is fine.
+    let mut l = find("tel:+4915112345678");
+    l.path = Some(LostPath::new(Name::parse("resolver.carrier.example").unwrap()));
+    assert_eq!(redirect_target(&ask(&c, &r, &Request::FindService(l), &mut docs).await).0, "dp.de.example");
+    // listServices.
+    let a = ask(&c, &r, &Request::ListServices(signpost_schemas::ListServices { service: None, path: None }), &mut docs).await;
+    assert!(matches!(a, Response::Services(ref s) if s.services[0].as_str() == "urn:service:mimi"));
+
+    // Bad XML: badRequest in a 200 body.
+    let root = Name::parse(ROOT_ID).unwrap();
+    let a = c.post_lost(&r.endpoint(), &root, Bytes::from_static(b"<findService xmlns=\"urn:ietf:params:xml:ns:lost1\"><loc")).await.unwrap();
+    assert_eq!(a.status, 200);
+    let body = String::from_utf8(a.body.to_vec()).unwrap();
+    assert_eq!(error_kind(&Response::decode(body.as_bytes(), &Limits::MESSAGE).unwrap()), ErrorKind::BadRequest);
+    docs.push(("bad xml".into(), body));
+    // Oversized body: 413 with a LoST body.
+    let big = format!("<findService xmlns=\"urn:ietf:params:xml:ns:lost1\">{}</findService>", " ".repeat(20_000));
+    let a = c.post_lost(&r.endpoint(), &root, Bytes::from(big)).await.unwrap();
+    assert_eq!(a.status, 413);
+    docs.push(("413".into(), String::from_utf8(a.body.to_vec()).unwrap()));
+    // Wrong content type: 415; wrong method: 405 with Allow.
+    let a = c.raw(&r.endpoint(), &root, signpost_net::hyper::Method::POST, "text/xml", Bytes::from(Request::FindService(find("tel:+4915112345678")).encode())).await.unwrap();
+    assert_eq!(a.status, 415);
+    docs.push(("415".into(), String::from_utf8(a.body.to_vec()).unwrap()));
+    let a = c.raw(&r.endpoint(), &root, signpost_net::hyper::Method::PUT, "application/lost+xml", Bytes::new()).await.unwrap();
+    assert_eq!(a.status, 405);
+    assert_eq!(a.headers.get("allow").unwrap(), "POST");
+
+    // GET /root-table with ETag, 304 on If-None-Match; the body verifies.
+    let a = c.get(&r.endpoint(), &root, "/root-table", &[]).await.unwrap();
+    assert_eq!(a.status, 200);
+    let etag = a.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(etag, "\"1\"");
+    let t = RootTable::decode(&a.body, &Limits::DOCUMENT).unwrap();
+    let mut v = Verifier::new(pki.anchor());
+    v.add_pem(&std::fs::read(pki.path("root/cert.pem")).unwrap(), signpost_schemas::Clock::now(&signpost_schemas::SystemClock)).unwrap();
+    assert!(v.verify_root_table(&t, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)).is_ok());
+    let a = c.get(&r.endpoint(), &root, "/root-table", &[("if-none-match", etag)]).await.unwrap();
+    assert_eq!(a.status, 304);
+    assert!(a.body.is_empty());
+
+    // Every answer is valid LoST, with valid sp extensions.
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+
+    // Admin plane.
+    assert!(r.admin_get("/healthz").starts_with("HTTP/1.1 200"));
+    assert!(r.admin_get("/readyz").starts_with("HTTP/1.1 200"));
+    let m = r.admin_get("/metrics");
+    let redirects: u64 = m.lines().find(|l| l.starts_with("signpost_requests_total{outcome=\"redirect\"}")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(redirects, 7, "{m}");
+    assert!(m.contains("signpost_request_duration_seconds_bucket"));
+    // No identifier in the logs at the default level.
+    assert!(!r.logged("4915112345678") && !r.logged("alice@"), "{:?}", r.log.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_is_required_where_configured() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let r = Running::start(&pki.config("required", 1000));
+    let root = Name::parse(ROOT_ID).unwrap();
+    let req = Bytes::from(Request::FindService(find("tel:+4915112345678")).encode());
+    // No client certificate: the handshake is refused.
+    let e = pki.client(None).post_lost(&r.endpoint(), &root, req.clone()).await.unwrap_err();
+    assert!(matches!(e, signpost_net::client::ClientError::Tls(..) | signpost_net::client::ClientError::Http(_)), "{e:?}");
+    // A certificate from another CA: refused too.
+    let other = tempfile::tempdir().unwrap();
+    let d = |s: &str| other.path().join(s).display().to_string();
+    ok(&["ca", "init", "--out", &d("ca")]);
+    ok(&["ca", "issue", "--ca", &d("ca"), "--role", "resolver", "--id", "resolver.rogue.example", "--out", &d("r")]);
+    let id = Identity::from_pem(&std::fs::read(other.path().join("r/cert.pem")).unwrap(), &std::fs::read(other.path().join("r/key.pem")).unwrap()).unwrap();
+    let rogue = Client::new(Arc::new(client_config(&pki.anchor(), Some(&id)).unwrap()), Duration::from_secs(5));
+    assert!(rogue.post_lost(&r.endpoint(), &root, req.clone()).await.is_err());
+    // The server's certificate is checked against the expected id.
+    let e = pki.client(Some("resolver")).post_lost(&r.endpoint(), &Name::parse("other.example").unwrap(), req.clone()).await.unwrap_err();
+    assert!(matches!(e, signpost_net::client::ClientError::Tls(..)), "{e:?}");
+    // With a certificate from the anchor: answered.
+    assert_eq!(pki.client(Some("resolver")).post_lost(&r.endpoint(), &root, req).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_good_tables_and_keeps_serving_on_bad_ones() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let r = Running::start(&pki.config("required", 100));
+    let c = pki.client(Some("resolver"));
+    let mut docs = Vec::new();
+    let fr = Request::FindService(find("tel:+33612345678"));
+    assert_eq!(error_kind(&ask(&c, &r, &fr, &mut docs).await), ErrorKind::NotFound);
+
+    // A good new table (higher serial, adds +33) is picked up.
+    pki.write_table(2, r#"<sp:delegation prefix="+33" lifetime="60"><sp:authority id="dp.fr.example"><sp:endpoint url="https://127.0.0.1:7407/lost"/></sp:authority></sp:delegation>"#);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if matches!(ask(&c, &r, &fr, &mut docs).await, Response::Redirect(_)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new table never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An unsigned table is refused; the previous one keeps serving.
+    std::fs::write(pki.path("root-table.xml"), std::fs::read(pki.path("root-table.xml")).unwrap().split(|&b| b == b'\n').filter(|l| !l.starts_with(b"<sp:signature") && !String::from_utf8_lossy(l).contains("sp:signature")).collect::<Vec<_>>().join(&b'\n')).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !r.logged("reload refused") {
+        assert!(Instant::now() < deadline, "bad table not noticed: {:?}", r.log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(ask(&c, &r, &fr, &mut docs).await, Response::Redirect(_)));
+    // A validly signed table with an older serial is refused as a rollback.
+    pki.write_table(1, "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !r.logged("older than the serving serial") {
+        assert!(Instant::now() < deadline, "rollback not refused: {:?}", r.log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(ask(&c, &r, &fr, &mut docs).await, Response::Redirect(_)));
+    // Requests kept being answered throughout.
+    assert!(docs.iter().all(|(_, b)| Response::decode(b.as_bytes(), &Limits::MESSAGE).is_ok()));
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_drains() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    // File polling every 10 minutes: only SIGHUP can bring the change in.
+    let mut r = Running::start(&pki.config("required", 600_000));
+    let c = pki.client(Some("resolver"));
+    let mut docs = Vec::new();
+    let fr = Request::FindService(find("tel:+33612345678"));
+    pki.write_table(5, r#"<sp:delegation prefix="+33" lifetime="60"><sp:authority id="dp.fr.example"><sp:endpoint url="https://127.0.0.1:7407/lost"/></sp:authority></sp:delegation>"#);
+    assert_eq!(error_kind(&ask(&c, &r, &fr, &mut docs).await), ErrorKind::NotFound);
+    let pid = r.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(ask(&c, &r, &fr, &mut docs).await, Response::Redirect(_)) {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = r.child.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(r.logged("shutting down"));
+}
+
+#[test]
+fn check_config_and_samples() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let cfg = pki.config("required", 1000);
+    let o = run(&["check-config", "--config", &cfg.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("table serial 1"));
+    // An unknown key is refused with exit 64, naming it.
+    let bad = pki.path("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("[table]", "[table]\nreload_intervall_ms = 5")).unwrap();
+    let o = run(&["check-config", "--config", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reload_intervall_ms"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A table signed by a non-root key is refused.
+    let t = pki.path("root-table.xml");
+    ok(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), &t.display().to_string()]);
+    let o = run(&["check-config", "--config", &cfg.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("signature refused"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Every sample config in the repository parses strictly, and an added
+    // unknown key is refused.
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("root.sample.toml");
+    signpost_root::config::Config::load(&sample).unwrap();
+    let text = std::fs::read_to_string(&sample).unwrap();
+    let p = pki.path("sample-plus.toml");
+    std::fs::write(&p, format!("{text}\nunknown_key = 1\n")).unwrap();
+    assert!(signpost_root::config::Config::load(&p).unwrap_err().to_string().contains("unknown_key"));
+    // The sample table decodes and validates against the sp schema.
+    let st = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("root-table.sample.xml")).unwrap();
+    RootTable::decode(&st, &Limits::DOCUMENT).unwrap();
+    assert_eq!(common::xmllint(&common::sp_rng(), &[("sample table".into(), String::from_utf8(st).unwrap())]), Vec::<String>::new());
+    // CLI errors name the problem.
+    let o = run(&["ca", "issue", "--ca", &pki.path("ca").display().to_string(), "--role", "wizard", "--id", "x.example", "--out", &pki.path("w").display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown role"));
+    let o = run(&["ca", "issue", "--ca", &pki.path("ca").display().to_string(), "--role", "authority", "--id", "x.example", "--scope", "+4a", "--out", &pki.path("w").display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    let o = run(&["ca", "init", "--out", &pki.path("ca").display().to_string()]);
+    assert!(!o.status.success(), "ca init must not overwrite a CA");
+}
