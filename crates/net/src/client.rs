@@ -106,6 +106,7 @@ fn parse(url: &str) -> Result<(Target, String), ClientError> {
     Ok((Target { https, authority: with_port, connect }, path.to_owned()))
 }
 
+/// Keyed by scheme + authority and the expected server id.
 type Pool = HashMap<(String, Name), SendRequest<Full<Bytes>>>;
 
 /// The pooled client.
@@ -172,7 +173,8 @@ impl Client {
     }
 
     async fn send_once(&self, t: &Target, server: &Name, req: hyper::Request<Full<Bytes>>) -> Result<Answer, ClientError> {
-        let key = (t.authority.clone(), server.clone());
+        let scheme = if t.https { "https://" } else { "http://" };
+        let key = (format!("{scheme}{}", t.authority), server.clone());
         let mut tx = match self.pooled(&key) {
             Some(tx) => tx,
             None => {
