@@ -1,0 +1,543 @@
+//! The authority's decisions: answers (with recipient preferences), the
+//! provisioning rules per role, the number lifecycle, and signing when
+//! content changes (never per response).
+
+use std::sync::{Arc, RwLock};
+
+use signpost_net::Failure;
+use signpost_schemas::lost::{
+    AuthorityRef, Cover, Delegation, Endpoint, Epoch, MappingBody, NoProvidersReason, ProviderEntry, SERVICE_MIMI, Uri,
+};
+use signpost_schemas::route::RoutingTable;
+use signpost_schemas::sp::{ChangeOp, EntryRecord, Provision, ProvisionResult, Subject, Visibility, range_end};
+use signpost_schemas::{
+    Clock, Csi, E164, Expires, FindService, FindServiceResponse, Mapping, Message, Name, Path, Redirect, Response,
+    Timestamp,
+};
+use signpost_trust::sign::Signer;
+use signpost_trust::{Peer, Role, ScopeEntry};
+use tokio::sync::{Mutex, watch};
+
+use crate::model::{NumberRecord, State, StoredEntry};
+use crate::store::{Commit, Store, StoreError};
+
+/// What an authority is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Its id (the `source` of its mappings; the id in its certificate).
+    pub id: Name,
+    /// What it is authoritative for (from its certificate).
+    pub scope: Vec<ScopeEntry>,
+    /// Cache lifetime of a mapping (seconds), capped by the signature.
+    pub mapping_ttl: u32,
+    /// Cache lifetime of a notFound (seconds).
+    pub negative_ttl: u32,
+    /// How long a signature vouches for content (seconds).
+    pub signature_validity: u64,
+    /// Signatures closer than this to their end are renewed when read.
+    pub renew_before: u64,
+    /// Where out-of-scope queries are sent ("back to the forest guide").
+    pub root: Option<AuthorityRef>,
+}
+
+/// Why a provisioning request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisionError {
+    /// The caller's role or scope does not allow it (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The number's state does not allow it (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage or signing failed (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ProvisionError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProvisionError::Forbidden(_) => 403,
+            ProvisionError::Conflict(_) => 409,
+            ProvisionError::BadRequest(_) => 400,
+            ProvisionError::Internal(_) => 500,
+        }
+    }
+    /// The LoST error element of the body.
+    pub fn kind(&self) -> signpost_schemas::ErrorKind {
+        use signpost_schemas::ErrorKind as K;
+        match self {
+            ProvisionError::Forbidden(_) => K::Forbidden,
+            ProvisionError::Conflict(_) | ProvisionError::BadRequest(_) => K::BadRequest,
+            ProvisionError::Internal(_) => K::InternalError,
+        }
+    }
+}
+
+impl From<StoreError> for ProvisionError {
+    fn from(e: StoreError) -> Self {
+        ProvisionError::Internal(e.to_string())
+    }
+}
+
+/// An authority.
+pub struct Authority<S: Store> {
+    settings: Settings,
+    store: S,
+    signer: Signer,
+    clock: Arc<dyn Clock>,
+    write: Mutex<()>,
+    delegations: RwLock<Arc<RoutingTable<Delegation>>>,
+    head: watch::Sender<u64>,
+}
+
+impl<S: Store> std::fmt::Debug for Authority<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").field("id", &self.settings.id).finish()
+    }
+}
+
+fn in_scope(scope: &[ScopeEntry], csi: &Csi) -> bool {
+    scope.iter().any(|s| s.covers(csi))
+}
+
+fn forbidden(m: impl Into<String>) -> ProvisionError {
+    ProvisionError::Forbidden(m.into())
+}
+
+impl<S: Store> Authority<S> {
+    /// Opens an authority over a store.
+    pub async fn new(settings: Settings, store: S, signer: Signer, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let mut table = RoutingTable::new();
+        for d in store.delegations().await? {
+            table.insert(d.cover.clone(), d);
+        }
+        let (head, _) = watch::channel(store.head().await?);
+        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), delegations: RwLock::new(Arc::new(table)), head })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// The newest committed sequence number, as it changes.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+    /// The clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn routes(&self) -> Arc<RoutingTable<Delegation>> {
+        match self.delegations.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Answers
+
+    /// Answers a findService (the shell has decoded it).
+    pub async fn answer(&self, f: &FindService) -> Result<Response, Failure> {
+        let id = &self.settings.id;
+        if let Some(p) = &f.path
+            && p.contains(id)
+        {
+            return Err(Failure::Loop(format!("{id} is already in the path")));
+        }
+        if let Some(s) = &f.service
+            && s.as_str() != SERVICE_MIMI
+        {
+            return Err(Failure::ServiceNotImplemented(format!("{id} serves {SERVICE_MIMI} only")));
+        }
+        let (loc, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
+        if let Some(d) = self.routes().lookup_value(csi) {
+            return self.redirect(f, d.clone(), format!("{} is delegated", d.cover));
+        }
+        if !in_scope(&self.settings.scope, csi) {
+            return match &self.settings.root {
+                Some(root) => {
+                    let cover = match csi {
+                        Csi::E164(n) => Cover::Prefix(signpost_schemas::E164Prefix::parse(&format!("+{}", n.digits())).map_err(|e| Failure::Internal(e.to_string()))?),
+                        Csi::Email(e) => Cover::Domain { domain: e.domain().clone(), include_subdomains: false },
+                    };
+                    let d = Delegation { cover, lifetime: 60, authorities: vec![root.clone()] };
+                    self.redirect(f, d, format!("{id} is not authoritative for this identifier; ask the root"))
+                }
+                None => Err(Failure::NotFound {
+                    message: format!("{id} is not authoritative for {}", csi.uri()),
+                    negative_lifetime: self.settings.negative_ttl,
+                }),
+            };
+        }
+        let now = self.clock.now();
+        let not_found = || Failure::NotFound {
+            message: format!("{} is not discoverable", csi.uri()),
+            negative_lifetime: self.settings.negative_ttl,
+        };
+        let Some(mut rec) = self.store.get(csi).await.map_err(|e| Failure::Internal(e.to_string()))? else {
+            return Err(not_found());
+        };
+        if matches!(rec.state, State::Released) || rec.entries.is_empty() {
+            return Err(not_found());
+        }
+        let renew_at = now.plus_secs(self.settings.renew_before);
+        let stale = rec.entries.iter().map(|e| &e.signed).chain(rec.none.iter()).any(|m| m.signature.as_ref().is_none_or(|s| s.valid_until < renew_at));
+        if stale {
+            rec = self.renew(csi).await.map_err(|e| Failure::Internal(e.to_string()))?;
+        }
+        let ctx = f.context.as_ref();
+        let mut visible: Vec<&StoredEntry> = rec
+            .entries
+            .iter()
+            .filter(|e| match &e.record.visibility {
+                Visibility::All => true,
+                Visibility::Only(list) => ctx.and_then(|c| c.sender_provider.as_ref()).is_some_and(|s| list.contains(s)),
+            })
+            .filter(|e| match ctx {
+                Some(c) if !c.tags.is_empty() && !e.record.tags.is_empty() => e.record.tags.iter().any(|t| c.tags.contains(t)),
+                _ => true,
+            })
+            .collect();
+        visible.sort_by_key(|e| e.record.priority);
+        let cap = |m: &Mapping| {
+            let mut m = m.clone();
+            let until = m.signature.as_ref().map_or(now, |s| s.valid_until);
+            m.expires = Expires::At(now.plus_secs(u64::from(self.settings.mapping_ttl)).min(until));
+            m
+        };
+        let mappings: Vec<Mapping> = if visible.is_empty() {
+            match &rec.none {
+                Some(m) => vec![cap(m)],
+                None => return Err(not_found()),
+            }
+        } else {
+            visible.iter().map(|e| cap(&e.signed)).collect()
+        };
+        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path: Path::new(id.clone()), location_used: Some(loc.to_owned()) }))
+    }
+
+    fn redirect(&self, f: &FindService, d: Delegation, why: String) -> Result<Response, Failure> {
+        let Some(first) = d.authorities.first() else {
+            return Err(Failure::Internal("delegation without authority".into()));
+        };
+        if let Some(p) = &f.path
+            && p.contains(&first.id)
+        {
+            return Err(Failure::Loop(format!("{} (the next hop) is already in the path", first.id)));
+        }
+        Ok(Response::Redirect(Redirect { target: first.id.clone(), source: self.settings.id.clone(), message: Some(Message::en(why)), delegation: d }))
+    }
+
+    // ------------------------------------------------------------------
+    // Signing
+
+    fn sign_entry(&self, csi: &Csi, r: &EntryRecord, epoch: Epoch, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
+        let mut m = Mapping {
+            expires: Expires::NoCache,
+            last_updated,
+            source: self.settings.id.clone(),
+            source_id: format!("{}.e{}", r.provider, epoch.0),
+            display_names: r.display_name.iter().cloned().collect(),
+            service: Uri::parse(SERVICE_MIMI).ok(),
+            uris: r.uris.clone(),
+            body: MappingBody::Provider(ProviderEntry {
+                id: r.provider.clone(),
+                priority: r.priority,
+                tags: r.tags.clone(),
+                assurance: r.assurance,
+                epoch,
+            }),
+            signature: None,
+        };
+        self.signer
+            .sign_mapping(csi, &mut m, now, now.plus_secs(self.settings.signature_validity))
+            .map_err(|e| ProvisionError::Internal(e.to_string()))?;
+        Ok(m)
+    }
+
+    fn sign_none(&self, csi: &Csi, epoch: Epoch, now: Timestamp) -> Result<Mapping, ProvisionError> {
+        let mut m = Mapping {
+            expires: Expires::NoCache,
+            last_updated: now,
+            source: self.settings.id.clone(),
+            source_id: format!("none.e{}", epoch.0),
+            display_names: vec![],
+            service: Uri::parse(SERVICE_MIMI).ok(),
+            uris: vec![],
+            body: MappingBody::NoProviders { reason: NoProvidersReason::RecipientPreferences, epoch },
+            signature: None,
+        };
+        self.signer
+            .sign_mapping(csi, &mut m, now, now.plus_secs(self.settings.signature_validity))
+            .map_err(|e| ProvisionError::Internal(e.to_string()))?;
+        Ok(m)
+    }
+
+    /// Re-signs a record's mappings (content unchanged: no feed event).
+    async fn renew(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
+        let _w = self.write.lock().await;
+        let now = self.clock.now();
+        let mut rec = self.store.get(csi).await?.ok_or_else(|| ProvisionError::Internal("record vanished".into()))?;
+        for e in &mut rec.entries {
+            // Same content, same lastUpdated: only the signature is new.
+            e.signed = self.sign_entry(csi, &e.record, rec.epoch, e.signed.last_updated, now)?;
+        }
+        if rec.none.is_some() {
+            rec.none = Some(self.sign_none(csi, rec.epoch, now)?);
+        }
+        self.store.commit(Commit { records: vec![rec.clone()], time: now, ..Commit::default() }).await?;
+        Ok(rec)
+    }
+
+    // ------------------------------------------------------------------
+    // Provisioning
+
+    fn require_scope(&self, csi: &Csi) -> Result<(), ProvisionError> {
+        if in_scope(&self.settings.scope, csi) {
+            Ok(())
+        } else {
+            Err(forbidden(format!("{} is not authoritative for {}", self.settings.id, csi.uri())))
+        }
+    }
+
+    /// May `peer` act as the number provider for this record?
+    fn csip_may(&self, peer: &Peer, csi: &Csi, rec: Option<&NumberRecord>) -> Result<(), ProvisionError> {
+        match peer.role() {
+            Role::Admin if peer.covers(csi) => Ok(()),
+            Role::Csip => match rec.and_then(NumberRecord::tnsp) {
+                Some(t) if t == peer.id() => Ok(()),
+                Some(t) => Err(forbidden(format!("{} is served by {t}, not {}", csi.uri(), peer.id()))),
+                None if peer.covers(csi) => Ok(()),
+                None => Err(forbidden(format!("{} is outside the scope of {}", csi.uri(), peer.id()))),
+            },
+            r => Err(forbidden(format!("role {} may not change number state", r.as_str()))),
+        }
+    }
+
+    /// Applies a provisioning request from an authenticated peer.
+    pub async fn provision(&self, peer: &Peer, op: Provision) -> Result<ProvisionResult, ProvisionError> {
+        let _w = self.write.lock().await;
+        let now = self.clock.now();
+        let mut commit = Commit { time: now, ..Commit::default() };
+        let mut epoch = None;
+        let affected;
+        match op {
+            Provision::PutEntry { csi, entry } => {
+                self.require_scope(&csi)?;
+                match peer.role() {
+                    Role::Msp if &entry.provider == peer.id() => {
+                        if entry.assurance == signpost_schemas::Assurance::CsipAttested {
+                            return Err(forbidden("an MSP cannot mark its own entry csip-attested"));
+                        }
+                    }
+                    Role::Msp => return Err(forbidden(format!("{} may only provision its own entries, not {}'s", peer.id(), entry.provider))),
+                    Role::Admin if peer.covers(&csi) => {}
+                    r => return Err(forbidden(format!("role {} may not provision entries", r.as_str()))),
+                }
+                let mut rec = self.assigned(&csi).await?;
+                let signed = self.sign_entry(&csi, &entry, rec.epoch, now, now)?;
+                rec.entries.retain(|e| e.record.provider != entry.provider);
+                rec.entries.push(StoredEntry { record: entry, signed });
+                epoch = Some(rec.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::EntryPut));
+                commit.records.push(rec);
+                affected = 1;
+            }
+            Provision::RemoveEntry { csi, provider } => {
+                self.require_scope(&csi)?;
+                match peer.role() {
+                    Role::Msp if &provider == peer.id() => {}
+                    Role::Msp => return Err(forbidden(format!("{} may only remove its own entries", peer.id()))),
+                    Role::Admin if peer.covers(&csi) => {}
+                    r => return Err(forbidden(format!("role {} may not remove entries", r.as_str()))),
+                }
+                let mut rec = self.assigned(&csi).await?;
+                let before = rec.entries.len();
+                rec.entries.retain(|e| e.record.provider != provider);
+                if rec.entries.len() == before {
+                    return Err(ProvisionError::Conflict(format!("{} has no entry from {provider}", csi.uri())));
+                }
+                epoch = Some(rec.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::EntryRemove));
+                commit.records.push(rec);
+                affected = 1;
+            }
+            Provision::Assign { csi, tnsp } => {
+                self.require_scope(&csi)?;
+                let rec = self.store.get(&csi).await?;
+                self.csip_may(peer, &csi, rec.as_ref())?;
+                let tnsp = self.assignee(peer, tnsp)?;
+                let new = self.assign_one(&csi, rec, tnsp, now)?;
+                epoch = Some(new.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::Assign));
+                commit.records.push(new);
+                affected = 1;
+            }
+            Provision::Release { csi } => {
+                self.require_scope(&csi)?;
+                let rec = self.store.get(&csi).await?;
+                self.csip_may(peer, &csi, rec.as_ref())?;
+                let new = self.release_one(&csi, rec)?;
+                epoch = Some(new.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::Release));
+                commit.records.push(new);
+                affected = 1;
+            }
+            Provision::Port { csi, to } => {
+                self.require_scope(&csi)?;
+                let rec = self.store.get(&csi).await?;
+                self.csip_may(peer, &csi, rec.as_ref())?;
+                let mut rec = match rec {
+                    Some(r) if r.tnsp().is_some() => r,
+                    _ => return Err(ProvisionError::Conflict(format!("{} is not assigned; nothing to port", csi.uri()))),
+                };
+                if rec.tnsp() == Some(&to) {
+                    return Err(ProvisionError::Conflict(format!("{} is already served by {to}", csi.uri())));
+                }
+                // Porting keeps OTT entries and removes those bound to the
+                // donor operator (operator-aligned APs).
+                rec.entries.retain(|e| !e.record.bound_to_tnsp);
+                rec.state = State::Assigned { tnsp: to };
+                epoch = Some(rec.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::Port));
+                commit.records.push(rec);
+                affected = 1;
+            }
+            Provision::AssignRange { first, count, tnsp } => {
+                let tnsp = self.assignee(peer, tnsp)?;
+                for csi in self.range(&first, count)? {
+                    self.require_scope(&csi)?;
+                    let rec = self.store.get(&csi).await?;
+                    self.csip_may(peer, &csi, rec.as_ref())?;
+                    let new = self.assign_one(&csi, rec, tnsp.clone(), now)?;
+                    commit.changes.push((Subject::Csi(csi), ChangeOp::Assign));
+                    commit.records.push(new);
+                }
+                affected = u64::from(count);
+            }
+            Provision::ReleaseRange { first, count } => {
+                for csi in self.range(&first, count)? {
+                    self.require_scope(&csi)?;
+                    let rec = self.store.get(&csi).await?;
+                    self.csip_may(peer, &csi, rec.as_ref())?;
+                    let new = self.release_one(&csi, rec)?;
+                    commit.changes.push((Subject::Csi(csi), ChangeOp::Release));
+                    commit.records.push(new);
+                }
+                affected = u64::from(count);
+            }
+            Provision::Delegate(d) => {
+                self.admin_for_block(peer, &d.cover)?;
+                commit.changes.push((Subject::Cover(d.cover.clone()), ChangeOp::Delegate));
+                commit.delegations_put.push(d);
+                affected = 1;
+            }
+            Provision::Undelegate(c) => {
+                self.admin_for_block(peer, &c)?;
+                let exists = match &c {
+                    Cover::Prefix(p) => self.routes().e164.get_exact(p).is_some(),
+                    Cover::Domain { domain, .. } => self.routes().email.nearest(domain.as_str()).is_some_and(|(d, _, _)| d == domain),
+                };
+                if !exists {
+                    return Err(ProvisionError::Conflict(format!("{c} is not delegated")));
+                }
+                commit.changes.push((Subject::Cover(c.clone()), ChangeOp::Undelegate));
+                commit.delegations_remove.push(c);
+                affected = 1;
+            }
+        }
+        let (puts, removes) = (commit.delegations_put.clone(), commit.delegations_remove.clone());
+        let seq = self.store.commit(commit).await?;
+        if !puts.is_empty() || !removes.is_empty() {
+            let mut t = RoutingTable::new();
+            for d in self.store.delegations().await? {
+                t.insert(d.cover.clone(), d);
+            }
+            let mut g = match self.delegations.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *g = Arc::new(t);
+        }
+        self.head.send_replace(seq);
+        Ok(ProvisionResult { seq, epoch, affected })
+    }
+
+    async fn assigned(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
+        match self.store.get(csi).await? {
+            Some(r) if r.tnsp().is_some() => Ok(r),
+            Some(_) => Err(ProvisionError::Conflict(format!("{} is released; entries need an assigned number", csi.uri()))),
+            None => Err(ProvisionError::Conflict(format!("{} is not assigned; entries need an assigned number", csi.uri()))),
+        }
+    }
+
+    fn assignee(&self, peer: &Peer, tnsp: Option<Name>) -> Result<Name, ProvisionError> {
+        match (peer.role(), tnsp) {
+            (Role::Csip, None) => Ok(peer.id().clone()),
+            (Role::Csip, Some(t)) if &t == peer.id() => Ok(t),
+            (Role::Csip, Some(t)) => Err(forbidden(format!("{} may assign numbers to itself only, not to {t}", peer.id()))),
+            (Role::Admin, Some(t)) => Ok(t),
+            (Role::Admin, None) => Err(ProvisionError::BadRequest("an admin must name the tnsp to assign to".into())),
+            (r, _) => Err(forbidden(format!("role {} may not assign numbers", r.as_str()))),
+        }
+    }
+
+    fn assign_one(&self, csi: &Csi, rec: Option<NumberRecord>, tnsp: Name, now: Timestamp) -> Result<NumberRecord, ProvisionError> {
+        let epoch = match rec {
+            Some(r) => match r.state {
+                State::Assigned { tnsp: t } => {
+                    return Err(ProvisionError::Conflict(format!("{} is already assigned to {t}; release or port it first", csi.uri())));
+                }
+                // Reassignment starts clean: a new epoch, no entries.
+                State::Released => Epoch(r.epoch.0 + 1),
+            },
+            None => Epoch(1),
+        };
+        Ok(NumberRecord { csi: csi.clone(), state: State::Assigned { tnsp }, epoch, entries: vec![], none: Some(self.sign_none(csi, epoch, now)?) })
+    }
+
+    fn release_one(&self, csi: &Csi, rec: Option<NumberRecord>) -> Result<NumberRecord, ProvisionError> {
+        match rec {
+            Some(r) if r.tnsp().is_some() => Ok(NumberRecord { csi: csi.clone(), state: State::Released, epoch: Epoch(r.epoch.0 + 1), entries: vec![], none: None }),
+            _ => Err(ProvisionError::Conflict(format!("{} is not assigned; nothing to release", csi.uri()))),
+        }
+    }
+
+    fn range(&self, first: &E164, count: u32) -> Result<Vec<Csi>, ProvisionError> {
+        range_end(first, count).map_err(|e| ProvisionError::BadRequest(e.to_string()))?;
+        let start: u64 = first.digits().parse().map_err(|_| ProvisionError::BadRequest("bad range start".into()))?;
+        (0..u64::from(count))
+            .map(|i| E164::from_digits(&(start + i).to_string()).map(Csi::E164).map_err(|e| ProvisionError::BadRequest(e.to_string())))
+            .collect()
+    }
+
+    fn admin_for_block(&self, peer: &Peer, cover: &Cover) -> Result<(), ProvisionError> {
+        if peer.role() != Role::Admin {
+            return Err(forbidden(format!("only an admin may change delegations, not role {}", peer.role().as_str())));
+        }
+        if !peer.scope().iter().any(|s| s.covers_block(cover)) {
+            return Err(forbidden(format!("{cover} is outside the scope of {}", peer.id())));
+        }
+        if !self.settings.scope.iter().any(|s| s.covers_block(cover)) {
+            return Err(forbidden(format!("{cover} is outside the scope of {}", self.settings.id)));
+        }
+        Ok(())
+    }
+}
+
+/// The authority's own endpoint reference (for tests and tools).
+pub fn authority_ref(id: Name, endpoint: Endpoint) -> AuthorityRef {
+    AuthorityRef { id, endpoints: vec![endpoint] }
+}

@@ -1,0 +1,7 @@
+//! # signpost-authority — mappings, signed answers, provisioning, lifecycle, change feed
+
+#![forbid(unsafe_code)]
+
+pub mod core;
+pub mod model;
+pub mod store;

@@ -1,0 +1,266 @@
+//! The storage trait and the embedded, crash-safe default backend (redb).
+//!
+//! Every commit writes its records and its change-feed entries, with their
+//! sequence numbers, in one transaction: no change can be lost between
+//! commit and push. Writers are serialized by the authority core (one
+//! writer at a time, as redb itself requires; a SQL backend does the same
+//! with `SELECT … FOR UPDATE` on the CSI rows).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use signpost_schemas::lost::{Cover, Delegation};
+use signpost_schemas::sp::{Change, ChangeOp, FeedFrame, Provision, Subject};
+use signpost_schemas::{Csi, Limits, Timestamp};
+
+use crate::model::NumberRecord;
+
+/// A storage failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+fn se(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// One atomic write.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// Records to insert or replace.
+    pub records: Vec<NumberRecord>,
+    /// Delegations to insert or replace.
+    pub delegations_put: Vec<Delegation>,
+    /// Delegations to remove.
+    pub delegations_remove: Vec<Cover>,
+    /// Feed events, numbered in the same transaction.
+    pub changes: Vec<(Subject, ChangeOp)>,
+    /// The commit time.
+    pub time: Timestamp,
+}
+
+/// A page of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedPage {
+    /// Changes after `since`, in order (possibly empty).
+    Changes(Vec<Change>),
+    /// `since` is older than what is retained.
+    Gone {
+        /// The oldest retained sequence number.
+        oldest: u64,
+        /// The newest.
+        head: u64,
+    },
+}
+
+/// Counts for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Stored CSIs.
+    pub records: u64,
+    /// Retained feed events.
+    pub changes: u64,
+    /// The newest sequence number.
+    pub head: u64,
+}
+
+/// What every backend provides. A conformance suite
+/// (`authority/tests/store_conformance.rs`) runs against each one.
+pub trait Store: Send + Sync + 'static {
+    /// The record of a CSI.
+    fn get(&self, csi: &Csi) -> impl Future<Output = Result<Option<NumberRecord>, StoreError>> + Send;
+    /// Applies a commit atomically; returns the newest sequence number.
+    fn commit(&self, c: Commit) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The newest sequence number (0 before the first change).
+    fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// At most `limit` changes after `since`.
+    fn changes_since(&self, since: u64, limit: usize) -> impl Future<Output = Result<FeedPage, StoreError>> + Send;
+    /// Every sub-delegation.
+    fn delegations(&self) -> impl Future<Output = Result<Vec<Delegation>, StoreError>> + Send;
+    /// Drops feed events beyond retention: keeps at most `keep` events and
+    /// none older than `older_than`. Returns how many were dropped.
+    fn prune(&self, keep: u64, older_than: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Counts.
+    fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+}
+
+const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
+const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const DELEGATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("delegations");
+
+/// The embedded backend: one redb file (copy-on-write B-trees, fsync on
+/// commit, so a crash leaves the last committed state).
+#[derive(Clone, Debug)]
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+fn cover_key(c: &Cover) -> String {
+    match c {
+        Cover::Prefix(p) => p.as_str().to_owned(),
+        Cover::Domain { domain, .. } => domain.as_str().to_owned(),
+    }
+}
+
+impl RedbStore {
+    /// Opens or creates the store file.
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let w = db.begin_write().map_err(se)?;
+        {
+            w.open_table(NUMBERS).map_err(se)?;
+            w.open_table(CHANGES).map_err(se)?;
+            w.open_table(DELEGATIONS).map_err(se)?;
+            let mut m = w.open_table(META).map_err(se)?;
+            if m.get("head").map_err(se)?.is_none() {
+                m.insert("head", 0).map_err(se)?;
+                m.insert("oldest", 1).map_err(se)?;
+            }
+        }
+        w.commit().map_err(se)?;
+        Ok(RedbStore { db: Arc::new(db) })
+    }
+
+    fn commit_sync(db: &Database, c: Commit) -> Result<u64, StoreError> {
+        let w = db.begin_write().map_err(se)?;
+        let head;
+        {
+            let mut numbers = w.open_table(NUMBERS).map_err(se)?;
+            for r in &c.records {
+                numbers.insert(r.csi.uri(), r.encode().as_slice()).map_err(se)?;
+            }
+            let mut dels = w.open_table(DELEGATIONS).map_err(se)?;
+            for d in &c.delegations_put {
+                dels.insert(cover_key(&d.cover).as_str(), Provision::Delegate(d.clone()).encode().as_bytes()).map_err(se)?;
+            }
+            for cv in &c.delegations_remove {
+                dels.remove(cover_key(cv).as_str()).map_err(se)?;
+            }
+            let mut meta = w.open_table(META).map_err(se)?;
+            let mut seq = meta.get("head").map_err(se)?.map_or(0, |v| v.value());
+            let mut changes = w.open_table(CHANGES).map_err(se)?;
+            for (subject, op) in c.changes {
+                seq += 1;
+                let frame = FeedFrame::Change(Change { seq, subject, op, time: c.time }).encode();
+                changes.insert(seq, frame.as_bytes()).map_err(se)?;
+            }
+            meta.insert("head", seq).map_err(se)?;
+            head = seq;
+        }
+        w.commit().map_err(se)?;
+        Ok(head)
+    }
+
+    fn meta(&self, key: &str) -> Result<u64, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(META).map_err(se)?;
+        Ok(t.get(key).map_err(se)?.map_or(0, |v| v.value()))
+    }
+}
+
+impl Store for RedbStore {
+    async fn get(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(NUMBERS).map_err(se)?;
+        match t.get(csi.uri()).map_err(se)? {
+            Some(v) => NumberRecord::decode(v.value()).map(Some).map_err(se),
+            None => Ok(None),
+        }
+    }
+
+    async fn commit(&self, c: Commit) -> Result<u64, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || RedbStore::commit_sync(&db, c)).await.map_err(se)?
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.meta("head")
+    }
+
+    async fn changes_since(&self, since: u64, limit: usize) -> Result<FeedPage, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let meta = r.open_table(META).map_err(se)?;
+        let head = meta.get("head").map_err(se)?.map_or(0, |v| v.value());
+        let oldest = meta.get("oldest").map_err(se)?.map_or(1, |v| v.value());
+        if since < head && since.saturating_add(1) < oldest {
+            return Ok(FeedPage::Gone { oldest, head });
+        }
+        let t = r.open_table(CHANGES).map_err(se)?;
+        let mut out = Vec::new();
+        for item in t.range(since.saturating_add(1)..).map_err(se)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item.map_err(se)?;
+            match FeedFrame::decode(v.value()).map_err(se)? {
+                FeedFrame::Change(c) => out.push(c),
+                other => return Err(StoreError(format!("corrupt feed entry {other:?}"))),
+            }
+        }
+        Ok(FeedPage::Changes(out))
+    }
+
+    async fn delegations(&self) -> Result<Vec<Delegation>, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(DELEGATIONS).map_err(se)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(se)? {
+            let (_, v) = item.map_err(se)?;
+            match Provision::decode(v.value(), &Limits::MESSAGE).map_err(se)? {
+                Provision::Delegate(d) => out.push(d),
+                other => return Err(StoreError(format!("corrupt delegation {}", other.label()))),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn prune(&self, keep: u64, older_than: Timestamp) -> Result<u64, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+            let w = db.begin_write().map_err(se)?;
+            let dropped;
+            {
+                let mut meta = w.open_table(META).map_err(se)?;
+                let head = meta.get("head").map_err(se)?.map_or(0, |v| v.value());
+                let oldest = meta.get("oldest").map_err(se)?.map_or(1, |v| v.value());
+                let mut new_oldest = oldest.max(head.saturating_sub(keep).saturating_add(1));
+                let mut changes = w.open_table(CHANGES).map_err(se)?;
+                // Also drop events older than the age limit.
+                for item in changes.range(new_oldest..).map_err(se)? {
+                    let (k, v) = item.map_err(se)?;
+                    let old = match FeedFrame::decode(v.value()) {
+                        Ok(FeedFrame::Change(c)) => c.time < older_than,
+                        _ => true,
+                    };
+                    if !old {
+                        break;
+                    }
+                    new_oldest = k.value() + 1;
+                }
+                let mut n = 0;
+                for seq in oldest..new_oldest {
+                    if changes.remove(seq).map_err(se)?.is_some() {
+                        n += 1;
+                    }
+                }
+                meta.insert("oldest", new_oldest).map_err(se)?;
+                dropped = n;
+            }
+            w.commit().map_err(se)?;
+            Ok(dropped)
+        })
+        .await
+        .map_err(se)?
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let records = r.open_table(NUMBERS).map_err(se)?.len().map_err(se)?;
+        let changes = r.open_table(CHANGES).map_err(se)?.len().map_err(se)?;
+        let head = r.open_table(META).map_err(se)?.get("head").map_err(se)?.map_or(0, |v| v.value());
+        Ok(Stats { records, changes, head })
+    }
+}
