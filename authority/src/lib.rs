@@ -3,5 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod limits;
+pub mod service;
 pub mod model;
 pub mod store;

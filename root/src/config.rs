@@ -2,11 +2,10 @@
 //! key is documented in `root/root.sample.toml`. Relative paths are taken
 //! from the config file's directory.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
+pub use signpost_net::config::{ConfigError, LimitsConfig, Listen, Log, Tls, resolve};
 use signpost_schemas::Name;
 
 /// The whole file.
@@ -33,35 +32,6 @@ pub struct Config {
     pub log: Log,
 }
 
-/// Listener addresses.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listen {
-    /// LoST over HTTPS.
-    pub lost: SocketAddr,
-    /// Admin plane (plain HTTP; keep it on loopback).
-    pub admin: Option<SocketAddr>,
-}
-
-/// TLS material.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tls {
-    /// The deployment CA (trust anchor).
-    pub ca: PathBuf,
-    /// This server's certificate chain (role root).
-    pub cert: PathBuf,
-    /// Its private key.
-    pub key: PathBuf,
-    /// `required` (default), `optional` or `none`.
-    #[serde(default = "required")]
-    pub client_auth: String,
-}
-
-fn required() -> String {
-    "required".into()
-}
-
 /// The table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,88 +49,6 @@ pub struct Table {
 fn reload_ms() -> u64 {
     1000
 }
-
-/// Bounds.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Largest request body, bytes.
-    pub max_body: usize,
-    /// Connections at once.
-    pub max_connections: usize,
-    /// TLS handshake time, ms.
-    pub handshake_timeout_ms: u64,
-    /// Time to receive request headers (also the keep-alive idle time), ms.
-    pub header_read_timeout_ms: u64,
-    /// Handler time, ms.
-    pub request_timeout_ms: u64,
-    /// Drain time at shutdown, ms.
-    pub drain_grace_ms: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let d = signpost_net::Limits::default();
-        LimitsConfig {
-            max_body: d.max_body,
-            max_connections: d.max_connections,
-            handshake_timeout_ms: ms(d.handshake_timeout),
-            header_read_timeout_ms: ms(d.header_read_timeout),
-            request_timeout_ms: ms(d.request_timeout),
-            drain_grace_ms: ms(d.drain_grace),
-        }
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl LimitsConfig {
-    /// As the shell's limits.
-    pub fn to_limits(&self) -> signpost_net::Limits {
-        signpost_net::Limits {
-            max_body: self.max_body,
-            max_connections: self.max_connections,
-            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
-            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            drain_grace: Duration::from_millis(self.drain_grace_ms),
-            ..signpost_net::Limits::default()
-        }
-    }
-}
-
-/// Logging.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Log {
-    /// `human` (default) or `json`.
-    #[serde(default = "human")]
-    pub format: String,
-    /// A tracing filter such as `info` (default) or `signpost=debug`;
-    /// `RUST_LOG` overrides it.
-    #[serde(default = "info")]
-    pub level: String,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Log { format: human(), level: info() }
-    }
-}
-
-fn human() -> String {
-    "human".into()
-}
-fn info() -> String {
-    "info".into()
-}
-
-/// A config error, naming the file and the problem.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 impl Config {
     /// Reads and checks a config file (no binding, no table loading).
@@ -182,12 +70,8 @@ impl Config {
         {
             return Err(format!("tls.client_auth = {:?}: use required, optional or none", t.client_auth));
         }
-        if !matches!(self.log.format.as_str(), "human" | "json") {
-            return Err(format!("log.format = {:?}: use human or json", self.log.format));
-        }
-        if self.limits.max_body == 0 || self.limits.max_connections == 0 {
-            return Err("limits.max_body and limits.max_connections must be positive".into());
-        }
+        self.log.check()?;
+        self.limits.check()?;
         if self.table.reload_interval_ms == 0 {
             return Err("table.reload_interval_ms must be positive".into());
         }
@@ -195,7 +79,3 @@ impl Config {
     }
 }
 
-/// Resolves a config-relative path.
-pub fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
-}

@@ -185,6 +185,7 @@ impl Service for RootService {
             content_type: ROOT_TABLE_CONTENT_TYPE,
             headers: vec![("etag", etag), ("cache-control", "no-cache".into())],
             body: if matches { Bytes::new() } else { t.document.clone() },
+            stream: None,
         })
     }
 }

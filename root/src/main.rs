@@ -19,7 +19,6 @@ use signpost_schemas::sp::RootTable;
 use signpost_schemas::{Clock, Limits, Name, SystemClock, Timestamp};
 use signpost_trust::ca::{Ca, LeafRequest, write_private};
 use signpost_trust::sign::Signer;
-use signpost_trust::tls::{ClientAuth, Identity, server_config};
 use signpost_trust::{Role, ScopeEntry, TrustAnchor};
 
 const EX_USAGE: u8 = 64;
@@ -161,7 +160,7 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(EX_USAGE, e),
             };
-            init_logging(&p.cfg);
+            p.cfg.log.init();
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(1, e),
@@ -272,21 +271,8 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     let now = SystemClock.now();
     let (tls, anchor, default_signer) = match &cfg.tls {
         Some(t) => {
-            let anchor = TrustAnchor::from_pem(&read(&base, &t.ca)?).map_err(|e| format!("tls.ca: {e}"))?;
-            let cert = read(&base, &t.cert)?;
-            let identity = Identity::from_pem(&cert, &read(&base, &t.key)?).map_err(|e| format!("tls: {e}"))?;
-            let peer = signpost_trust::peer::validate(&anchor, &identity.chain, now, signpost_trust::peer::Usage::Server)
-                .map_err(|e| format!("tls.cert: {e}"))?;
-            if peer.id() != &id {
-                return Err(format!("tls.cert is for {}, but id = {:?}", peer.id(), cfg.id));
-            }
-            let auth = match t.client_auth.as_str() {
-                "required" => ClientAuth::Required,
-                "optional" => ClientAuth::Optional,
-                _ => ClientAuth::None,
-            };
-            let sc = server_config(&identity, &anchor, auth).map_err(|e| e.to_string())?;
-            (Some(Arc::new(sc)), Some(anchor), Some(cert))
+            let l = t.load(&base, &id, now)?;
+            (Some(l.server), Some(l.anchor), Some(l.cert_pem))
         }
         None => (None, None, None),
     };
@@ -302,18 +288,6 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     let table_path = resolve(&base, &cfg.table.path);
     let table = load_table_file(&table_path, &signer_pem, &anchor_for_table, &id, now)?;
     Ok(Prepared { service: Arc::new(RootService::new(id, table)), tls, anchor, table_path, signer_pem, cfg })
-}
-
-fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.clone()));
-    use std::io::IsTerminal;
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
-    if cfg.log.format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {

@@ -244,6 +244,25 @@ impl Client {
         .await
     }
 
+    /// GETs `path` and hands back the body as it streams (the change
+    /// feed). The timeout covers the response head only.
+    pub async fn get_stream(&self, endpoint: &Endpoint, server: &Name, path: &str) -> Result<(u16, hyper::body::Incoming), ClientError> {
+        let (t, _) = parse(endpoint.as_str())?;
+        let uri = format!("{}://{}{path}", if t.https { "https" } else { "http" }, t.authority);
+        let key = (format!("{}{}", if t.https { "https://" } else { "http://" }, t.authority), server.clone());
+        let head = async {
+            let mut tx = match self.pooled(&key) {
+                Some(tx) => tx,
+                None => self.connect(&t, server).await?,
+            };
+            let mut r = hyper::Request::new(Full::new(Bytes::new()));
+            *r.uri_mut() = uri.parse().map_err(|_| ClientError::Endpoint(uri.clone()))?;
+            tx.send_request(r).await.map_err(|e| ClientError::Http(e.to_string()))
+        };
+        let resp = tokio::time::timeout(self.timeout, head).await.map_err(|_| ClientError::Timeout(self.timeout))??;
+        Ok((resp.status().as_u16(), resp.into_body()))
+    }
+
     /// Sends raw bytes with any method and content type (tests and tools).
     pub async fn raw(&self, endpoint: &Endpoint, server: &Name, method: hyper::Method, content_type: &str, body: Bytes) -> Result<Answer, ClientError> {
         let ct = HeaderValue::from_str(content_type).map_err(|e| ClientError::Endpoint(e.to_string()))?;

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod config;
 pub mod client;
 pub mod metrics;
 pub mod server;
@@ -37,8 +38,8 @@ pub struct Ctx {
     pub remote: SocketAddr,
 }
 
-/// A non-LoST HTTP answer (e.g. `GET /root-table`).
-#[derive(Clone, Debug)]
+/// A non-LoST HTTP answer (e.g. `GET /root-table`, the change feed).
+#[derive(Debug)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
@@ -46,8 +47,18 @@ pub struct Reply {
     pub content_type: &'static str,
     /// Extra headers.
     pub headers: Vec<(&'static str, String)>,
-    /// Body.
+    /// Body (when `stream` is `None`).
     pub body: Bytes,
+    /// A streamed body: each chunk is sent as it arrives; the response
+    /// ends when the sender is dropped.
+    pub stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+}
+
+impl Reply {
+    /// A complete body.
+    pub fn full(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+        Reply { status, content_type, headers: Vec::new(), body: body.into(), stream: None }
+    }
 }
 
 /// A server role plugged into the shell.
@@ -56,8 +67,13 @@ pub trait Service: Send + Sync + 'static {
     fn id(&self) -> Name;
     /// Answers a decoded LoST request.
     fn lost(&self, req: Request, ctx: &Ctx) -> impl Future<Output = Result<Response, Failure>> + Send;
-    /// Answers `GET path`; `None` is a 404.
+    /// Answers `GET path` (with its query); `None` is a 404.
     fn get(&self, path: &str, headers: &hyper::HeaderMap, ctx: &Ctx) -> impl Future<Output = Option<Reply>> + Send;
+    /// Answers `POST path` for paths other than `/lost`; `None` is a 404.
+    fn post(&self, path: &str, headers: &hyper::HeaderMap, body: Bytes, ctx: &Ctx) -> impl Future<Output = Option<Reply>> + Send {
+        let _ = (path, headers, body, ctx);
+        async { None }
+    }
 }
 
 /// Why a LoST request failed. Every variant reaches the wire through
@@ -74,6 +90,15 @@ pub enum Failure {
     /// A service other than the ones served.
     #[error("{0}")]
     ServiceNotImplemented(String),
+    /// A client over its rate or miss budget (HTTP 429 with Retry-After
+    /// and a `forbidden` body: a Signpost addition).
+    #[error("{message}")]
+    RateLimited {
+        /// Why.
+        message: String,
+        /// Seconds until a retry may succeed.
+        retry_after: u32,
+    },
     /// Authentication, authorization or rate limit.
     #[error("{message}")]
     Forbidden {
@@ -111,7 +136,7 @@ impl Failure {
             Failure::Decode(e) => e.kind(),
             Failure::ProfileUnrecognized(i) => i.kind,
             Failure::ServiceNotImplemented(_) => ErrorKind::ServiceNotImplemented,
-            Failure::Forbidden { .. } => ErrorKind::Forbidden,
+            Failure::Forbidden { .. } | Failure::RateLimited { .. } => ErrorKind::Forbidden,
             Failure::NotFound { .. } => ErrorKind::NotFound,
             Failure::Loop(_) => ErrorKind::Loop,
             Failure::ServerTimeout(_) => ErrorKind::ServerTimeout,
@@ -130,6 +155,11 @@ pub fn failure_errors(source: Name, f: Failure) -> Errors {
         Failure::Forbidden { message, retry_after } => {
             let mut i = Issue::new(ErrorKind::Forbidden, message);
             i.retry_after = retry_after;
+            (i, None)
+        }
+        Failure::RateLimited { message, retry_after } => {
+            let mut i = Issue::new(ErrorKind::Forbidden, message);
+            i.retry_after = Some(retry_after);
             (i, None)
         }
         Failure::NotFound { message, negative_lifetime } => {

@@ -252,10 +252,45 @@ impl<S: Service> ConnTask<S> {
     }
 }
 
-type HttpResponse = hyper::Response<Full<Bytes>>;
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type HttpResponse = hyper::Response<Body>;
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).boxed()
+}
+
+/// A body fed by a channel; ends when the sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+fn reply_response(reply: crate::Reply) -> HttpResponse {
+    let body = match reply.stream {
+        Some(rx) => ChannelBody(rx).boxed(),
+        None => full(reply.body),
+    };
+    let mut r = hyper::Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    for (k, v) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
 
 fn lost_body(status: u16, body: String) -> HttpResponse {
-    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+    let mut r = hyper::Response::new(full(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(LOST_CT));
     r
@@ -289,18 +324,19 @@ async fn dispatch<S: Service>(
     limits: &Limits,
 ) -> (&'static str, HttpResponse) {
     if req.uri().path() != "/lost" {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
         if req.method() == Method::GET {
-            let path = req.uri().path().to_owned();
             if let Some(reply) = svc.get(&path, req.headers(), ctx).await {
-                let mut r = hyper::Response::new(Full::new(reply.body));
-                *r.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
-                for (k, v) in reply.headers {
-                    if let Ok(v) = HeaderValue::from_str(&v) {
-                        r.headers_mut().insert(k, v);
-                    }
-                }
-                return ("found", r);
+                return ("found", reply_response(reply));
+            }
+        } else if req.method() == Method::POST {
+            let headers = req.headers().clone();
+            let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return http_failure(svc.id(), HttpFailure::PayloadTooLarge),
+            };
+            if let Some(reply) = svc.post(&path, &headers, body, ctx).await {
+                return ("found", reply_response(reply));
             }
         }
         return http_failure(svc.id(), HttpFailure::NotFound);
@@ -332,10 +368,20 @@ async fn dispatch<S: Service>(
             Err(_) => Err(Failure::Internal("the server did not finish the request in time".into())),
         },
     };
-    let resp = match result {
-        Ok(r) => r,
-        Err(f) => Response::Errors(failure_errors(svc.id(), f)),
+    let (resp, limited) = match result {
+        Ok(r) => (r, None),
+        Err(Failure::RateLimited { message, retry_after }) => {
+            (Response::Errors(failure_errors(svc.id(), Failure::RateLimited { message, retry_after })), Some(retry_after))
+        }
+        Err(f) => (Response::Errors(failure_errors(svc.id(), f)), None),
     };
+    if let Some(secs) = limited {
+        let mut r = lost_body(429, resp.encode());
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+        return ("http_429", r);
+    }
     let label = outcome(&resp);
     (label, lost_body(200, resp.encode()))
 }

@@ -1,0 +1,220 @@
+//! The authority behind the HTTP shell: `POST /lost`, `POST /v1/provision`,
+//! `GET /feed?since=N`, `GET /certs/{keyId}`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use signpost_net::{Ctx, Failure, Metrics, Reply, Service};
+use signpost_schemas::lost::{SERVICE_MIMI, Uri};
+use signpost_schemas::sp::{FEED_CONTENT_TYPE, FeedFrame, Provision};
+use signpost_schemas::{Errors, Issue, Limits, ListServicesResponse, Name, Path, Request, Response};
+use signpost_trust::Role;
+
+use crate::core::{Authority, ProvisionError};
+use crate::limits::Limiter;
+use crate::store::{FeedPage, Store};
+
+/// Media type of provisioning requests and results.
+pub const PROVISION_CONTENT_TYPE: &str = "application/signpost+xml";
+
+/// Feed settings.
+#[derive(Clone, Copy, Debug)]
+pub struct FeedSettings {
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Events per store read.
+    pub page: usize,
+}
+
+/// The authority's HTTP service.
+pub struct AuthorityService<S: Store> {
+    core: Arc<Authority<S>>,
+    limiter: Limiter,
+    feed: FeedSettings,
+    cert_pem: Bytes,
+    key_id: String,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: Store> std::fmt::Debug for AuthorityService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorityService").field("id", &self.core.settings().id).finish()
+    }
+}
+
+fn client_key(ctx: &Ctx) -> String {
+    match &ctx.peer {
+        Some(p) => p.id().to_string(),
+        None => ctx.remote.ip().to_string(),
+    }
+}
+
+impl<S: Store> AuthorityService<S> {
+    /// Wraps the core.
+    pub fn new(core: Arc<Authority<S>>, limiter: Limiter, feed: FeedSettings, cert_pem: Bytes, key_id: String, metrics: Arc<Metrics>) -> Self {
+        AuthorityService { core, limiter, feed, cert_pem, key_id, metrics }
+    }
+
+    fn errors(&self, status: u16, issue: Issue) -> Reply {
+        Reply::full(status, signpost_schemas::lost::CONTENT_TYPE, Response::Errors(Errors::one(self.core.settings().id.clone(), issue)).encode())
+    }
+
+    async fn provision(&self, body: &[u8], ctx: &Ctx) -> Reply {
+        let Some(peer) = &ctx.peer else {
+            return self.errors(403, Issue::new(signpost_schemas::ErrorKind::Forbidden, "provisioning needs a client certificate from the deployment CA"));
+        };
+        let op = match Provision::decode(body, &Limits::MESSAGE) {
+            Ok(op) => op,
+            Err(e) => return self.errors(400, Issue::new(e.kind(), e.message())),
+        };
+        let label = op.label();
+        let result = self.core.provision(peer, op).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ProvisionError::Forbidden(_)) => "forbidden",
+            Err(ProvisionError::Conflict(_)) => "conflict",
+            Err(ProvisionError::BadRequest(_)) => "bad_request",
+            Err(ProvisionError::Internal(_)) => "internal",
+        };
+        self.metrics.counter(&format!("signpost_provision_total{{op=\"{label}\",outcome=\"{outcome}\"}}")).fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(r) => {
+                tracing::info!(op = label, by = %peer.id(), seq = r.seq, "provisioned");
+                Reply::full(200, PROVISION_CONTENT_TYPE, r.encode())
+            }
+            Err(e) => {
+                tracing::info!(op = label, by = %peer.id(), "provisioning refused: {e}");
+                self.errors(e.status(), Issue::new(e.kind(), e.to_string()))
+            }
+        }
+    }
+
+    fn feed(&self, query: &str, ctx: &Ctx) -> Reply {
+        match &ctx.peer {
+            Some(p) if matches!(p.role(), Role::Resolver | Role::Admin) => {}
+            _ => return self.errors(403, Issue::new(signpost_schemas::ErrorKind::Forbidden, "the change feed is for resolvers (a resolver-role client certificate)")),
+        }
+        let since = match query.split('&').find_map(|kv| kv.strip_prefix("since=")) {
+            None => 0,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => return self.errors(400, Issue::new(signpost_schemas::ErrorKind::BadRequest, format!("since={v:?} is not a sequence number"))),
+            },
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let core = self.core.clone();
+        let settings = self.feed;
+        let gauge = self.metrics.counter("signpost_feed_subscribers");
+        gauge.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            feed_task(core, since, settings, tx).await;
+            gauge.fetch_sub(1, Ordering::Relaxed);
+        });
+        Reply { status: 200, content_type: FEED_CONTENT_TYPE, headers: vec![("cache-control", "no-store".into())], body: Bytes::new(), stream: Some(rx) }
+    }
+}
+
+/// Streams frames from `since` on: pages of changes, a resync when `since`
+/// is older than retention, heartbeats when idle. Ends when the client goes.
+async fn feed_task<S: Store>(core: Arc<Authority<S>>, since: u64, s: FeedSettings, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    let mut head = core.head();
+    let mut cursor = since;
+    let mut buf = String::with_capacity(4096);
+    loop {
+        let page = match core.store().changes_since(cursor, s.page).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("feed read failed: {e}");
+                return;
+            }
+        };
+        match page {
+            FeedPage::Gone { oldest, head } => {
+                buf.clear();
+                FeedFrame::Resync { seq: head, reason: format!("since={cursor} is older than the retained history (oldest {oldest})") }.encode_into(&mut buf);
+                if tx.send(Bytes::from(std::mem::take(&mut buf))).await.is_err() {
+                    return;
+                }
+                cursor = head;
+            }
+            FeedPage::Changes(v) if !v.is_empty() => {
+                buf.clear();
+                for c in v {
+                    cursor = c.seq;
+                    FeedFrame::Change(c).encode_into(&mut buf);
+                }
+                if tx.send(Bytes::from(std::mem::take(&mut buf))).await.is_err() {
+                    return;
+                }
+            }
+            FeedPage::Changes(_) => {
+                tokio::select! {
+                    changed = head.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep(s.heartbeat) => {
+                        let frame = FeedFrame::Heartbeat { seq: cursor, time: core.now() }.encode();
+                        if tx.send(Bytes::from(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        }
+    }
+}
+
+impl<S: Store> Service for AuthorityService<S> {
+    fn id(&self) -> Name {
+        self.core.settings().id.clone()
+    }
+
+    async fn lost(&self, req: Request, ctx: &Ctx) -> Result<Response, Failure> {
+        let key = client_key(ctx);
+        let now = self.core.now();
+        if let Err(secs) = self.limiter.query(&key, now) {
+            return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
+        }
+        if let Some(secs) = self.limiter.over_miss_budget(&key, now) {
+            return Err(Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs });
+        }
+        match req {
+            Request::FindService(f) => {
+                let r = self.core.answer(&f).await;
+                if let Err(Failure::NotFound { .. }) = &r
+                    && let Ok((_, csi)) = f.csi_location()
+                    && let Err(secs) = self.limiter.miss(&key, csi.uri(), now)
+                {
+                    return Err(Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs });
+                }
+                r
+            }
+            Request::ListServices(_) => Ok(Response::Services(ListServicesResponse {
+                services: Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default(),
+                warnings: vec![],
+                path: Path::new(self.core.settings().id.clone()),
+            })),
+        }
+    }
+
+    async fn get(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, ctx: &Ctx) -> Option<Reply> {
+        let (p, query) = path.split_once('?').unwrap_or((path, ""));
+        if p == "/feed" {
+            return Some(self.feed(query, ctx));
+        }
+        if let Some(k) = p.strip_prefix("/certs/") {
+            return (k == self.key_id).then(|| Reply::full(200, "application/pem-certificate-chain", self.cert_pem.clone()));
+        }
+        None
+    }
+
+    async fn post(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, body: Bytes, ctx: &Ctx) -> Option<Reply> {
+        (path == "/v1/provision").then_some(())?;
+        Some(self.provision(&body, ctx).await)
+    }
+}

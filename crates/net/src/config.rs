@@ -1,0 +1,205 @@
+//! Config sections every Signpost server shares (strict TOML: unknown keys
+//! are errors), and the start-up helpers that turn them into runtime
+//! objects: TLS material, limits, logging.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use signpost_schemas::{Name, Timestamp};
+use signpost_trust::tls::{ClientAuth, Identity, server_config};
+use signpost_trust::{Peer, TrustAnchor};
+
+/// Listener addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// LoST over HTTPS.
+    pub lost: SocketAddr,
+    /// Admin plane (plain HTTP; keep it on loopback).
+    pub admin: Option<SocketAddr>,
+}
+
+/// TLS material.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The deployment CA (trust anchor).
+    pub ca: PathBuf,
+    /// This server's certificate chain (role root).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// `required` (default), `optional` or `none`.
+    #[serde(default = "required")]
+    pub client_auth: String,
+}
+
+fn required() -> String {
+    "required".into()
+}
+
+/// Bounds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, bytes.
+    pub max_body: usize,
+    /// Connections at once.
+    pub max_connections: usize,
+    /// TLS handshake time, ms.
+    pub handshake_timeout_ms: u64,
+    /// Time to receive request headers (also the keep-alive idle time), ms.
+    pub header_read_timeout_ms: u64,
+    /// Handler time, ms.
+    pub request_timeout_ms: u64,
+    /// Drain time at shutdown, ms.
+    pub drain_grace_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = crate::Limits::default();
+        LimitsConfig {
+            max_body: d.max_body,
+            max_connections: d.max_connections,
+            handshake_timeout_ms: ms(d.handshake_timeout),
+            header_read_timeout_ms: ms(d.header_read_timeout),
+            request_timeout_ms: ms(d.request_timeout),
+            drain_grace_ms: ms(d.drain_grace),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl LimitsConfig {
+    /// Checks the values.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_body == 0 || self.max_connections == 0 {
+            return Err("limits.max_body and limits.max_connections must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// As the shell's limits.
+    pub fn to_limits(&self) -> crate::Limits {
+        crate::Limits {
+            max_body: self.max_body,
+            max_connections: self.max_connections,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            drain_grace: Duration::from_millis(self.drain_grace_ms),
+            ..crate::Limits::default()
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `human` (default) or `json`.
+    #[serde(default = "human")]
+    pub format: String,
+    /// A tracing filter such as `info` (default) or `signpost=debug`;
+    /// `RUST_LOG` overrides it.
+    #[serde(default = "info")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: human(), level: info() }
+    }
+}
+
+fn human() -> String {
+    "human".into()
+}
+fn info() -> String {
+    "info".into()
+}
+
+/// A config error, naming the file and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Resolves a config-relative path.
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+/// TLS material loaded and checked.
+#[derive(Debug)]
+pub struct LoadedTls {
+    /// The server config.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The trust anchor.
+    pub anchor: TrustAnchor,
+    /// This server's certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// This server's key, PEM.
+    pub key_pem: Vec<u8>,
+    /// This server's validated identity (role, id, scope).
+    pub me: Peer,
+}
+
+fn read(base: &Path, p: &Path) -> Result<Vec<u8>, String> {
+    let p = resolve(base, p);
+    std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+impl Tls {
+    /// Loads the files, validates this server's certificate at `now` and
+    /// checks that it is for `id`.
+    pub fn load(&self, base: &Path, id: &Name, now: Timestamp) -> Result<LoadedTls, String> {
+        let anchor = TrustAnchor::from_pem(&read(base, &self.ca)?).map_err(|e| format!("tls.ca: {e}"))?;
+        let cert_pem = read(base, &self.cert)?;
+        let key_pem = read(base, &self.key)?;
+        let identity = Identity::from_pem(&cert_pem, &key_pem).map_err(|e| format!("tls: {e}"))?;
+        let me = signpost_trust::peer::validate(&anchor, &identity.chain, now, signpost_trust::peer::Usage::Server)
+            .map_err(|e| format!("tls.cert: {e}"))?;
+        if me.id() != id {
+            return Err(format!("tls.cert is for {}, but id = {id}", me.id()));
+        }
+        let auth = match self.client_auth.as_str() {
+            "required" => ClientAuth::Required,
+            "optional" => ClientAuth::Optional,
+            "none" => ClientAuth::None,
+            other => return Err(format!("tls.client_auth = {other:?}: use required, optional or none")),
+        };
+        let server = Arc::new(server_config(&identity, &anchor, auth).map_err(|e| e.to_string())?);
+        Ok(LoadedTls { server, anchor, cert_pem, key_pem, me })
+    }
+}
+
+impl Log {
+    /// Checks the values.
+    pub fn check(&self) -> Result<(), String> {
+        if matches!(self.format.as_str(), "human" | "json") {
+            Ok(())
+        } else {
+            Err(format!("log.format = {:?}: use human or json", self.format))
+        }
+    }
+
+    /// Installs the global subscriber (stderr; colours only on a terminal).
+    pub fn init(&self) {
+        use std::io::IsTerminal;
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(self.level.clone()));
+        let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+        if self.format == "json" {
+            b.json().init();
+        } else {
+            b.init();
+        }
+    }
+}
