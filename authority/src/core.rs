@@ -475,6 +475,43 @@ impl<S: Store> Authority<S> {
         Ok(ProvisionResult { seq, epoch, affected })
     }
 
+    /// Bulk import (offline tool): every CSI must be new; all records are
+    /// built and signed first, then written in one transaction, so a
+    /// failure leaves nothing behind. `progress` is called per CSI.
+    pub async fn import(&self, items: Vec<crate::import::ImportItem>, progress: &(dyn Fn(u64) + Sync)) -> Result<ProvisionResult, ProvisionError> {
+        let _w = self.write.lock().await;
+        let now = self.clock.now();
+        let mut commit = Commit { time: now, ..Commit::default() };
+        let n = items.len() as u64;
+        for (i, it) in items.into_iter().enumerate() {
+            self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
+            if self.store.get(&it.csi).await?.is_some() {
+                return Err(ProvisionError::Conflict(format!("line {}: {} is already in the store", it.line, it.csi.uri())));
+            }
+            let epoch = Epoch(1);
+            let rec = match it.tnsp {
+                Some(tnsp) => {
+                    let mut entries = Vec::with_capacity(it.entries.len());
+                    for e in it.entries {
+                        let signed = self.sign_entry(&it.csi, &e, epoch, now, now)?;
+                        entries.push(StoredEntry { record: e, signed });
+                    }
+                    commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Assign));
+                    NumberRecord { none: Some(self.sign_none(&it.csi, epoch, now)?), csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }
+                }
+                None => {
+                    commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Release));
+                    NumberRecord { csi: it.csi, state: State::Released, epoch, entries: vec![], none: None }
+                }
+            };
+            commit.records.push(rec);
+            progress(i as u64 + 1);
+        }
+        let seq = self.store.commit(commit).await?;
+        self.head.send_replace(seq);
+        Ok(ProvisionResult { seq, epoch: None, affected: n })
+    }
+
     async fn assigned(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
         match self.store.get(csi).await? {
             Some(r) if r.tnsp().is_some() => Ok(r),

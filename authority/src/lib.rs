@@ -2,7 +2,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod core;
+pub mod import;
 pub mod limits;
 pub mod service;
 pub mod model;

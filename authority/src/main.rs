@@ -1,1 +1,245 @@
-fn main(){}
+//! `signpost-authority`: an authoritative discovery provider.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use signpost_authority::config::{Config, resolve};
+use signpost_authority::core::{Authority, Settings};
+use signpost_authority::limits::{LimitSettings, Limiter};
+use signpost_authority::service::{AuthorityService, FeedSettings};
+use signpost_authority::store::{RedbStore, Store};
+use signpost_net::admin::Ready;
+use signpost_net::{Metrics, Server, bind, shutdown_signal};
+use signpost_schemas::lost::{AuthorityRef, Endpoint};
+use signpost_schemas::{Clock, Name, Region, SystemClock};
+use signpost_trust::Role;
+use signpost_trust::sign::Signer;
+
+const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+
+#[derive(Parser)]
+#[command(name = "signpost-authority", version, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve LoST, provisioning, the change feed and the admin plane.
+    Serve {
+        /// The TOML config (see authority/authority.sample.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Load and check the config, certificate and store; bind nothing.
+    CheckConfig {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Import numbering data (CSV, see authority/import-format.md) into the
+    /// store, all or nothing. Stop the server first: the store is locked.
+    Import {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The CSV file.
+        data: PathBuf,
+        /// Default region for national-format numbers, e.g. DE.
+        #[arg(long)]
+        region: Option<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("signpost-authority: {msg}");
+    ExitCode::from(code)
+}
+
+struct Prepared {
+    cfg: Config,
+    core: Arc<Authority<RedbStore>>,
+    tls: signpost_net::config::LoadedTls,
+}
+
+async fn prepare(config: &Path) -> Result<Prepared, String> {
+    signpost_schemas::csi::warm_up();
+    let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
+    let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tls = cfg.tls.load(&base, &id, clock.now())?;
+    tls.me.require(Role::Authority).map_err(|e| format!("tls.cert: {e}"))?;
+    let signer = Signer::from_pem(&tls.key_pem).map_err(|e| format!("tls.key: {e}"))?;
+    let root = match &cfg.root {
+        Some(r) => Some(AuthorityRef {
+            id: Name::parse(&r.id).map_err(|e| e.to_string())?,
+            endpoints: r.endpoints.iter().map(|e| Endpoint::parse(e).map_err(|x| x.to_string())).collect::<Result<_, _>>()?,
+        }),
+        None => None,
+    };
+    let settings = Settings {
+        id,
+        scope: tls.me.scope().to_vec(),
+        mapping_ttl: cfg.answers.mapping_ttl_s,
+        negative_ttl: cfg.answers.negative_ttl_s,
+        signature_validity: cfg.answers.signature_validity_h * 3600,
+        renew_before: cfg.answers.renew_before_h * 3600,
+        root,
+    };
+    let store = RedbStore::open(&resolve(&base, &cfg.store.path)).map_err(|e| e.to_string())?;
+    let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
+    Ok(Prepared { cfg, core: Arc::new(core), tls })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, e),
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::CheckConfig { config } => match prepare(&config).await {
+                Ok(p) => {
+                    let st = p.core.store().stats().await.unwrap_or_default();
+                    let scope: Vec<String> = p.core.settings().scope.iter().map(ToString::to_string).collect();
+                    println!(
+                        "configuration OK: authority {} for {} with {} stored identifiers (feed head {})",
+                        p.cfg.id,
+                        scope.join(" "),
+                        st.records,
+                        st.head
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EX_USAGE, e),
+            },
+            Cmd::Import { config, data, region, quiet } => import(&config, &data, region.as_deref(), quiet).await,
+            Cmd::Serve { config } => {
+                let p = match prepare(&config).await {
+                    Ok(p) => p,
+                    Err(e) => return fail(EX_USAGE, e),
+                };
+                p.cfg.log.init();
+                match serve(p).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(1, e),
+                }
+            }
+        }
+    })
+}
+
+async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -> ExitCode {
+    let region: Option<Region> = match region.map(str::parse).transpose() {
+        Ok(r) => r,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let p = match prepare(config).await {
+        Ok(p) => p,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let text = match std::fs::read_to_string(data) {
+        Ok(t) => t,
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
+    };
+    let items = match signpost_authority::import::parse(&text, region, 50) {
+        Ok(i) => i,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", data.display());
+            }
+            return fail(EX_DATAERR, format!("{} bad row(s); nothing was imported", errors.len()));
+        }
+    };
+    let n = items.len() as u64;
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} signing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b2 = bar.clone();
+    let t = std::time::Instant::now();
+    let r = p.core.import(items, &move |i| b2.set_position(i)).await;
+    bar.finish_and_clear();
+    match r {
+        Ok(r) => {
+            println!(
+                "imported {} identifiers from {} in {:.1} s (feed head {})",
+                r.affected,
+                data.display(),
+                t.elapsed().as_secs_f64(),
+                r.seq
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EX_DATAERR, format!("{e}; nothing was imported")),
+    }
+}
+
+async fn serve(p: Prepared) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new());
+    let ready = Ready::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let lost = bind(p.cfg.listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", p.cfg.listen.lost))?;
+    let admin = match p.cfg.listen.admin {
+        Some(a) => Some(bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?),
+        None => None,
+    };
+    let key_id = signpost_trust::peer::key_id_of(p.tls.me.public_key()).as_str().to_owned();
+    let limiter = Limiter::new(LimitSettings {
+        rate: p.cfg.rate.queries_per_s,
+        burst: p.cfg.rate.burst,
+        miss_budget: p.cfg.rate.miss_budget,
+        miss_window: p.cfg.rate.miss_window_s,
+    });
+    let feed = FeedSettings { heartbeat: Duration::from_millis(p.cfg.feed.heartbeat_ms), page: 512 };
+    let svc = Arc::new(AuthorityService::new(p.core.clone(), limiter, feed, Bytes::from(p.tls.cert_pem.clone()), key_id, metrics.clone()));
+    // Feed retention and the store-size gauge.
+    let (core, keep, age_ms, m) = (p.core.clone(), p.cfg.feed.retention_count, p.cfg.feed.retention_h * 3_600_000, metrics.clone());
+    tokio::spawn(async move {
+        loop {
+            let now = core.now();
+            let cutoff = signpost_schemas::Timestamp::from_millis(now.as_millis().saturating_sub(age_ms));
+            match core.store().prune(keep, cutoff).await {
+                Ok(n) if n > 0 => tracing::info!(dropped = n, "feed history pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::error!("feed prune failed: {e}"),
+            }
+            if let Ok(st) = core.store().stats().await {
+                m.counter("signpost_store_records").store(st.records, std::sync::atomic::Ordering::Relaxed);
+                m.counter("signpost_feed_head").store(st.head, std::sync::atomic::Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    });
+    if let Some(a) = admin {
+        tokio::spawn(signpost_net::admin::serve(a, metrics.clone(), ready.clone(), stop()));
+    }
+    let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
+    let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics, Arc::new(SystemClock));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    ready.set();
+    tracing::info!(id = %p.cfg.id, "authority ready");
+    server.serve(lost, stop()).await;
+    Ok(())
+}
