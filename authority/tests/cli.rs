@@ -1,0 +1,108 @@
+//! The `signpost-authority` binary: check-config, import (good and bad
+//! files), the sample config.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use signpost_trust::Role;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signpost-authority");
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock);
+    let ca = signpost_trust::ca::Ca::generate("t", signpost_schemas::Timestamp::from_secs(now.as_secs() - DAY), now.plus_secs(30 * DAY)).unwrap();
+    ca.write_dir(&dir.path().join("ca")).unwrap();
+    let i = ca
+        .issue(&signpost_trust::ca::LeafRequest {
+            role: Role::Authority,
+            id: signpost_schemas::Name::parse("dp.de.example").unwrap(),
+            scope: vec![signpost_trust::ScopeEntry::parse("+49").unwrap()],
+            not_before: signpost_schemas::Timestamp::from_secs(now.as_secs() - DAY),
+            not_after: now.plus_secs(30 * DAY),
+            ip_sans: vec![],
+        })
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("dp")).unwrap();
+    std::fs::write(dir.path().join("dp/cert.pem"), i.chain_pem).unwrap();
+    std::fs::write(dir.path().join("dp/key.pem"), i.key_pem).unwrap();
+    let sample = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml")).unwrap();
+    let cfg = sample
+        .replace("pki/ca/ca.pem", "ca/ca.pem")
+        .replace("pki/dp-de/cert.pem", "dp/cert.pem")
+        .replace("pki/dp-de/key.pem", "dp/key.pem")
+        .replace("127.0.0.1:7402", "127.0.0.1:0")
+        .replace("127.0.0.1:7412", "127.0.0.1:0");
+    let p = dir.path().join("authority.toml");
+    std::fs::write(&p, cfg).unwrap();
+    (dir, p)
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+#[test]
+fn import_all_or_nothing_and_check_config() {
+    let (dir, cfg) = setup();
+    let c = cfg.display().to_string();
+    let o = run(&["check-config", "--config", &c]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 stored identifiers"));
+
+    // A bad file: every bad row named by line, nothing written.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,,,,,,,\n+49151ABC,assigned,t.example,,,,,,,\n+4915112345679,sold,,,,,,,,\n", signpost_authority::import::HEADER)).unwrap();
+    let o = run(&["import", "--config", &c, "--quiet", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 3:") && err.contains("line 4:") && err.contains("nothing was imported"), "{err}");
+    let o = run(&["check-config", "--config", &c]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 stored identifiers"));
+
+    // Out of scope: refused as a whole, too.
+    let oos = dir.path().join("oos.csv");
+    std::fs::write(&oos, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,,,,,,,\n+33612345678,assigned,tnsp.fr.example,,,,,,,\n", signpost_authority::import::HEADER)).unwrap();
+    let o = run(&["import", "--config", &c, "--quiet", &oos.display().to_string()]);
+    assert_eq!(o.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 3"));
+
+    // A good file (national numbers with --region).
+    let good = dir.path().join("good.csv");
+    let mut text = format!("{}\n", signpost_authority::import::HEADER);
+    for i in 0..200 {
+        text.push_str(&format!("0151 1234{i:04},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/{i},10,personal,csip-attested,false,\"OTT, {i}\"\n"));
+    }
+    text.push_str("0151 99990000,released,,,,,,,,\n");
+    std::fs::write(&good, text).unwrap();
+    let o = run(&["import", "--config", &c, "--quiet", "--region", "DE", &good.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imported 201 identifiers"));
+    let o = run(&["check-config", "--config", &c]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("201 stored identifiers (feed head 201)"), "{}", String::from_utf8_lossy(&o.stdout));
+    // Importing again: the identifiers exist, refused as a whole.
+    let o = run(&["import", "--config", &c, "--quiet", "--region", "DE", &good.display().to_string()]);
+    assert_eq!(o.status.code(), Some(65));
+}
+
+#[test]
+fn sample_config_is_strict_and_errors_name_the_key() {
+    let (dir, cfg) = setup();
+    signpost_authority::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml")).unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("[feed]", "[feed]\nheartbeat = 5")).unwrap();
+    let o = run(&["check-config", "--config", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("heartbeat"));
+    // A certificate of another role cannot run an authority.
+    let (c, k) = issue(&signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap(), Role::Msp, "dp.de.example", &[]);
+    std::fs::write(dir.path().join("dp/cert.pem"), c).unwrap();
+    std::fs::write(dir.path().join("dp/key.pem"), k).unwrap();
+    let o = run(&["check-config", "--config", &cfg.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("role"), "{}", String::from_utf8_lossy(&o.stderr));
+}
