@@ -106,3 +106,48 @@ fn sample_config_is_strict_and_errors_name_the_key() {
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("role"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_listeners_answers_and_drains() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let (dir, cfg) = setup();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", &cfg.display().to_string()])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (l2, err) = (log.clone(), child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let addr: std::net::SocketAddr = loop {
+        if let Some(a) = log.lock().unwrap().iter().find_map(|l| l.split("listening for lost on ").nth(1).map(|a| a.trim().parse().unwrap())) {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let ca = signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap();
+    let (c, k) = issue(&ca, Role::Resolver, "resolver.example", &[]);
+    let anchor = signpost_trust::TrustAnchor::from_pem(ca.cert_pem().as_bytes()).unwrap();
+    let id = signpost_trust::tls::Identity::from_pem(c.as_bytes(), k.as_bytes()).unwrap();
+    let client = signpost_net::client::Client::new(Arc::new(signpost_trust::tls::client_config(&anchor, Some(&id)).unwrap()), std::time::Duration::from_secs(5));
+    let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi("tel:+33612345678"), false));
+    let a = client
+        .post_lost(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/lost")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), bytes::Bytes::from(req.encode()))
+        .await
+        .unwrap();
+    // Out of scope with a root configured: redirect toward the root.
+    let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
+    assert!(matches!(r, signpost_schemas::Response::Redirect(ref x) if x.target.as_str() == "root.signpost.example"), "{r:?}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    assert!(!log.lock().unwrap().iter().any(|l| l.contains("33612345678")), "identifiers must not be logged");
+}
