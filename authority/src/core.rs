@@ -225,7 +225,17 @@ impl<S: Store> Authority<S> {
         } else {
             visible.iter().map(|e| cap(&e.signed)).collect()
         };
-        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path: Path::new(id.clone()), location_used: Some(loc.to_owned()) }))
+        // RFC 5222 §6: the answering server returns the request's path with
+        // itself added, so a recursive answer lists resolver then authority.
+        let path = match &f.path {
+            Some(p) => {
+                let mut p = p.clone();
+                p.push(id.clone());
+                p
+            }
+            None => Path::new(id.clone()),
+        };
+        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path, location_used: Some(loc.to_owned()) }))
     }
 
     fn redirect(&self, f: &FindService, d: Delegation, why: String) -> Result<Response, Failure> {

@@ -96,8 +96,9 @@ impl<S: Store> AuthorityService<S> {
             Some(p) if matches!(p.role(), Role::Resolver | Role::Admin) => {}
             _ => return self.errors(403, Issue::new(signpost_schemas::ErrorKind::Forbidden, "the change feed is for resolvers (a resolver-role client certificate)")),
         }
+        // Without `since`, a subscriber gets the changes from now on.
         let since = match query.split('&').find_map(|kv| kv.strip_prefix("since=")) {
-            None => 0,
+            None => *self.core.head().borrow(),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) => n,
                 Err(_) => return self.errors(400, Issue::new(signpost_schemas::ErrorKind::BadRequest, format!("since={v:?} is not a sequence number"))),

@@ -224,6 +224,20 @@ async fn feed_invalidation_resume_heartbeat_and_resync() {
     let mut buf = String::new();
     let got = frames(&mut body, &mut buf, 1, Duration::from_secs(5)).await;
     assert!(matches!(&got[..], [FeedFrame::Resync { seq: 4, .. }]), "{got:?}");
+    // Without since: from the head on (nothing old, the next change only).
+    let (_, mut body) = resolver.get_stream(&live.ep("/lost"), &name("dp.de.example"), "/feed").await.unwrap();
+    let mut buf = String::new();
+    assert_eq!(live.provision(&csip, Provision::Release { csi: csi(N) }).await.0, 403);
+    let tnsp_b = live.client(Some((Role::Csip, "tnsp-b.de.example", &["+4930"])));
+    assert_eq!(live.provision(&tnsp_b, Provision::Release { csi: csi(N) }).await.0, 200);
+    let got = loop {
+        let f = frames(&mut body, &mut buf, 1, Duration::from_secs(5)).await;
+        if !matches!(f.first(), Some(FeedFrame::Heartbeat { .. })) {
+            break f;
+        }
+    };
+    assert!(matches!(&got[..], [FeedFrame::Change(c)] if c.seq == 5 && c.op == ChangeOp::Release), "{got:?}");
+    drop(body);
     let a = resolver.get(&live.ep("/lost"), &name("dp.de.example"), "/feed?since=abc", &[]).await;
     assert_eq!(a.unwrap().status, 400);
 }

@@ -54,6 +54,11 @@ async fn assign_entries_and_signed_answers() {
     assert_eq!(providers(&ans), ["provider-a.example"]);
     let Response::Found(f) = &ans else { unreachable!() };
     assert_eq!(f.path.vias().len(), 1);
+    // Asked through a resolver: the path lists the resolver, then us.
+    let mut via = q(N);
+    via.path = Some(signpost_schemas::Path::new(Name::parse("resolver.example").unwrap()));
+    let Response::Found(v) = a.answer(&via).await.unwrap() else { panic!() };
+    assert_eq!(v.path.vias().iter().map(Name::as_str).collect::<Vec<_>>(), ["resolver.example", "dp.de.example"]);
     assert_eq!(f.location_used.as_deref(), Some("l1"));
     // The mapping verifies with the authority's certificate, for this CSI.
     let v = w.verifier();
