@@ -175,7 +175,7 @@ impl<S: Store> Service for AuthorityService<S> {
         self.core.settings().id.clone()
     }
 
-    async fn lost(&self, req: Request, ctx: &Ctx) -> Result<Response, Failure> {
+    async fn lost(&self, req: Request, ctx: &Ctx) -> Result<signpost_net::LostReply, Failure> {
         let key = client_key(ctx);
         let now = self.core.now();
         if let Err(secs) = self.limiter.query(&key, now) {
@@ -193,13 +193,14 @@ impl<S: Store> Service for AuthorityService<S> {
                 {
                     return Err(Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs });
                 }
-                r
+                r.map(Into::into)
             }
             Request::ListServices(_) => Ok(Response::Services(ListServicesResponse {
                 services: Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default(),
                 warnings: vec![],
                 path: Path::new(self.core.settings().id.clone()),
-            })),
+            })
+            .into()),
         }
     }
 

@@ -155,9 +155,9 @@ impl Service for RootService {
         self.id.clone()
     }
 
-    async fn lost(&self, req: Request, _ctx: &Ctx) -> Result<Response, Failure> {
+    async fn lost(&self, req: Request, _ctx: &Ctx) -> Result<signpost_net::LostReply, Failure> {
         match req {
-            Request::FindService(f) => self.find(&f),
+            Request::FindService(f) => self.find(&f).map(Into::into),
             Request::ListServices(l) => {
                 if let Some(p) = &l.path
                     && p.contains(&self.id)
@@ -165,7 +165,7 @@ impl Service for RootService {
                     return Err(Failure::Loop(format!("{} is already in the path", self.id)));
                 }
                 let services = Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default();
-                Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: LostPath::new(self.id.clone()) }))
+                Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: LostPath::new(self.id.clone()) }).into())
             }
         }
     }

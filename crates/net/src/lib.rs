@@ -61,12 +61,33 @@ impl Reply {
     }
 }
 
+/// A LoST answer: a message to encode, or bytes already encoded (a
+/// resolver's cache hit serves the stored document as it is).
+#[derive(Debug)]
+pub enum LostReply {
+    /// Encode this.
+    Response(Response),
+    /// Send these bytes (a complete `application/lost+xml` document).
+    Encoded {
+        /// The document.
+        body: Bytes,
+        /// Its outcome label (one of `metrics::OUTCOMES`).
+        outcome: &'static str,
+    },
+}
+
+impl From<Response> for LostReply {
+    fn from(r: Response) -> Self {
+        LostReply::Response(r)
+    }
+}
+
 /// A server role plugged into the shell.
 pub trait Service: Send + Sync + 'static {
     /// The server's id: the `source` of its errors.
     fn id(&self) -> Name;
     /// Answers a decoded LoST request.
-    fn lost(&self, req: Request, ctx: &Ctx) -> impl Future<Output = Result<Response, Failure>> + Send;
+    fn lost(&self, req: Request, ctx: &Ctx) -> impl Future<Output = Result<LostReply, Failure>> + Send;
     /// Answers `GET path` (with its query); `None` is a 404.
     fn get(&self, path: &str, headers: &hyper::HeaderMap, ctx: &Ctx) -> impl Future<Output = Option<Reply>> + Send;
     /// Answers `POST path` for paths other than `/lost`; `None` is a 404.

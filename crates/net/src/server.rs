@@ -369,7 +369,12 @@ async fn dispatch<S: Service>(
         },
     };
     let (resp, limited) = match result {
-        Ok(r) => (r, None),
+        Ok(crate::LostReply::Encoded { body, outcome }) => {
+            let mut r = hyper::Response::new(full(body));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(LOST_CT));
+            return (outcome, r);
+        }
+        Ok(crate::LostReply::Response(r)) => (r, None),
         Err(Failure::RateLimited { message, retry_after }) => {
             (Response::Errors(failure_errors(svc.id(), Failure::RateLimited { message, retry_after })), Some(retry_after))
         }

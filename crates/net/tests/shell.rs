@@ -12,7 +12,7 @@ use signpost_net::admin::Ready;
 use signpost_net::client::{Client, ClientError};
 use signpost_net::{Ctx, Failure, Limits, Metrics, Reply, Server, Service, bind};
 use signpost_schemas::lost::Endpoint;
-use signpost_schemas::{Csi, FindService, Name, Request, Response, SystemClock, Timestamp};
+use signpost_schemas::{Csi, FindService, Name, Request, SystemClock, Timestamp};
 use signpost_trust::ca::{Ca, LeafRequest};
 use signpost_trust::tls::{ClientAuth, Identity, client_config, server_config};
 use signpost_trust::{Role, TrustAnchor};
@@ -23,7 +23,7 @@ impl Service for Echo {
     fn id(&self) -> Name {
         Name::parse("echo.example").unwrap()
     }
-    async fn lost(&self, _req: Request, ctx: &Ctx) -> Result<Response, Failure> {
+    async fn lost(&self, _req: Request, ctx: &Ctx) -> Result<signpost_net::LostReply, Failure> {
         // Report who the peer is through a notFound message.
         Err(Failure::NotFound { message: format!("peer={}", ctx.peer.as_ref().map_or("none".into(), |p| p.id().to_string())), negative_lifetime: 1 })
     }
