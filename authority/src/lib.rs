@@ -4,8 +4,9 @@
 
 pub mod config;
 pub mod core;
+pub use signpost_net::limits;
 pub mod import;
-pub mod limits;
+
 pub mod service;
 pub mod model;
 pub mod store;

@@ -1,1 +1,238 @@
-fn main(){}
+//! `signpost-resolver`: a carrier's recursive resolver, and the `lookup`
+//! client.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use signpost_net::admin::Ready;
+use signpost_net::client::Client;
+use signpost_net::limits::{LimitSettings, Limiter};
+use signpost_net::{Metrics, Server, bind, shutdown_signal};
+use signpost_resolver::config::{Config, resolve};
+use signpost_resolver::core::Policy;
+use signpost_resolver::resolver::{Resolver, Settings};
+use signpost_resolver::service::ResolverService;
+use signpost_schemas::lost::{AuthorityRef, Endpoint, Tag};
+use signpost_schemas::{Clock, Csi, Name, Region, SenderContext, SystemClock};
+use signpost_trust::tls::{Identity, client_config};
+use signpost_trust::{Role, TrustAnchor};
+
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "signpost-resolver", version, about = "Signpost resolver: recursive, verifying, caching discovery for a carrier's clients; and a lookup client")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve LoST to clients (and the admin plane).
+    Serve {
+        /// The TOML config (see resolver/resolver.sample.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Load and check the config and certificates; bind nothing.
+    CheckConfig {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Ask a resolver where an identifier can be reached.
+    Lookup {
+        /// A phone number or email address.
+        csi: String,
+        /// The resolver's LoST URL.
+        #[arg(long, default_value = "https://127.0.0.1:7420/lost")]
+        resolver: String,
+        /// The resolver's id (its certificate name).
+        #[arg(long, default_value = "resolver.signpost.example")]
+        resolver_id: String,
+        /// The deployment CA certificate.
+        #[arg(long)]
+        ca: PathBuf,
+        /// A client certificate (if the resolver requires one).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Its key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The sending MSP's id, for the recipient's preferences.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Wanted tags (business, personal…); repeatable.
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Default region for national-format numbers, e.g. DE.
+        #[arg(long)]
+        region: Option<String>,
+        /// Print the raw LoST XML.
+        #[arg(long)]
+        xml: bool,
+    },
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("signpost-resolver: {msg}");
+    ExitCode::from(code)
+}
+
+struct Prepared {
+    cfg: Config,
+    resolver: Arc<Resolver>,
+    tls: signpost_net::config::LoadedTls,
+    metrics: Arc<Metrics>,
+}
+
+fn prepare(config: &Path) -> Result<Prepared, String> {
+    signpost_schemas::csi::warm_up();
+    let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
+    let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tls = cfg.tls.load(&base, &id, clock.now())?;
+    tls.me.require(Role::Resolver).map_err(|e| format!("tls.cert: {e}"))?;
+    let identity = Identity::from_pem(&tls.cert_pem, &tls.key_pem).map_err(|e| e.to_string())?;
+    let client = Client::new(Arc::new(client_config(&tls.anchor, Some(&identity)).map_err(|e| e.to_string())?), Duration::from_millis(cfg.upstream.timeout_ms));
+    let root = AuthorityRef {
+        id: Name::parse(&cfg.root.id).map_err(|e| e.to_string())?,
+        endpoints: cfg.root.endpoints.iter().map(|e| Endpoint::parse(e).map_err(|x| x.to_string())).collect::<Result<_, _>>()?,
+    };
+    let signer = match &cfg.root.table_signer_cert {
+        Some(p) => {
+            let p = resolve(&base, p);
+            Some(std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let c = &cfg.cache;
+    let settings = Settings {
+        id,
+        root,
+        root_table_signer: signer,
+        root_table_refresh: Duration::from_secs(cfg.root.table_refresh_s),
+        policy: Policy {
+            min_ttl: c.min_ttl_s,
+            max_ttl: c.max_ttl_s,
+            negative_min_ttl: c.negative_min_ttl_s,
+            negative_max_ttl: c.negative_max_ttl_s,
+            max_stale: c.max_stale_s,
+            stale_ttl: c.stale_ttl_s,
+            max_depth: cfg.upstream.max_depth,
+        },
+        max_entries: c.max_entries,
+        upstream_timeout: Duration::from_millis(cfg.upstream.timeout_ms),
+        failure_recheck: Duration::from_secs(cfg.upstream.failure_recheck_s),
+        hot_hits: c.hot_hits,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let resolver = Resolver::new(settings, clock, client, tls.anchor.clone(), metrics.clone());
+    Ok(Prepared { cfg, resolver, tls, metrics })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, e),
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::CheckConfig { config } => match prepare(&config) {
+                Ok(p) => {
+                    println!("configuration OK: resolver {} using root {}", p.cfg.id, p.cfg.root.id);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EX_USAGE, e),
+            },
+            Cmd::Serve { config } => {
+                let p = match prepare(&config) {
+                    Ok(p) => p,
+                    Err(e) => return fail(EX_USAGE, e),
+                };
+                p.cfg.log.init();
+                match serve(p).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(1, e),
+                }
+            }
+            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml } => {
+                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml).await {
+                    Ok(code) => code,
+                    Err(e) => fail(EX_USAGE, e),
+                }
+            }
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn lookup(csi: &str, resolver: &str, resolver_id: &str, ca: &Path, cert: Option<&Path>, key: Option<&Path>, sender: Option<String>, tags: &[String], region: Option<&str>, xml: bool) -> Result<ExitCode, String> {
+    let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| e.to_string())?;
+    let csi = Csi::parse(csi, region).map_err(|e| format!("{csi:?}: {e}"))?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| e.to_string())?;
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some(Identity::from_pem(&read(c)?, &read(k)?).map_err(|e| e.to_string())?),
+        (None, None) => None,
+        _ => return Err("--cert and --key go together".into()),
+    };
+    let client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| e.to_string())?), Duration::from_secs(5));
+    let ep = Endpoint::parse(resolver).map_err(|e| e.to_string())?;
+    let rid = Name::parse(resolver_id).map_err(|e| e.to_string())?;
+    let context = if sender.is_some() || !tags.is_empty() {
+        Some(SenderContext {
+            sender_provider: sender.map(|s| Name::parse(&s)).transpose().map_err(|e| e.to_string())?,
+            tags: tags.iter().map(|t| Tag::parse(t)).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
+        })
+    } else {
+        None
+    };
+    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await?;
+    if xml {
+        print!("{}", l.xml);
+    } else {
+        print!("{}", signpost_resolver::lookup::describe(&csi, &l));
+    }
+    Ok(match &l.response {
+        signpost_schemas::Response::Found(_) if l.verified.iter().all(Result::is_ok) => ExitCode::SUCCESS,
+        signpost_schemas::Response::Errors(e) if signpost_resolver::resolver::is_not_found(e) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    })
+}
+
+async fn serve(p: Prepared) -> Result<(), String> {
+    let ready = Ready::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let lost = bind(p.cfg.listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", p.cfg.listen.lost))?;
+    let admin = match p.cfg.listen.admin {
+        Some(a) => Some(bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?),
+        None => None,
+    };
+    p.resolver.start().await;
+    let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
+    let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));
+    if let Some(a) = admin {
+        tokio::spawn(signpost_net::admin::serve(a, p.metrics.clone(), ready.clone(), stop()));
+    }
+    let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
+    let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), p.metrics.clone(), Arc::new(SystemClock));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    ready.set();
+    server.serve(lost, stop()).await;
+    Ok(())
+}

@@ -47,6 +47,7 @@ pub const OUTCOMES: [&str; 20] = [
 /// The shell's metrics; roles add their own counters with [`Metrics::counter`].
 #[derive(Debug, Default)]
 pub struct Metrics {
+    histograms: Mutex<Vec<(String, &'static Histogram)>>,
     requests: [AtomicU64; 20],
     counters: Mutex<Vec<(String, &'static AtomicU64)>>,
     latency: Histogram,
@@ -79,6 +80,21 @@ impl Metrics {
         let c: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
         v.push((name_and_labels.to_owned(), c));
         c
+    }
+
+    /// A histogram `name` (seconds), registered once; the same name gives
+    /// the same histogram.
+    pub fn histogram(&self, name: &str) -> &'static Histogram {
+        let mut v = match self.histograms.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((_, h)) = v.iter().find(|(n, _)| n == name) {
+            return h;
+        }
+        let h: &'static Histogram = Box::leak(Box::new(Histogram::default()));
+        v.push((name.to_owned(), h));
+        h
     }
 
     /// Counts one request with its outcome label (one of [`OUTCOMES`]) and
@@ -128,6 +144,14 @@ impl Metrics {
         }
         out.push_str("# TYPE signpost_request_duration_seconds histogram\n");
         self.latency.render("signpost_request_duration_seconds", "", &mut out);
+        let hs = match self.histograms.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for (n, h) in hs.iter() {
+            out.push_str(&format!("# TYPE {n} histogram\n"));
+            h.render(n, "", &mut out);
+        }
         out
     }
 }

@@ -1,0 +1,55 @@
+//! The resolver behind the HTTP shell: `POST /lost` for its clients (APs),
+//! with per-client limits.
+
+use std::sync::Arc;
+
+use signpost_net::limits::Limiter;
+use signpost_net::{Ctx, Failure, LostReply, Reply, Service};
+use signpost_schemas::lost::{SERVICE_MIMI, Uri};
+use signpost_schemas::{ListServicesResponse, Name, Path, Request, Response};
+
+use crate::resolver::Resolver;
+
+/// The resolver's HTTP service.
+#[derive(Debug)]
+pub struct ResolverService {
+    r: Arc<Resolver>,
+    limiter: Limiter,
+}
+
+impl ResolverService {
+    /// Wraps a resolver.
+    pub fn new(r: Arc<Resolver>, limiter: Limiter) -> ResolverService {
+        ResolverService { r, limiter }
+    }
+}
+
+impl Service for ResolverService {
+    fn id(&self) -> Name {
+        self.r.settings().id.clone()
+    }
+
+    async fn lost(&self, req: Request, ctx: &Ctx) -> Result<LostReply, Failure> {
+        let key = match &ctx.peer {
+            Some(p) => p.id().to_string(),
+            None => ctx.remote.ip().to_string(),
+        };
+        if let Err(secs) = self.limiter.query(&key, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)) {
+            return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
+        }
+        match req {
+            Request::FindService(f) => self.r.resolve(f).await,
+            Request::ListServices(_) => Ok(Response::Services(ListServicesResponse {
+                services: Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default(),
+                warnings: vec![],
+                path: Path::new(self.r.settings().id.clone()),
+            })
+            .into()),
+        }
+    }
+
+    async fn get(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, _ctx: &Ctx) -> Option<Reply> {
+        let k = path.strip_prefix("/certs/")?;
+        self.r.cert_pem(k).map(|pem| Reply::full(200, "application/pem-certificate-chain", pem))
+    }
+}
