@@ -141,7 +141,11 @@ impl<S: Service> Server<S> {
         let graceful = GracefulShutdown::new();
         let sem = Arc::new(Semaphore::new(self.limits.max_connections));
         let mut shutdown = std::pin::pin!(shutdown);
+        // Connection tasks, so that whatever outlives the drain (a change
+        // feed never ends by itself) is closed when the grace is over.
+        let mut tasks = tokio::task::JoinSet::new();
         loop {
+            while tasks.try_join_next().is_some() {}
             let (tcp, remote) = tokio::select! {
                 _ = &mut shutdown => break,
                 acc = listener.accept() => match acc {
@@ -170,7 +174,7 @@ impl<S: Service> Server<S> {
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
             };
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 conn.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
                 let m = conn.metrics.clone();
                 conn.run(tcp, remote).await;
@@ -181,8 +185,10 @@ impl<S: Service> Server<S> {
         drop(listener);
         tracing::info!("draining {} connection(s)", graceful.count());
         if tokio::time::timeout(self.limits.drain_grace, graceful.shutdown()).await.is_err() {
-            tracing::warn!("drain grace period over; closing the remaining connections");
+            tracing::info!("drain grace period over; closing the remaining connections");
         }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 }
 

@@ -108,8 +108,12 @@ pub struct Verifier {
     signers: HashMap<KeyId, Peer>,
 }
 
+/// Clock skew tolerated between signer and verifier: a signature may be
+/// dated up to this far in the verifier's future.
+pub const CLOCK_SKEW_SECS: u64 = 300;
+
 fn check_window(s: &Signature, now: Timestamp) -> Result<(), TrustError> {
-    if s.signed_at <= now && now <= s.valid_until {
+    if s.signed_at <= now.plus_secs(CLOCK_SKEW_SECS) && now <= s.valid_until {
         Ok(())
     } else {
         Err(TrustError::SignatureWindow { signed_at: s.signed_at.to_string(), valid_until: s.valid_until.to_string() })
