@@ -220,6 +220,14 @@ async fn serve(p: Prepared) -> Result<(), String> {
         None => None,
     };
     p.resolver.start().await;
+    let (r, gauge) = (Arc::downgrade(&p.resolver), p.metrics.counter("signpost_resolver_cache_entries"));
+    tokio::spawn(async move {
+        while let Some(r) = r.upgrade() {
+            gauge.store(r.cache_len(), std::sync::atomic::Ordering::Relaxed);
+            drop(r);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
     let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));
     if let Some(a) = admin {

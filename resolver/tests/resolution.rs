@@ -252,3 +252,27 @@ async fn root_down_loops_depth_rogue_tamper_and_client_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_make_one_upstream_query() {
+    let t = Topology::start().await;
+    provision(&t, &t.de, "tel:+4915112345678", "tnsp-a.de.example", "+4915", "provider-a.example").await;
+    let (_r, running, _clock, m) = t.resolver(true, Policy::default(), ClientAuth::Optional).await;
+    let ap = std::sync::Arc::new(t.pki.client(None));
+    let ep = running.endpoint();
+    let before = metric(&m, "signpost_resolver_upstream_queries_total{outcome=\"ok\"}");
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (ap, ep) = (ap.clone(), ep.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = Bytes::from(Request::FindService(FindService::for_csi(csi("tel:+4915112345678"), true)).encode());
+            let a = ap.post_lost(&ep, &Name::parse(RES).unwrap(), body).await.unwrap();
+            Response::decode(&a.body, &Limits::MESSAGE).unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(providers(&t.await.unwrap()), ["provider-a.example"]);
+    }
+    // One upstream query (the preloaded table routes +49 to DE directly).
+    assert_eq!(metric(&m, "signpost_resolver_upstream_queries_total{outcome=\"ok\"}") - before, 1);
+}

@@ -1,0 +1,91 @@
+//! The `signpost-resolver` binary: `lookup` against a live topology (human
+//! and XML output, verification), `check-config`, the sample config.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod topo;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use signpost_resolver::core::Policy;
+use signpost_schemas::lost::{Assurance, Uri};
+use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
+use signpost_schemas::{Csi, Name};
+use signpost_trust::Role;
+use signpost_trust::tls::ClientAuth;
+use topo::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signpost-resolver");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_prints_verified_providers() {
+    let t = Topology::start().await;
+    let n = Csi::from_wire("tel:+4915112345678").unwrap();
+    let csip = t.pki.peer(Role::Csip, "tnsp-a.de.example", &["+4915"]);
+    t.de.core.provision(&csip, Provision::Assign { csi: n.clone(), tnsp: None }).await.unwrap();
+    let msp = t.pki.peer(Role::Msp, "provider-a.example", &[]);
+    let e = EntryRecord {
+        provider: Name::parse("provider-a.example").unwrap(),
+        display_name: Some(signpost_schemas::DisplayName { text: "Provider A".into(), lang: "en".into() }),
+        uris: vec![Uri::parse("mimi://provider-a.example/u/alice").unwrap()],
+        priority: 10,
+        tags: vec![],
+        assurance: Assurance::MspVerified,
+        bound_to_tnsp: false,
+        visibility: Visibility::All,
+    };
+    t.de.core.provision(&msp, Provision::PutEntry { csi: n, entry: e }).await.unwrap();
+    let (_r, running, _clock, _m) = t.resolver(true, Policy::default(), ClientAuth::Optional).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, t.pki.ca.cert_pem()).unwrap();
+    let url = format!("https://{}/lost", running.addr);
+    let args = |extra: &[&str]| {
+        let mut v = vec!["lookup".to_owned(), "+49 151 1234 5678".to_owned(), "--resolver".into(), url.clone(), "--resolver-id".into(), "resolver.carrier-x.example".into(), "--ca".into(), ca.display().to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let o = tokio::task::spawn_blocking({
+        let a = args(&[]);
+        move || Command::new(BIN).args(a).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("provider-a.example \"Provider A\"") && out.contains("verified (dp.de.example signed)"), "{out}");
+    assert!(out.contains("resolver.carrier-x.example → dp.de.example"), "{out}");
+    let o = tokio::task::spawn_blocking({
+        let a = args(&["--xml"]);
+        move || Command::new(BIN).args(a).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("<?xml"));
+    // Not discoverable: exit 2 and a clear line.
+    let o = tokio::task::spawn_blocking({
+        let mut a = args(&[]);
+        a[1] = "+49 151 9999 9999".into();
+        move || Command::new(BIN).args(a).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("notFound"));
+    // Bad input names the problem.
+    let o = Command::new(BIN).args(["lookup", "not a number", "--ca", &ca.display().to_string()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a number"));
+}
+
+#[test]
+fn sample_config_is_strict() {
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("resolver.sample.toml");
+    signpost_resolver::config::Config::load(&sample).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.toml");
+    std::fs::write(&p, std::fs::read_to_string(&sample).unwrap().replace("[cache]", "[cache]\nmax_entrys = 1")).unwrap();
+    let o = Command::new(BIN).args(["check-config", "--config", &p.display().to_string()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("max_entrys"));
+}
