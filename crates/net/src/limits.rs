@@ -54,7 +54,11 @@ impl Limiter {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if g.len() >= MAX_CLIENTS && !g.contains_key(key) {
+        // The common case, a known client, allocates nothing.
+        if let Some(c) = g.get_mut(key) {
+            return f(c);
+        }
+        if g.len() >= MAX_CLIENTS {
             let horizon = now.as_millis().saturating_sub(self.s.miss_window * 1000);
             g.retain(|_, c| c.at.as_millis() >= horizon);
         }
