@@ -80,11 +80,19 @@ pub struct Cache {
     pub stale_ttl_s: u64,
     /// Hits after which an invalidated entry is refreshed ahead.
     pub hot_hits: u32,
+    /// "push" (subscribe to change feeds) or "ttl-only" (answers live
+    /// until their lifetime ends, as with DNS/ENUM today).
+    #[serde(default = "push")]
+    pub invalidation: String,
+}
+
+fn push() -> String {
+    "push".into()
 }
 
 impl Default for Cache {
     fn default() -> Self {
-        Cache { max_entries: 1_000_000, min_ttl_s: 5, max_ttl_s: 86_400, negative_min_ttl_s: 5, negative_max_ttl_s: 3600, max_stale_s: 86_400, stale_ttl_s: 30, hot_hits: 100 }
+        Cache { max_entries: 1_000_000, min_ttl_s: 5, max_ttl_s: 86_400, negative_min_ttl_s: 5, negative_max_ttl_s: 3600, max_stale_s: 86_400, stale_ttl_s: 30, hot_hits: 100, invalidation: push() }
     }
 }
 
@@ -144,6 +152,9 @@ impl Config {
         let c = &self.cache;
         if c.max_entries == 0 || c.min_ttl_s > c.max_ttl_s || c.negative_min_ttl_s > c.negative_max_ttl_s {
             return Err("cache: max_entries > 0, min_ttl_s <= max_ttl_s and negative_min_ttl_s <= negative_max_ttl_s are required".into());
+        }
+        if !matches!(self.cache.invalidation.as_str(), "push" | "ttl-only") {
+            return Err(format!("cache.invalidation = {:?}: use push or ttl-only", self.cache.invalidation));
         }
         if self.upstream.timeout_ms == 0 || self.upstream.max_depth == 0 {
             return Err("upstream.timeout_ms and upstream.max_depth must be positive".into());

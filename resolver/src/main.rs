@@ -128,6 +128,7 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
         upstream_timeout: Duration::from_millis(cfg.upstream.timeout_ms),
         failure_recheck: Duration::from_secs(cfg.upstream.failure_recheck_s),
         hot_hits: c.hot_hits,
+        push: c.invalidation == "push",
     };
     let metrics = Arc::new(Metrics::new());
     let resolver = Resolver::new(settings, clock, client, tls.anchor.clone(), metrics.clone());

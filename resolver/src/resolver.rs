@@ -46,6 +46,9 @@ pub struct Settings {
     pub failure_recheck: Duration,
     /// Hits after which an invalidated entry is refreshed at once.
     pub hot_hits: u32,
+    /// Subscribe to authorities' change feeds (push invalidation). Off,
+    /// answers live until their lifetime ends, as with DNS/ENUM today.
+    pub push: bool,
 }
 
 /// A cached answer.
@@ -597,6 +600,9 @@ impl Resolver {
     }
 
     fn ensure_feed(&self, a: AuthorityRef) {
+        if !self.s.push {
+            return;
+        }
         {
             let mut g = match self.feeds.lock() {
                 Ok(g) => g,

@@ -221,6 +221,7 @@ impl Topology {
             upstream_timeout: Duration::from_millis(800),
             failure_recheck: Duration::from_secs(30),
             hot_hits: 1_000_000,
+            push: true,
         };
         let r = Resolver::new(s, Arc::new(clock.clone()), client, self.pki.anchor.clone(), metrics.clone());
         r.start().await;

@@ -1,0 +1,116 @@
+//! `signpost-testbed`: run the demo, or a scenario file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use signpost_testbed::report::{Report, quantile};
+use signpost_testbed::scenario::{DEMO, Scenario};
+
+#[derive(Parser)]
+#[command(name = "signpost-testbed", version, about = "Signpost testbed: whole topologies on loopback, porting/release/outage scenarios, a ground-truth oracle, and reports")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The built-in demo: two countries and an email domain, ports,
+    /// releases, reassignments, claims and an outage under load, with push
+    /// invalidation and with TTL only (about a minute).
+    Demo {
+        /// Where the reports go.
+        #[arg(long, default_value = "signpost-demo")]
+        out: PathBuf,
+    },
+    /// Run a scenario file (see testbed/scenarios/).
+    Run {
+        /// The scenario (strict TOML).
+        scenario: PathBuf,
+        /// Where the reports go.
+        #[arg(long, default_value = "signpost-report")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (text, out) = match cli.cmd {
+        Cmd::Demo { out } => (DEMO.to_owned(), out),
+        Cmd::Run { scenario, out } => match std::fs::read_to_string(&scenario) {
+            Ok(t) => (t, out),
+            Err(e) => {
+                eprintln!("signpost-testbed: {}: {e}", scenario.display());
+                return ExitCode::from(64);
+            }
+        },
+    };
+    let s = match Scenario::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("signpost-testbed: scenario: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("signpost-testbed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    signpost_schemas::csi::warm_up();
+    let bar = indicatif::ProgressBar::new(s.duration_s * s.policies.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} s")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b2 = bar.clone();
+    let dur = s.duration_s;
+    let policies = s.policies.clone();
+    let result = rt.block_on(signpost_testbed::run_all(&s, &move |p, sec| {
+        let k = policies.iter().position(|x| x == p).unwrap_or(0) as u64;
+        b2.set_message(format!("{} · {p}", "running"));
+        b2.set_position((k * dur + sec).min(dur * policies.len() as u64));
+    }));
+    bar.finish_and_clear();
+    match result {
+        Ok(r) => match r.write(&out) {
+            Ok(()) => {
+                print_summary(&r, &out);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("signpost-testbed: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("signpost-testbed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_summary(r: &Report, out: &Path) {
+    println!("scenario {}:", r.scenario);
+    println!("{:<9} {:>8} {:>10} {:>9} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}", "policy", "lookups", "lookups/s", "correct", "stale", "wrong", "errors", "inval p50", "inval p99", "hit %");
+    for p in &r.runs {
+        let f = |v: Option<f64>| v.map_or("–".into(), |x| if x >= 1000.0 { format!("{:.2} s", x / 1000.0) } else { format!("{x:.1} ms") });
+        println!(
+            "{:<9} {:>8} {:>10.0} {:>9} {:>8} {:>6} {:>7} {:>10} {:>10} {:>7.1}%",
+            p.policy,
+            p.lookups,
+            p.lookups_per_s,
+            p.correct,
+            p.stale,
+            p.wrong,
+            p.errors.values().sum::<u64>(),
+            f(quantile(&p.invalidation_ms, 0.5)),
+            f(quantile(&p.invalidation_ms, 0.99)),
+            100.0 * p.hit_ratio
+        );
+    }
+    println!("reports: {}/report.html, report.md, report.json", out.display());
+}

@@ -1,0 +1,504 @@
+//! Runs a scenario under one invalidation policy: builds the topology,
+//! provisions a synthetic population, drives lookups from simulated APs
+//! through the resolvers, commits the timed events, and judges every answer
+//! against the oracle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use signpost_authority::import::ImportItem;
+use signpost_net::client::Client;
+use signpost_schemas::lost::{Assurance, Uri};
+use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
+use signpost_schemas::{Csi, E164, FindService, Limits, MappingBody, Name, Request, Response};
+use signpost_trust::Role;
+
+use crate::oracle::{Oracle, Truth, Verdict};
+use crate::scenario::Scenario;
+use crate::topology::Live;
+
+/// A small deterministic generator (xorshift64*), seeded per scenario.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// Next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
+    }
+}
+
+/// Popularity: Zipf over ranks 1..=n.
+#[derive(Debug, Clone)]
+pub struct Zipf {
+    cumulative: Vec<f64>,
+}
+
+impl Zipf {
+    /// Weights 1/rank^s.
+    pub fn new(n: usize, s: f64) -> Zipf {
+        let mut acc = 0.0;
+        let cumulative = (1..=n.max(1))
+            .map(|r| {
+                acc += 1.0 / (r as f64).powf(s);
+                acc
+            })
+            .collect();
+        Zipf { cumulative }
+    }
+    /// A rank (0-based).
+    pub fn sample(&self, rng: &mut Rng) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(1.0);
+        let x = rng.unit() * total;
+        self.cumulative.partition_point(|&c| c < x).min(self.cumulative.len().saturating_sub(1))
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    /// Correct answers.
+    pub correct: u64,
+    /// Stale answers.
+    pub stale: u64,
+    /// Wrong answers.
+    pub wrong: u64,
+    /// Errors (no answer).
+    pub errors: u64,
+}
+
+/// What one policy run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    /// `push` or `ttl-only`.
+    pub policy: String,
+    /// Identifiers in the population.
+    pub identifiers: usize,
+    /// Lookups sent.
+    pub lookups: u64,
+    /// Verdicts.
+    pub correct: u64,
+    /// Stale answers.
+    pub stale: u64,
+    /// Wrong answers.
+    pub wrong: u64,
+    /// Errors by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Per second.
+    pub timeline: Vec<Second>,
+    /// Time from each commit until every resolver answered the new truth,
+    /// ms, sorted.
+    pub invalidation_ms: Vec<f64>,
+    /// Ages of stale answers, ms, sorted.
+    pub stale_age_ms: Vec<u64>,
+    /// Resolver cache hit ratio.
+    pub hit_ratio: f64,
+    /// Requests served per tier.
+    pub tier_requests: BTreeMap<String, u64>,
+    /// Lookups per second achieved.
+    pub lookups_per_s: f64,
+    /// Run length, s.
+    pub duration_s: f64,
+    /// Events committed.
+    pub events: Vec<String>,
+}
+
+fn truth_of(entries: &[EntryRecord]) -> Truth {
+    if entries.is_empty() { None } else { Some(entries.iter().map(|e| e.provider.to_string()).collect()) }
+}
+
+fn entry(provider: &str, i: usize, bound: bool) -> Result<EntryRecord, String> {
+    Ok(EntryRecord {
+        provider: Name::parse(provider).map_err(|e| e.to_string())?,
+        display_name: None,
+        uris: vec![Uri::parse(&format!("mimi://{provider}/u/{i}")).map_err(|e| e.to_string())?],
+        priority: if bound { 5 } else { 10 },
+        tags: vec![],
+        assurance: Assurance::CsipAttested,
+        bound_to_tnsp: bound,
+        visibility: Visibility::All,
+    })
+}
+
+/// One identifier of the population.
+#[derive(Debug, Clone)]
+struct Ident {
+    csi: Csi,
+    authority: usize,
+    tnsp: Option<String>,
+    tnsps: [String; 2],
+    entries: Vec<EntryRecord>,
+    phone: bool,
+}
+
+fn observe(r: &Response) -> Result<Truth, String> {
+    match r {
+        Response::Found(f) => {
+            let set: BTreeSet<String> = f
+                .mappings
+                .iter()
+                .filter_map(|m| match &m.body {
+                    MappingBody::Provider(p) => Some(p.id.to_string()),
+                    MappingBody::NoProviders { .. } => None,
+                })
+                .collect();
+            Ok(if set.is_empty() { None } else { Some(set) })
+        }
+        Response::Errors(e) if e.kind() == Some(signpost_schemas::ErrorKind::NotFound) => Ok(None),
+        Response::Errors(e) => Err(e.kind().map_or("errors", signpost_schemas::ErrorKind::element).to_owned()),
+        Response::Redirect(_) => Err("redirect".into()),
+        Response::Services(_) => Err("services".into()),
+    }
+}
+
+async fn query(c: &Client, live_ep: &signpost_schemas::lost::Endpoint, id: &Name, csi: &Csi) -> Result<Truth, String> {
+    let body = Bytes::from(Request::FindService(FindService::for_csi(csi.clone(), true)).encode());
+    match c.post_lost(live_ep, id, body).await {
+        Ok(a) => match Response::decode(&a.body, &Limits::MESSAGE) {
+            Ok(r) => observe(&r),
+            Err(_) => Err("undecodable".into()),
+        },
+        Err(e) => Err(e.label().to_owned()),
+    }
+}
+
+/// Runs `s` under `policy`. `tick` is called once per second of load.
+pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Result<PolicyReport, String> {
+    let push = policy == "push";
+    let mut keys: Vec<String> = s.country.iter().map(|c| c.prefix.clone()).collect();
+    keys.extend(s.email.iter().map(|e| e.domain.clone()));
+    let mut live = Live::start(&keys, s.resolvers, push, s.mapping_ttl_s, s.negative_ttl_s).await?;
+    let mut rng = Rng::new(s.seed);
+
+    // Population: valid numbers per country, addresses per domain.
+    let mut pop: Vec<Ident> = Vec::new();
+    let mut spare: Vec<Ident> = Vec::new();
+    for (ai, c) in s.country.iter().enumerate() {
+        let cc = c.prefix.trim_start_matches('+');
+        let tag = c.region.to_ascii_lowercase();
+        let tnsps = [format!("tnsp-a.{tag}.example"), format!("tnsp-b.{tag}.example")];
+        let mut seen = BTreeSet::new();
+        let want = c.numbers + c.numbers / 10;
+        let mut tries = 0;
+        while seen.len() < want && tries < want * 20 {
+            tries += 1;
+            let rest = c.national_digits.saturating_sub(c.block.len());
+            let tail: String = (0..rest).map(|_| char::from(b'0' + (rng.next_u64() % 10) as u8)).collect();
+            let digits = format!("{cc}{}{tail}", c.block);
+            if let Ok(n) = E164::from_digits(&digits)
+                && seen.insert(digits)
+            {
+                let id = Ident { csi: Csi::E164(n), authority: ai, tnsp: None, tnsps: tnsps.clone(), entries: vec![], phone: true };
+                if seen.len() <= c.numbers { pop.push(id) } else { spare.push(id) }
+            }
+        }
+    }
+    for (k, e) in s.email.iter().enumerate() {
+        let ai = s.country.len() + k;
+        for i in 0..e.addresses + e.addresses / 10 {
+            let csi = Csi::from_wire(&format!("mailto:user{i}@{}", e.domain)).map_err(|x| x.to_string())?;
+            let id = Ident { csi, authority: ai, tnsp: None, tnsps: [e.domain.clone(), e.domain.clone()], entries: vec![], phone: false };
+            if i < e.addresses { pop.push(id) } else { spare.push(id) }
+        }
+    }
+    let mut oracle = Oracle::new();
+    let mut batches: Vec<Vec<ImportItem>> = (0..live.authorities.len()).map(|_| Vec::new()).collect();
+    for (i, id) in pop.iter_mut().enumerate() {
+        let t = if id.phone { id.tnsps[rng.below(2)].clone() } else { id.tnsps[0].clone() };
+        if rng.unit() >= s.population.undiscoverable_share {
+            let n = 1 + rng.below(s.population.max_ott_per_user.max(1));
+            let mut names: Vec<&String> = s.population.ott.iter().collect();
+            for _ in 0..n.min(names.len()) {
+                let k = rng.below(names.len());
+                let p = names.remove(k);
+                id.entries.push(entry(p, i, false)?);
+            }
+            if id.phone && rng.unit() < s.population.operator_aligned_share {
+                id.entries.push(entry(&format!("rcs.{t}"), i, true)?);
+            }
+        }
+        id.tnsp = Some(t.clone());
+        oracle.set(id.csi.uri(), 0, truth_of(&id.entries));
+        if let Some(b) = batches.get_mut(id.authority) {
+            b.push(ImportItem { csi: id.csi.clone(), tnsp: Some(Name::parse(&t).map_err(|e| e.to_string())?), entries: id.entries.clone(), line: i });
+        }
+    }
+    for (a, b) in live.authorities.iter().zip(batches) {
+        a.core.import(b, &|_| {}).await.map_err(|e| e.to_string())?;
+    }
+    for sp in &spare {
+        oracle.set(sp.csi.uri(), 0, None);
+    }
+
+    // Lookup load from simulated APs; events on their own task.
+    let ap_cert = live.pki.cert(Role::Msp, "ap.testbed.example", &[])?;
+    let mut all: Vec<Csi> = pop.iter().map(|p| p.csi.clone()).collect();
+    all.extend(spare.iter().map(|p| p.csi.clone()));
+    // Popularity order: a shuffled ranking.
+    for i in (1..all.len()).rev() {
+        all.swap(i, rng.below(i + 1));
+    }
+    let all = Arc::new(all);
+    let zipf = Arc::new(Zipf::new(all.len(), s.load.zipf));
+    let oracle = Arc::new(Mutex::new(oracle));
+    let start = Instant::now();
+    let ms = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let stats = Arc::new(Mutex::new((Vec::<Second>::new(), BTreeMap::<String, u64>::new(), Vec::<u64>::new(), 0u64)));
+    let eps: Vec<(signpost_schemas::lost::Endpoint, Name)> = live.resolvers.iter().map(|r| Ok((r.running.endpoint()?, r.id.clone()))).collect::<Result<_, String>>()?;
+    let eps = Arc::new(eps);
+    let duration = Duration::from_secs(s.duration_s);
+    let mut load = Vec::new();
+    let per_client = f64::from(s.load.rate) / s.load.clients as f64;
+    for c in 0..s.load.clients {
+        let client = live.pki.client(Some(&ap_cert))?;
+        let (all, zipf, oracle, stats, eps) = (all.clone(), zipf.clone(), oracle.clone(), stats.clone(), eps.clone());
+        let mut rng = Rng::new(s.seed ^ ((c as u64 + 1) * 7919));
+        load.push(tokio::spawn(async move {
+            let gap = Duration::from_secs_f64(1.0 / per_client.max(0.001));
+            let mut next = Instant::now();
+            let mut k = 0usize;
+            while start.elapsed() < duration {
+                next += gap;
+                let csi = &all[zipf.sample(&mut rng)];
+                let (ep, id) = &eps[(c + k) % eps.len()];
+                k += 1;
+                let sent = ms();
+                let r = query(&client, ep, id, csi).await;
+                let at = ms();
+                {
+                let sec = (at / 1000) as usize;
+                let mut g = match stats.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                let (timeline, errors, ages, lookups) = &mut *g;
+                *lookups += 1;
+                while timeline.len() <= sec {
+                    timeline.push(Second::default());
+                }
+                match r {
+                    Err(kind) => {
+                        *errors.entry(kind).or_insert(0) += 1;
+                        timeline[sec].errors += 1;
+                    }
+                    Ok(observed) => {
+                        let v = oracle.lock().map(|o| o.judge(csi.uri(), &observed, sent, at)).unwrap_or(Verdict::Wrong);
+                        match v {
+                            Verdict::Correct => timeline[sec].correct += 1,
+                            Verdict::Stale { age_ms } => {
+                                timeline[sec].stale += 1;
+                                ages.push(age_ms);
+                            }
+                            Verdict::Wrong => timeline[sec].wrong += 1,
+                        }
+                    }
+                }
+                }
+                let now = Instant::now();
+                if next > now {
+                    tokio::time::sleep(next - now).await;
+                } else if now - next > Duration::from_secs(1) {
+                    next = now;
+                }
+            }
+        }));
+    }
+    let ticker = {
+        let done = Arc::new(AtomicBool::new(false));
+        let d2 = done.clone();
+        (done, async move {
+            let mut i = 0;
+            while !d2.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                i += 1;
+                tick(i);
+            }
+        })
+    };
+
+    // Events.
+    let probe_client = Arc::new(live.pki.client(Some(&ap_cert))?);
+    let probe_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut probes = Vec::new();
+    let mut released: Vec<usize> = Vec::new();
+    let mut events_done = Vec::new();
+    let mut events: Vec<_> = s.event.clone();
+    events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    let ttl_wait = Duration::from_secs(u64::from(s.mapping_ttl_s.max(s.negative_ttl_s)) + 5);
+    let (ticker_done, ticker_fut) = ticker;
+    let event_loop = async {
+        for e in events {
+            let at = Duration::from_secs_f64(e.at_s);
+            if let Some(wait) = at.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+            let mut changed: Vec<(Csi, Truth, u64)> = Vec::new();
+            match e.kind.as_str() {
+                "port" => {
+                    for _ in 0..e.count {
+                        let cands: Vec<usize> = (0..pop.len()).filter(|&i| pop[i].phone && pop[i].tnsp.is_some()).collect();
+                        let Some(&i) = cands.get(rng.below(cands.len())) else { break };
+                        let p = &mut pop[i];
+                        let from = p.tnsp.clone().unwrap_or_default();
+                        let to = if from == p.tnsps[0] { p.tnsps[1].clone() } else { p.tnsps[0].clone() };
+                        let peer = live.pki.peer(Role::Csip, &from, &[])?;
+                        live.authorities[p.authority].core.provision(&peer, Provision::Port { csi: p.csi.clone(), to: Name::parse(&to).map_err(|x| x.to_string())? }).await.map_err(|x| x.to_string())?;
+                        p.entries.retain(|x| !x.bound_to_tnsp);
+                        p.tnsp = Some(to);
+                        changed.push((p.csi.clone(), truth_of(&p.entries), ms()));
+                    }
+                }
+                "release" => {
+                    for _ in 0..e.count {
+                        let cands: Vec<usize> = (0..pop.len()).filter(|&i| pop[i].tnsp.is_some()).collect();
+                        let Some(&i) = cands.get(rng.below(cands.len())) else { break };
+                        let p = &mut pop[i];
+                        let peer = live.pki.peer(Role::Csip, p.tnsp.as_deref().unwrap_or_default(), &[])?;
+                        live.authorities[p.authority].core.provision(&peer, Provision::Release { csi: p.csi.clone() }).await.map_err(|x| x.to_string())?;
+                        p.entries.clear();
+                        p.tnsp = None;
+                        released.push(i);
+                        changed.push((p.csi.clone(), None, ms()));
+                    }
+                }
+                "reassign" | "claim" => {
+                    for n in 0..e.count {
+                        let p = if e.kind == "reassign" {
+                            let Some(i) = released.pop() else { break };
+                            &mut pop[i]
+                        } else {
+                            let Some(x) = spare.pop() else { break };
+                            pop.push(x);
+                            let last = pop.len() - 1;
+                            &mut pop[last]
+                        };
+                        let key = live.authorities[p.authority].key.clone();
+                        let t = p.tnsps[0].clone();
+                        let peer = live.pki.peer(Role::Csip, &t, &[key])?;
+                        let core = &live.authorities[p.authority].core;
+                        core.provision(&peer, Provision::Assign { csi: p.csi.clone(), tnsp: None }).await.map_err(|x| x.to_string())?;
+                        let provider = &s.population.ott[n % s.population.ott.len().max(1)];
+                        let msp = live.pki.peer(Role::Msp, provider, &[])?;
+                        let mut en = entry(provider, 1_000_000 + n, false)?;
+                        en.assurance = Assurance::MspVerified;
+                        core.provision(&msp, Provision::PutEntry { csi: p.csi.clone(), entry: en.clone() }).await.map_err(|x| x.to_string())?;
+                        p.entries = vec![en];
+                        p.tnsp = Some(t);
+                        changed.push((p.csi.clone(), truth_of(&p.entries), ms()));
+                    }
+                }
+                "outage" | "recover" => {
+                    let target = e.target.clone().unwrap_or_default();
+                    if let Some(a) = live.authorities.iter_mut().find(|a| a.key == target) {
+                        if e.kind == "outage" {
+                            a.running.stop().await;
+                        } else {
+                            a.restart(&live.pki).await?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Ok(mut o) = oracle.lock() {
+                for (csi, t, at) in &changed {
+                    o.set(csi.uri(), *at, t.clone());
+                }
+            }
+            events_done.push(format!("{:>5.1} s  {} {}", e.at_s, e.kind, if e.target.is_some() { e.target.clone().unwrap_or_default() } else { e.count.to_string() }));
+            // Probes: time until every resolver answers the new truth.
+            for (csi, truth, at) in changed {
+                for (ep, id) in eps.iter() {
+                    let (c, ep, id, csi, truth, pc) = (probe_client.clone(), ep.clone(), id.clone(), csi.clone(), truth.clone(), probe_count.clone());
+                    probes.push(tokio::spawn(async move {
+                        let deadline = Instant::now() + ttl_wait;
+                        while Instant::now() < deadline {
+                            pc.fetch_add(1, Ordering::Relaxed);
+                            if query(&c, &ep, &id, &csi).await.ok().as_ref() == Some(&truth) {
+                                return Some(ms().saturating_sub(at) as f64);
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        None
+                    }));
+                }
+            }
+        }
+        Ok::<(), String>(())
+    };
+    let (ev, _) = tokio::join!(event_loop, async {
+        tokio::select! {
+            _ = ticker_fut => {}
+            _ = tokio::time::sleep(duration + Duration::from_millis(100)) => {}
+        }
+    });
+    ev?;
+    for l in load {
+        let _ = l.await;
+    }
+    let load_secs = start.elapsed().as_secs_f64();
+    ticker_done.store(true, Ordering::Relaxed);
+    let mut invalidation_ms: Vec<f64> = Vec::new();
+    for p in probes {
+        if let Ok(Some(v)) = p.await {
+            invalidation_ms.push(v);
+        }
+    }
+    invalidation_ms.sort_by(f64::total_cmp);
+    let metric = |m: &signpost_net::Metrics, name: &str| -> u64 {
+        m.render().lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    };
+    let (mut hits, mut misses, mut rq) = (0, 0, 0);
+    for r in &live.resolvers {
+        hits += metric(&r.running.metrics, "signpost_resolver_cache_hits_total");
+        misses += metric(&r.running.metrics, "signpost_resolver_cache_misses_total");
+        rq += metric(&r.running.metrics, "signpost_requests_total");
+    }
+    // Probe queries are the testbed's own measurement, not user load.
+    let rq = rq.saturating_sub(probe_count.load(Ordering::Relaxed));
+    let aq: u64 = live.authorities.iter().map(|a| metric(&a.running.metrics, "signpost_requests_total")).sum();
+    let root_q = metric(&live.root.metrics, "signpost_requests_total");
+    live.stop().await;
+    let g = match stats.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    let (timeline, errors, mut ages, lookups) = g;
+    ages.sort_unstable();
+    let sum = |f: fn(&Second) -> u64| timeline.iter().map(f).sum::<u64>();
+    Ok(PolicyReport {
+        policy: policy.to_owned(),
+        identifiers: pop.len(),
+        lookups,
+        correct: sum(|s| s.correct),
+        stale: sum(|s| s.stale),
+        wrong: sum(|s| s.wrong),
+        errors,
+        timeline,
+        invalidation_ms,
+        stale_age_ms: ages,
+        hit_ratio: if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+        tier_requests: BTreeMap::from([("root".to_owned(), root_q), ("authority".to_owned(), aq), ("resolver".to_owned(), rq)]),
+        lookups_per_s: lookups as f64 / load_secs.max(0.001),
+        duration_s: load_secs,
+        events: events_done,
+    })
+}

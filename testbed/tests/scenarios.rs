@@ -1,0 +1,105 @@
+//! Scenario runs through the real topology: push invalidation gives no
+//! wrong and no stale answers; TTL-only gives stale answers up to the
+//! lifetime. The sample scenarios parse, and bad ones are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use signpost_testbed::scenario::{DEMO, Scenario};
+
+const SMALL: &str = r#"
+name = "small"
+seed = 3
+duration_s = 6
+mapping_ttl_s = 4
+negative_ttl_s = 4
+policies = ["push", "ttl-only"]
+resolvers = 2
+
+[[country]]
+region = "DE"
+prefix = "+49"
+block = "151"
+national_digits = 11
+numbers = 300
+
+[[email]]
+domain = "mail.example"
+addresses = 50
+
+[population]
+ott = ["ott-a.example", "ott-b.example"]
+operator_aligned_share = 0.5
+max_ott_per_user = 2
+undiscoverable_share = 0.05
+
+[load]
+rate = 300
+zipf = 1.5
+clients = 4
+
+[[event]]
+at_s = 1.5
+kind = "port"
+count = 30
+
+[[event]]
+at_s = 2.5
+kind = "release"
+count = 15
+
+[[event]]
+at_s = 3.5
+kind = "reassign"
+count = 10
+
+[[event]]
+at_s = 4.0
+kind = "claim"
+count = 10
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_is_never_wrong_or_stale_and_ttl_only_is_stale() {
+    let s = Scenario::parse(SMALL).unwrap();
+    let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
+    let push = &r.runs[0];
+    let ttl = &r.runs[1];
+    assert_eq!(push.policy, "push");
+    assert!(push.lookups > 1000, "{}", push.lookups);
+    assert_eq!(push.wrong, 0);
+    assert_eq!(ttl.wrong, 0);
+    // Every change reached every resolver (probes), under both policies.
+    assert_eq!(push.invalidation_ms.len(), (30 + 15 + 10 + 10) * 2);
+    let p_max = push.invalidation_ms.last().copied().unwrap();
+    let t_max = ttl.invalidation_ms.last().copied().unwrap();
+    assert!(p_max < 2000.0, "push invalidation took {p_max} ms");
+    assert!(t_max > p_max, "ttl-only must wait for lifetimes ({t_max} vs {p_max})");
+    // Push: answers are stale at most within the measured invalidation
+    // window; TTL-only serves stale answers for up to the lifetime.
+    assert!(push.stale_age_ms.last().is_none_or(|&a| (a as f64) <= p_max + 50.0), "{:?} vs {p_max}", push.stale_age_ms.last());
+    assert!(ttl.stale > 0, "ttl-only should have served stale answers");
+    assert!(ttl.stale_age_ms.last().is_some_and(|&a| a <= 4_000 + 1_000));
+    // Reports are written and hold the figures.
+    let dir = tempfile::tempdir().unwrap();
+    r.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("| push |") && md.contains("| ttl-only |"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"][0]["wrong"], 0);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert!(html.contains("Invalidation latency (CDF)"));
+}
+
+#[test]
+fn samples_parse_and_bad_scenarios_are_refused() {
+    Scenario::parse(DEMO).unwrap();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        Scenario::parse(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    assert!(Scenario::parse(&SMALL.replace("policies = [\"push\", \"ttl-only\"]", "policies = [\"sometimes\"]")).unwrap_err().contains("sometimes"));
+    assert!(Scenario::parse(&SMALL.replace("kind = \"claim\"", "kind = \"explode\"")).unwrap_err().contains("explode"));
+    assert!(Scenario::parse(&format!("{SMALL}\nunknown = 1\n")).unwrap_err().contains("unknown"));
+    assert!(Scenario::parse(&SMALL.replace("at_s = 4.0", "at_s = 60.0")).unwrap_err().contains("outside"));
+}
