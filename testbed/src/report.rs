@@ -98,7 +98,7 @@ impl Report {
                 (r.policy.clone(), pts)
             })
             .collect();
-        body.push_str(&chart("Stale or wrong answers over time", "second of the run", "% of answers", &series, &colors));
+        body.push_str(&chart("Stale or wrong answers over time", "second of the run", "% of answers", &series, &colors, false));
         // Invalidation latency CDF.
         let series: Vec<(String, Vec<(f64, f64)>)> = self
             .runs
@@ -108,7 +108,7 @@ impl Report {
                 (r.policy.clone(), r.invalidation_ms.iter().enumerate().map(|(i, v)| (*v, (i + 1) as f64 / n)).collect())
             })
             .collect();
-        body.push_str(&chart("Invalidation latency (CDF)", "ms from commit to every resolver answering the new truth", "fraction", &series, &colors));
+        body.push_str(&chart("Invalidation latency (CDF)", "ms from commit to every resolver answering the new truth (log scale)", "fraction", &series, &colors, true));
         // Requests per tier.
         body.push_str(&bars(&self.runs, &colors));
         // Summary table.
@@ -159,10 +159,12 @@ const W: f64 = 860.0;
 const H: f64 = 300.0;
 const PAD: f64 = 50.0;
 
-fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], colors: &[&str]) -> String {
-    let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(1.0_f64, f64::max);
+fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], colors: &[&str], log_x: bool) -> String {
+    // On a log axis values are shown from 1 (ms) up.
+    let tx = |x: f64| if log_x { x.max(1.0).log10() } else { x };
+    let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|q| tx(q.0))).fold(1.0_f64, f64::max);
     let ymax = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
-    let sx = |x: f64| PAD + (W - 2.0 * PAD) * x / xmax;
+    let sx = |x: f64| PAD + (W - 2.0 * PAD) * tx(x) / xmax;
     let sy = |y: f64| H - PAD - (H - 2.0 * PAD) * y / ymax;
     let mut s = format!("<h2>{}</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">", esc(title), esc(title));
     let _ = write!(s, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\"/>", H - PAD, W - PAD, H - PAD);
@@ -170,8 +172,9 @@ fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f
     for k in 0..=4 {
         let y = ymax * f64::from(k) / 4.0;
         let _ = write!(s, "<text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>", PAD - 4.0, sy(y) + 4.0, fmt_num(y));
-        let x = xmax * f64::from(k) / 4.0;
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", sx(x), H - PAD + 16.0, fmt_num(x));
+        let t = xmax * f64::from(k) / 4.0;
+        let (x, label) = if log_x { (10f64.powf(t), fmt_num(10f64.powf(t))) } else { (t, fmt_num(t)) };
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", sx(x), H - PAD + 16.0, label);
     }
     let _ = write!(s, "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>", W / 2.0, H - 8.0, esc(xlabel));
     let _ = write!(s, "<text x=\"12\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">{}</text>", H / 2.0, H / 2.0, esc(ylabel));

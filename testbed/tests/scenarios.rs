@@ -88,6 +88,37 @@ async fn push_is_never_wrong_or_stale_and_ttl_only_is_stale() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 3);
     assert!(html.contains("Invalidation latency (CDF)"));
+    browser_renders(&dir.path().join("report.html"));
+}
+
+/// The page in a real headless browser: it loads without console errors
+/// and the screenshot shows drawn charts (not a blank page). Runs where
+/// Chromium is installed; CI installs it.
+fn browser_renders(page: &std::path::Path) {
+    let Ok(bin) = which("chromium") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install chromium");
+        eprintln!("chromium not installed: browser check skipped");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let shot = tmp.path().join("report.png");
+    let out = std::process::Command::new(bin)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--log-level=0", "--window-size=1000,1400"])
+        .arg(format!("--user-data-dir={}", tmp.path().join("profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.lines().any(|l| l.contains(":CONSOLE") && (l.contains("Error") || l.contains("error"))), "console errors: {log}");
+    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {log}"));
+    assert_eq!(&png[1..4], b"PNG");
+    // Charts make a large, varied image; a blank page compresses to almost nothing.
+    assert!(png.len() > 20_000, "screenshot is only {} bytes", png.len());
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.exists())).ok_or(())
 }
 
 #[test]
