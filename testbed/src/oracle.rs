@@ -51,6 +51,11 @@ impl Oracle {
         self.history.get(csi).and_then(|h| h.iter().rev().find(|(t, _)| *t <= at_ms).map(|(_, v)| v.clone())).flatten()
     }
 
+    /// The recorded history of an identifier.
+    pub fn history(&self, csi: &str) -> Option<&[(u64, Truth)]> {
+        self.history.get(csi).map(Vec::as_slice)
+    }
+
     /// The identifiers known.
     pub fn csis(&self) -> impl Iterator<Item = &String> {
         self.history.keys()

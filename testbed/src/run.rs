@@ -120,6 +120,10 @@ pub struct PolicyReport {
     pub duration_s: f64,
     /// Events committed.
     pub events: Vec<String>,
+    /// Enumeration scans: requests sent.
+    pub scan_sent: u64,
+    /// Enumeration scans: requests refused with 429.
+    pub scan_throttled: u64,
 }
 
 fn truth_of(entries: &[EntryRecord]) -> Truth {
@@ -137,6 +141,14 @@ fn entry(provider: &str, i: usize, bound: bool) -> Result<EntryRecord, String> {
         bound_to_tnsp: bound,
         visibility: Visibility::All,
     })
+}
+
+/// Records a change in the oracle as soon as it is committed, dated at
+/// the start of its commit (an answer from then on may show it).
+fn record(oracle: &Mutex<Oracle>, change: Option<&(Csi, Truth, u64)>) {
+    if let (Some((csi, t, at)), Ok(mut o)) = (change, oracle.lock()) {
+        o.set(csi.uri(), *at, t.clone());
+    }
 }
 
 /// One identifier of the population.
@@ -184,9 +196,13 @@ async fn query(c: &Client, live_ep: &signpost_schemas::lost::Endpoint, id: &Name
 /// Runs `s` under `policy`. `tick` is called once per second of load.
 pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Result<PolicyReport, String> {
     let push = policy == "push";
-    let mut keys: Vec<String> = s.country.iter().map(|c| c.prefix.clone()).collect();
-    keys.extend(s.email.iter().map(|e| e.domain.clone()));
-    let mut live = Live::start(&keys, s.resolvers, push, s.mapping_ttl_s, s.negative_ttl_s).await?;
+    let mut keys: Vec<(String, String)> = s.country.iter().map(|c| (c.prefix.clone(), c.prefix.clone())).collect();
+    keys.extend(s.email.iter().map(|e| (e.domain.clone(), e.domain.clone())));
+    if let Some(r) = &s.rogue {
+        keys.push((r.prefix.clone(), r.certified_for.clone()));
+    }
+    let plan = crate::topology::Plan { authorities: keys, resolvers: s.resolvers, push, ttl: s.mapping_ttl_s, neg: s.negative_ttl_s, per_client_limit: s.load.per_client_limit };
+    let mut live = Live::start(&plan).await?;
     let mut rng = Rng::new(s.seed);
 
     // Population: valid numbers per country, addresses per domain.
@@ -220,12 +236,32 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
             if i < e.addresses { pop.push(id) } else { spare.push(id) }
         }
     }
+    let rogue_index = s.country.len() + s.email.len();
+    let mut rogue_ids: Vec<Ident> = Vec::new();
+    if let Some(r) = &s.rogue {
+        let cc = r.prefix.trim_start_matches('+');
+        let mut seen = BTreeSet::new();
+        let mut tries = 0;
+        while seen.len() < r.numbers && tries < r.numbers * 50 {
+            tries += 1;
+            let tail: String = (0..(10usize.saturating_sub(cc.len()))).map(|_| char::from(b'0' + (rng.next_u64() % 10) as u8)).collect();
+            let digits = format!("{cc}7{tail}");
+            if let Ok(n) = E164::from_digits(&digits)
+                && seen.insert(digits)
+            {
+                let t = ["tnsp.rogue.example".to_owned(), "tnsp.rogue.example".to_owned()];
+                let mut id = Ident { csi: Csi::E164(n), authority: rogue_index, tnsp: Some(t[0].clone()), tnsps: t, entries: vec![], phone: true };
+                id.entries.push(entry("ott-rogue.example", seen.len(), false)?);
+                rogue_ids.push(id);
+            }
+        }
+    }
     let mut oracle = Oracle::new();
     let mut batches: Vec<Vec<ImportItem>> = (0..live.authorities.len()).map(|_| Vec::new()).collect();
     for (i, id) in pop.iter_mut().enumerate() {
         let t = if id.phone { id.tnsps[rng.below(2)].clone() } else { id.tnsps[0].clone() };
         if rng.unit() >= s.population.undiscoverable_share {
-            let n = 1 + rng.below(s.population.max_ott_per_user.max(1));
+            let n = if s.population.max_ott_per_user == 0 { 0 } else { 1 + rng.below(s.population.max_ott_per_user) };
             let mut names: Vec<&String> = s.population.ott.iter().collect();
             for _ in 0..n.min(names.len()) {
                 let k = rng.below(names.len());
@@ -242,6 +278,13 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
             b.push(ImportItem { csi: id.csi.clone(), tnsp: Some(Name::parse(&t).map_err(|e| e.to_string())?), entries: id.entries.clone(), line: i });
         }
     }
+    for (i, r) in rogue_ids.iter().enumerate() {
+        // Never legitimately discoverable: any providers seen are wrong.
+        oracle.set(r.csi.uri(), 0, None);
+        if let Some(b) = batches.get_mut(rogue_index) {
+            b.push(ImportItem { csi: r.csi.clone(), tnsp: Some(Name::parse("tnsp.rogue.example").map_err(|e| e.to_string())?), entries: r.entries.clone(), line: i });
+        }
+    }
     for (a, b) in live.authorities.iter().zip(batches) {
         a.core.import(b, &|_| {}).await.map_err(|e| e.to_string())?;
     }
@@ -253,6 +296,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let ap_cert = live.pki.cert(Role::Msp, "ap.testbed.example", &[])?;
     let mut all: Vec<Csi> = pop.iter().map(|p| p.csi.clone()).collect();
     all.extend(spare.iter().map(|p| p.csi.clone()));
+    all.extend(rogue_ids.iter().map(|p| p.csi.clone()));
     // Popularity order: a shuffled ranking.
     for i in (1..all.len()).rev() {
         all.swap(i, rng.below(i + 1));
@@ -269,7 +313,8 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let mut load = Vec::new();
     let per_client = f64::from(s.load.rate) / s.load.clients as f64;
     for c in 0..s.load.clients {
-        let client = live.pki.client(Some(&ap_cert))?;
+        // Each simulated AP has its own certificate (and so its own limits).
+        let client = live.pki.client(Some(&live.pki.cert(Role::Msp, &format!("ap{c}.testbed.example"), &[])?))?;
         let (all, zipf, oracle, stats, eps) = (all.clone(), zipf.clone(), oracle.clone(), stats.clone(), eps.clone());
         let mut rng = Rng::new(s.seed ^ ((c as u64 + 1) * 7919));
         load.push(tokio::spawn(async move {
@@ -301,7 +346,16 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         timeline[sec].errors += 1;
                     }
                     Ok(observed) => {
-                        let v = oracle.lock().map(|o| o.judge(csi.uri(), &observed, sent, at)).unwrap_or(Verdict::Wrong);
+                        let v = oracle.lock().map(|o| {
+                            let v = o.judge(csi.uri(), &observed, sent, at);
+                            if v == Verdict::Wrong {
+                                tracing::warn!(csi = csi.uri(), ?observed, sent, at, history = ?o.history(csi.uri()), "wrong answer");
+                                if std::env::var_os("SIGNPOST_TESTBED_DEBUG").is_some() {
+                                    eprintln!("WRONG {} observed {observed:?} sent {sent} at {at} history {:?}", csi.uri(), o.history(csi.uri()));
+                                }
+                            }
+                            v
+                        }).unwrap_or(Verdict::Wrong);
                         match v {
                             Verdict::Correct => timeline[sec].correct += 1,
                             Verdict::Stale { age_ms } => {
@@ -340,6 +394,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let probe_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut probes = Vec::new();
     let mut released: Vec<usize> = Vec::new();
+    let mut scans: Vec<(u64, u64)> = Vec::new();
     let mut events_done = Vec::new();
     let mut events: Vec<_> = s.event.clone();
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -361,10 +416,12 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         let from = p.tnsp.clone().unwrap_or_default();
                         let to = if from == p.tnsps[0] { p.tnsps[1].clone() } else { p.tnsps[0].clone() };
                         let peer = live.pki.peer(Role::Csip, &from, &[])?;
+                        let began = ms();
                         live.authorities[p.authority].core.provision(&peer, Provision::Port { csi: p.csi.clone(), to: Name::parse(&to).map_err(|x| x.to_string())? }).await.map_err(|x| x.to_string())?;
                         p.entries.retain(|x| !x.bound_to_tnsp);
                         p.tnsp = Some(to);
-                        changed.push((p.csi.clone(), truth_of(&p.entries), ms()));
+                        changed.push((p.csi.clone(), truth_of(&p.entries), began));
+                        record(&oracle, changed.last());
                     }
                 }
                 "release" => {
@@ -373,11 +430,13 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         let Some(&i) = cands.get(rng.below(cands.len())) else { break };
                         let p = &mut pop[i];
                         let peer = live.pki.peer(Role::Csip, p.tnsp.as_deref().unwrap_or_default(), &[])?;
+                        let began = ms();
                         live.authorities[p.authority].core.provision(&peer, Provision::Release { csi: p.csi.clone() }).await.map_err(|x| x.to_string())?;
                         p.entries.clear();
                         p.tnsp = None;
                         released.push(i);
-                        changed.push((p.csi.clone(), None, ms()));
+                        changed.push((p.csi.clone(), None, began));
+                        record(&oracle, changed.last());
                     }
                 }
                 "reassign" | "claim" => {
@@ -395,6 +454,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         let t = p.tnsps[0].clone();
                         let peer = live.pki.peer(Role::Csip, &t, &[key])?;
                         let core = &live.authorities[p.authority].core;
+                        let began = ms();
                         core.provision(&peer, Provision::Assign { csi: p.csi.clone(), tnsp: None }).await.map_err(|x| x.to_string())?;
                         let provider = &s.population.ott[n % s.population.ott.len().max(1)];
                         let msp = live.pki.peer(Role::Msp, provider, &[])?;
@@ -403,9 +463,51 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         core.provision(&msp, Provision::PutEntry { csi: p.csi.clone(), entry: en.clone() }).await.map_err(|x| x.to_string())?;
                         p.entries = vec![en];
                         p.tnsp = Some(t);
-                        changed.push((p.csi.clone(), truth_of(&p.entries), ms()));
+                        changed.push((p.csi.clone(), truth_of(&p.entries), began));
+                        record(&oracle, changed.last());
                     }
                 }
+                "preference" => {
+                    for _ in 0..e.count {
+                        let cands: Vec<usize> = (0..pop.len()).filter(|&i| pop[i].entries.iter().any(|x| matches!(x.visibility, Visibility::All))).collect();
+                        let Some(&i) = cands.get(rng.below(cands.len())) else { break };
+                        let p = &mut pop[i];
+                        let Some(k) = p.entries.iter().position(|x| matches!(x.visibility, Visibility::All)) else { continue };
+                        let mut en = p.entries[k].clone();
+                        en.visibility = Visibility::Only(vec![Name::parse("partner.example").map_err(|x| x.to_string())?]);
+                        if en.assurance == Assurance::CsipAttested {
+                            // Changed by the MSP itself: it can only vouch for its own verification.
+                            en.assurance = Assurance::MspVerified;
+                        }
+                        let msp = live.pki.peer(Role::Msp, en.provider.as_str(), &[])?;
+                        let began = ms();
+                        live.authorities[p.authority].core.provision(&msp, Provision::PutEntry { csi: p.csi.clone(), entry: en.clone() }).await.map_err(|x| x.to_string())?;
+                        p.entries[k] = en;
+                        let visible: Vec<EntryRecord> = p.entries.iter().filter(|x| matches!(x.visibility, Visibility::All)).cloned().collect();
+                        changed.push((p.csi.clone(), truth_of(&visible), began));
+                        record(&oracle, changed.last());
+                    }
+                }
+                "scan" => {
+                    // One client enumerates unassigned numbers as fast as it can.
+                    let scanner = live.pki.client(Some(&live.pki.cert(Role::Msp, "scanner.testbed.example", &[])?))?;
+                    let (ep, id) = eps[0].clone();
+                    let cc = s.country.first().map_or("49".to_owned(), |c| c.prefix.trim_start_matches('+').to_owned());
+                    let (mut sent, mut throttled) = (0u64, 0u64);
+                    for k in 0..e.count {
+                        let Ok(n) = E164::from_digits(&format!("{cc}1{:09}", 900_000_000 + k)) else { continue };
+                        let body = Bytes::from(Request::FindService(FindService::for_csi(Csi::E164(n), true)).encode());
+                        sent += 1;
+                        if let Ok(a) = scanner.post_lost(&ep, &id, body).await
+                            && a.status == 429
+                        {
+                            throttled += 1;
+                        }
+                    }
+                    scans.push((sent, throttled));
+                }
+                "root-outage" => live.root.stop().await,
+                "root-recover" => live.restart_root().await?,
                 "outage" | "recover" => {
                     let target = e.target.clone().unwrap_or_default();
                     if let Some(a) = live.authorities.iter_mut().find(|a| a.key == target) {
@@ -417,11 +519,6 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                     }
                 }
                 _ => {}
-            }
-            if let Ok(mut o) = oracle.lock() {
-                for (csi, t, at) in &changed {
-                    o.set(csi.uri(), *at, t.clone());
-                }
             }
             events_done.push(format!("{:>5.1} s  {} {}", e.at_s, e.kind, if e.target.is_some() { e.target.clone().unwrap_or_default() } else { e.count.to_string() }));
             // Probes: time until every resolver answers the new truth.
@@ -500,5 +597,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
         lookups_per_s: lookups as f64 / load_secs.max(0.001),
         duration_s: load_secs,
         events: events_done,
+        scan_sent: scans.iter().map(|x| x.0).sum(),
+        scan_throttled: scans.iter().map(|x| x.1).sum(),
     })
 }

@@ -35,6 +35,22 @@ pub struct Scenario {
     /// Timed events.
     #[serde(default)]
     pub event: Vec<Event>,
+    /// A rogue authority: the root delegates `prefix` to it, but its
+    /// certificate only covers `certified_for`. Its answers must never be
+    /// accepted.
+    pub rogue: Option<Rogue>,
+}
+
+/// A rogue authority.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rogue {
+    /// The prefix delegated to it.
+    pub prefix: String,
+    /// What its certificate covers.
+    pub certified_for: String,
+    /// Numbers it publishes under `prefix`.
+    pub numbers: usize,
 }
 
 fn seed() -> u64 {
@@ -94,6 +110,13 @@ pub struct Load {
     pub zipf: f64,
     /// Concurrent clients.
     pub clients: usize,
+    /// Each resolver's limit per client, queries per second (and burst).
+    #[serde(default = "per_client")]
+    pub per_client_limit: f64,
+}
+
+fn per_client() -> f64 {
+    1000.0
 }
 
 /// A timed event.
@@ -102,7 +125,10 @@ pub struct Load {
 pub struct Event {
     /// When, seconds after the load starts.
     pub at_s: f64,
-    /// `port`, `release`, `reassign`, `claim`, `outage`, `recover`.
+    /// `port`, `release`, `reassign`, `claim`, `preference` (an MSP hides
+    /// its entry from senders without context), `outage` / `recover` (an
+    /// authority, by `target`), `root-outage` / `root-recover`, `scan` (one
+    /// client asks for `count` unassigned numbers as fast as it can).
     pub kind: String,
     /// How many identifiers (port, release, reassign, claim).
     #[serde(default = "one")]
@@ -132,12 +158,12 @@ impl Scenario {
         }
         for e in &s.event {
             let ok = match e.kind.as_str() {
-                "port" | "release" | "reassign" | "claim" => true,
+                "port" | "release" | "reassign" | "claim" | "preference" | "scan" | "root-outage" | "root-recover" => true,
                 "outage" | "recover" => e.target.is_some(),
                 _ => false,
             };
             if !ok {
-                return Err(format!("event at {} s: kind {:?} (port, release, reassign, claim, or outage/recover with a target)", e.at_s, e.kind));
+                return Err(format!("event at {} s: kind {:?} (port, release, reassign, claim, preference, scan, root-outage, root-recover, or outage/recover with a target)", e.at_s, e.kind));
             }
             if e.at_s < 0.0 || e.at_s > s.duration_s as f64 {
                 return Err(format!("event at {} s is outside the {} s run", e.at_s, s.duration_s));

@@ -146,8 +146,8 @@ impl std::fmt::Debug for AuthorityNode {
 }
 
 impl AuthorityNode {
-    async fn start(pki: &Pki, id: &str, key: &str, ttl: u32, neg: u32) -> Result<AuthorityNode, String> {
-        let scope = vec![key.to_owned()];
+    async fn start(pki: &Pki, id: &str, key: &str, certified_for: &str, ttl: u32, neg: u32) -> Result<AuthorityNode, String> {
+        let scope = vec![certified_for.to_owned()];
         let cert = pki.cert(Role::Authority, id, &scope)?;
         let dir = tempfile::tempdir().map_err(err)?;
         let settings = ASettings {
@@ -198,27 +198,52 @@ pub struct ResolverNode {
 }
 
 /// The whole topology.
-#[derive(Debug)]
 pub struct Live {
     /// The PKI.
     pub pki: Pki,
     /// The root.
     pub root: Running,
+    root_svc: Arc<RootService>,
+    root_cert: Cert,
     /// Authorities.
     pub authorities: Vec<AuthorityNode>,
     /// Resolvers.
     pub resolvers: Vec<ResolverNode>,
 }
 
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").field("authorities", &self.authorities).field("resolvers", &self.resolvers).finish()
+    }
+}
+
+/// What a topology is built from.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// (key the root delegates, what the certificate covers) per authority.
+    pub authorities: Vec<(String, String)>,
+    /// Resolvers.
+    pub resolvers: usize,
+    /// Push invalidation (else TTL only).
+    pub push: bool,
+    /// Mapping lifetime, s.
+    pub ttl: u32,
+    /// Negative lifetime, s.
+    pub neg: u32,
+    /// Each resolver's limit per client (queries/s and burst).
+    pub per_client_limit: f64,
+}
+
 impl Live {
-    /// Starts authorities for `keys` (prefixes or domains), a root
-    /// delegating to them, and `resolvers` resolvers.
-    pub async fn start(keys: &[String], resolvers: usize, push: bool, ttl: u32, neg: u32) -> Result<Live, String> {
+    /// Starts the authorities of `plan`, a root delegating to them, and the
+    /// resolvers.
+    pub async fn start(plan: &Plan) -> Result<Live, String> {
+        let (resolvers, push, ttl, neg) = (plan.resolvers, plan.push, plan.ttl, plan.neg);
         let pki = Pki::new()?;
         let mut authorities = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
+        for (i, (k, certified)) in plan.authorities.iter().enumerate() {
             let id = format!("dp{i}.testbed.example");
-            authorities.push(AuthorityNode::start(&pki, &id, k, ttl, neg).await?);
+            authorities.push(AuthorityNode::start(&pki, &id, k, certified, ttl, neg).await?);
         }
         let root_cert = pki.cert(Role::Root, "root.testbed.example", &[])?;
         let mut delegations = Vec::new();
@@ -236,7 +261,8 @@ impl Live {
         let mut v = Verifier::new(pki.anchor.clone());
         v.add_pem(root_cert.chain.as_bytes(), now).map_err(err)?;
         let loaded = LoadedTable::load(t.encode().as_bytes(), &v, &t.source, now)?;
-        let root = run(Arc::new(RootService::new(t.source.clone(), loaded)), &root_cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, Arc::new(Metrics::new())).await?;
+        let root_svc = Arc::new(RootService::new(t.source.clone(), loaded));
+        let root = run(root_svc.clone(), &root_cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, Arc::new(Metrics::new())).await?;
         let root_ref = AuthorityRef { id: t.source.clone(), endpoints: vec![root.endpoint()?] };
         let mut rs = Vec::new();
         for i in 0..resolvers {
@@ -259,11 +285,18 @@ impl Live {
             };
             let r = Resolver::new(s, Arc::new(SystemClock), client, pki.anchor.clone(), metrics.clone());
             r.start().await;
-            let svc = Arc::new(ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: 1e6, burst: 1e6, miss_budget: usize::MAX, miss_window: 60 })));
+            let svc = Arc::new(ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: plan.per_client_limit, burst: plan.per_client_limit, miss_budget: usize::MAX, miss_window: 60 })));
             let running = run(svc, &cert, &pki.anchor, ClientAuth::Optional, "127.0.0.1:0".parse().map_err(err)?, metrics).await?;
             rs.push(ResolverNode { resolver: r, running, id: Name::parse(&id).map_err(err)? });
         }
-        Ok(Live { pki, root, authorities, resolvers: rs })
+        Ok(Live { pki, root, root_svc, root_cert, authorities, resolvers: rs })
+    }
+
+    /// Restarts the root on its address after an outage.
+    pub async fn restart_root(&mut self) -> Result<(), String> {
+        let (addr, m) = (self.root.addr, self.root.metrics.clone());
+        self.root = run(self.root_svc.clone(), &self.root_cert, &self.pki.anchor, ClientAuth::Required, addr, m).await?;
+        Ok(())
     }
 
     /// Stops every server.

@@ -134,3 +134,154 @@ fn samples_parse_and_bad_scenarios_are_refused() {
     assert!(Scenario::parse(&format!("{SMALL}\nunknown = 1\n")).unwrap_err().contains("unknown"));
     assert!(Scenario::parse(&SMALL.replace("at_s = 4.0", "at_s = 60.0")).unwrap_err().contains("outside"));
 }
+
+fn porting(ott: usize, aligned: f64, numbers: usize, ports: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "porting"
+seed = 5
+duration_s = 4
+mapping_ttl_s = 30
+negative_ttl_s = 30
+policies = ["push"]
+resolvers = 2
+
+[[country]]
+region = "DE"
+prefix = "+49"
+block = "170"
+national_digits = 11
+numbers = {numbers}
+
+[population]
+ott = ["ott-a.example", "ott-b.example"]
+operator_aligned_share = {aligned}
+max_ott_per_user = {ott}
+undiscoverable_share = 0.0
+
+[load]
+rate = 200
+zipf = 0.5
+clients = 4
+{ports}
+"#
+    );
+    Scenario::parse(&text).unwrap()
+}
+
+const TWO_PORTS: &str = "[[event]]\nat_s = 1.0\nkind = \"port\"\ncount = 20\n";
+
+async fn assert_clean_porting(s: Scenario, ports: usize) {
+    let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
+    let p = &r.runs[0];
+    assert_eq!((p.wrong, p.stale), (0, 0), "{:?}", p.errors);
+    assert_eq!(p.invalidation_ms.len(), ports * 2, "every port reached both resolvers");
+    assert!(p.invalidation_ms.last().is_some_and(|&m| m < 2000.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn porting_case_1_ott_only() {
+    assert_clean_porting(porting(2, 0.0, 100, TWO_PORTS), 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn porting_case_2_operator_aligned_only() {
+    // Every entry is bound to the donor: after the port the number is not
+    // discoverable, and no resolver keeps the old entry.
+    assert_clean_porting(porting(0, 1.0, 100, TWO_PORTS), 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn porting_case_3_mixed() {
+    assert_clean_porting(porting(1, 1.0, 100, TWO_PORTS), 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn porting_case_4_ported_back() {
+    // A small population and two rounds: many numbers go to the recipient
+    // and back to the donor.
+    let two_rounds = "[[event]]\nat_s = 0.8\nkind = \"port\"\ncount = 25\n\n[[event]]\nat_s = 2.0\nkind = \"port\"\ncount = 25\n";
+    assert_clean_porting(porting(1, 1.0, 20, two_rounds), 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_rogue_outages_preferences_and_a_scan() {
+    let text = r#"
+name = "incidents"
+seed = 9
+duration_s = 7
+mapping_ttl_s = 30
+negative_ttl_s = 30
+policies = ["push"]
+resolvers = 2
+
+[[country]]
+region = "DE"
+prefix = "+49"
+block = "151"
+national_digits = 11
+numbers = 300
+
+[rogue]
+prefix = "+44"
+certified_for = "+33"
+numbers = 40
+
+[population]
+ott = ["ott-a.example", "ott-b.example"]
+operator_aligned_share = 0.3
+max_ott_per_user = 2
+undiscoverable_share = 0.0
+
+[load]
+rate = 300
+zipf = 0.8
+clients = 4
+per_client_limit = 100
+
+[[event]]
+at_s = 1.0
+kind = "preference"
+count = 20
+
+[[event]]
+at_s = 1.5
+kind = "root-outage"
+
+[[event]]
+at_s = 2.0
+kind = "outage"
+target = "+49"
+
+[[event]]
+at_s = 3.5
+kind = "recover"
+target = "+49"
+
+[[event]]
+at_s = 4.0
+kind = "scan"
+count = 400
+
+[[event]]
+at_s = 5.5
+kind = "root-recover"
+"#;
+    let s = Scenario::parse(text).unwrap();
+    let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
+    let p = &r.runs[0];
+    // The rogue's mappings are never accepted: its numbers answer serverError.
+    assert_eq!(p.wrong, 0);
+    assert!(p.errors.get("serverError").copied().unwrap_or(0) > 0, "{:?}", p.errors);
+    // Preference changes reach the resolvers like any change.
+    assert_eq!(p.invalidation_ms.len(), 20 * 2);
+    assert_eq!(p.stale, 0);
+    // The scan is throttled by the resolver's per-client limit.
+    assert_eq!(p.scan_sent, 400);
+    assert!(p.scan_throttled > 200, "{} of 400 throttled", p.scan_throttled);
+    // The root was down for 4 s: the preloaded table kept resolution going
+    // (no errors other than the rogue's and the authority outage's).
+    for k in p.errors.keys() {
+        assert!(matches!(k.as_str(), "serverError" | "serverTimeout"), "{:?}", p.errors);
+    }
+}
