@@ -112,5 +112,14 @@ fn print_summary(r: &Report, out: &Path) {
             100.0 * p.hit_ratio
         );
     }
+    for p in &r.runs {
+        if !p.errors.is_empty() {
+            let e: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("{:<9} errors: {}", p.policy, e.join(", "));
+        }
+        if p.scan_sent > 0 {
+            println!("{:<9} enumeration scan: {} of {} requests refused (429)", p.policy, p.scan_throttled, p.scan_sent);
+        }
+    }
     println!("reports: {}/report.html, report.md, report.json", out.display());
 }

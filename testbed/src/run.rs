@@ -506,6 +506,12 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                     }
                     scans.push((sent, throttled));
                 }
+                "resolver-restart" => {
+                    let i = e.target.as_deref().and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+                    if let Some(r) = live.resolvers.get_mut(i) {
+                        r.restart(&live.pki).await?;
+                    }
+                }
                 "root-outage" => live.root.stop().await,
                 "root-recover" => live.restart_root().await?,
                 "outage" | "recover" => {

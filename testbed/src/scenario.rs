@@ -128,12 +128,14 @@ pub struct Event {
     /// `port`, `release`, `reassign`, `claim`, `preference` (an MSP hides
     /// its entry from senders without context), `outage` / `recover` (an
     /// authority, by `target`), `root-outage` / `root-recover`, `scan` (one
-    /// client asks for `count` unassigned numbers as fast as it can).
+    /// client asks for `count` unassigned numbers as fast as it can),
+    /// `resolver-restart` (resolver number `target`, default 0: empty caches).
     pub kind: String,
     /// How many identifiers (port, release, reassign, claim).
     #[serde(default = "one")]
     pub count: usize,
-    /// The authority (outage, recover): a country's prefix or an email domain.
+    /// The authority (outage, recover): a country's prefix or an email
+    /// domain; the resolver's number (resolver-restart).
     pub target: Option<String>,
 }
 
@@ -158,12 +160,12 @@ impl Scenario {
         }
         for e in &s.event {
             let ok = match e.kind.as_str() {
-                "port" | "release" | "reassign" | "claim" | "preference" | "scan" | "root-outage" | "root-recover" => true,
+                "port" | "release" | "reassign" | "claim" | "preference" | "scan" | "root-outage" | "root-recover" | "resolver-restart" => true,
                 "outage" | "recover" => e.target.is_some(),
                 _ => false,
             };
             if !ok {
-                return Err(format!("event at {} s: kind {:?} (port, release, reassign, claim, preference, scan, root-outage, root-recover, or outage/recover with a target)", e.at_s, e.kind));
+                return Err(format!("event at {} s: kind {:?} (port, release, reassign, claim, preference, scan, root-outage, root-recover, resolver-restart, or outage/recover with a target)", e.at_s, e.kind));
             }
             if e.at_s < 0.0 || e.at_s > s.duration_s as f64 {
                 return Err(format!("event at {} s is outside the {} s run", e.at_s, s.duration_s));

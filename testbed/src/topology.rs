@@ -195,6 +195,30 @@ pub struct ResolverNode {
     pub running: Running,
     /// Its id.
     pub id: Name,
+    cert: Cert,
+    settings: RSettings,
+    limit: f64,
+}
+
+impl ResolverNode {
+    async fn start(pki: &Pki, cert: Cert, settings: RSettings, limit: f64, addr: SocketAddr, metrics: Arc<Metrics>) -> Result<ResolverNode, String> {
+        let ident = Identity::from_pem(cert.chain.as_bytes(), cert.key.as_bytes()).map_err(err)?;
+        let client = Client::new(Arc::new(client_config(&pki.anchor, Some(&ident)).map_err(err)?), Duration::from_millis(800));
+        let r = Resolver::new(settings.clone(), Arc::new(SystemClock), client, pki.anchor.clone(), metrics.clone());
+        r.start().await;
+        let svc = Arc::new(ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: limit, burst: limit, miss_budget: usize::MAX, miss_window: 60 })));
+        let running = run(svc, &cert, &pki.anchor, ClientAuth::Optional, addr, metrics).await?;
+        Ok(ResolverNode { resolver: r, running, id: settings.id.clone(), cert, settings, limit })
+    }
+
+    /// Restarts the resolver process: same address and identity, empty
+    /// caches, new feed subscriptions.
+    pub async fn restart(&mut self, pki: &Pki) -> Result<(), String> {
+        self.running.stop().await;
+        let (addr, m) = (self.running.addr, self.running.metrics.clone());
+        *self = ResolverNode::start(pki, self.cert.clone(), self.settings.clone(), self.limit, addr, m).await?;
+        Ok(())
+    }
 }
 
 /// The whole topology.
@@ -268,9 +292,6 @@ impl Live {
         for i in 0..resolvers {
             let id = format!("resolver{i}.testbed.example");
             let cert = pki.cert(Role::Resolver, &id, &[])?;
-            let ident = Identity::from_pem(cert.chain.as_bytes(), cert.key.as_bytes()).map_err(err)?;
-            let client = Client::new(Arc::new(client_config(&pki.anchor, Some(&ident)).map_err(err)?), Duration::from_millis(800));
-            let metrics = Arc::new(Metrics::new());
             let s = RSettings {
                 id: Name::parse(&id).map_err(err)?,
                 root: root_ref.clone(),
@@ -283,11 +304,7 @@ impl Live {
                 hot_hits: u32::MAX,
                 push,
             };
-            let r = Resolver::new(s, Arc::new(SystemClock), client, pki.anchor.clone(), metrics.clone());
-            r.start().await;
-            let svc = Arc::new(ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: plan.per_client_limit, burst: plan.per_client_limit, miss_budget: usize::MAX, miss_window: 60 })));
-            let running = run(svc, &cert, &pki.anchor, ClientAuth::Optional, "127.0.0.1:0".parse().map_err(err)?, metrics).await?;
-            rs.push(ResolverNode { resolver: r, running, id: Name::parse(&id).map_err(err)? });
+            rs.push(ResolverNode::start(&pki, cert, s, plan.per_client_limit, "127.0.0.1:0".parse().map_err(err)?, Arc::new(Metrics::new())).await?);
         }
         Ok(Live { pki, root, root_svc, root_cert, authorities, resolvers: rs })
     }

@@ -264,6 +264,11 @@ kind = "scan"
 count = 400
 
 [[event]]
+at_s = 5.0
+kind = "resolver-restart"
+target = "1"
+
+[[event]]
 at_s = 5.5
 kind = "root-recover"
 "#;
@@ -280,8 +285,9 @@ kind = "root-recover"
     assert_eq!(p.scan_sent, 400);
     assert!(p.scan_throttled > 200, "{} of 400 throttled", p.scan_throttled);
     // The root was down for 4 s: the preloaded table kept resolution going
-    // (no errors other than the rogue's and the authority outage's).
-    for k in p.errors.keys() {
-        assert!(matches!(k.as_str(), "serverError" | "serverTimeout"), "{:?}", p.errors);
+    // (no errors other than the rogue's, the authority outage's, and the
+    // few connections refused while resolver 1 restarted).
+    for (k, v) in &p.errors {
+        assert!(matches!(k.as_str(), "serverError" | "serverTimeout") || (k == "connect" && *v < 20), "{:?}", p.errors);
     }
 }
