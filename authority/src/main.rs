@@ -12,8 +12,7 @@ use signpost_authority::core::{Authority, Settings};
 use signpost_authority::limits::{LimitSettings, Limiter};
 use signpost_authority::service::{AuthorityService, FeedSettings};
 use signpost_authority::store::{RedbStore, Store};
-use signpost_net::admin::Ready;
-use signpost_net::{Metrics, Server, bind, shutdown_signal};
+use signpost_net::{Metrics, Server};
 use signpost_schemas::lost::{AuthorityRef, Endpoint};
 use signpost_schemas::{Clock, Name, Region, SystemClock};
 use signpost_trust::Role;
@@ -188,19 +187,6 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
 
 async fn serve(p: Prepared) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
-    let ready = Ready::new();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let stop = move || {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    };
-    let lost = bind(p.cfg.listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", p.cfg.listen.lost))?;
-    let admin = match p.cfg.listen.admin {
-        Some(a) => Some(bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?),
-        None => None,
-    };
     let key_id = signpost_trust::peer::key_id_of(p.tls.me.public_key()).as_str().to_owned();
     let limiter = Limiter::new(LimitSettings {
         rate: p.cfg.rate.queries_per_s,
@@ -228,18 +214,8 @@ async fn serve(p: Prepared) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
-    if let Some(a) = admin {
-        tokio::spawn(signpost_net::admin::serve(a, metrics.clone(), ready.clone(), stop()));
-    }
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
-    let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics, Arc::new(SystemClock));
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
-    });
-    ready.set();
+    let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
     tracing::info!(id = %p.cfg.id, "authority ready");
-    server.serve(lost, stop()).await;
-    Ok(())
+    signpost_net::run(server, &p.cfg.listen, metrics).await
 }

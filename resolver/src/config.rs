@@ -133,11 +133,7 @@ impl Default for Rate {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        cfg.check().map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        Ok((cfg, base))
+        signpost_net::config::load_toml(path, Config::check)
     }
 
     fn check(&self) -> Result<(), String> {

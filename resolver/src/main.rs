@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use signpost_net::admin::Ready;
 use signpost_net::client::Client;
 use signpost_net::limits::{LimitSettings, Limiter};
-use signpost_net::{Metrics, Server, bind, shutdown_signal};
+use signpost_net::{Metrics, Server};
 use signpost_resolver::config::{Config, resolve};
 use signpost_resolver::core::Policy;
 use signpost_resolver::resolver::{Resolver, Settings};
@@ -207,19 +206,6 @@ async fn lookup(csi: &str, resolver: &str, resolver_id: &str, ca: &Path, cert: O
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {
-    let ready = Ready::new();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let stop = move || {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    };
-    let lost = bind(p.cfg.listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", p.cfg.listen.lost))?;
-    let admin = match p.cfg.listen.admin {
-        Some(a) => Some(bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?),
-        None => None,
-    };
     p.resolver.start().await;
     let (r, gauge) = (Arc::downgrade(&p.resolver), p.metrics.counter("signpost_resolver_cache_entries"));
     tokio::spawn(async move {
@@ -231,17 +217,7 @@ async fn serve(p: Prepared) -> Result<(), String> {
     });
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
     let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));
-    if let Some(a) = admin {
-        tokio::spawn(signpost_net::admin::serve(a, p.metrics.clone(), ready.clone(), stop()));
-    }
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), p.metrics.clone(), Arc::new(SystemClock));
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
-    });
-    ready.set();
-    server.serve(lost, stop()).await;
-    Ok(())
+    signpost_net::run(server, &p.cfg.listen, p.metrics.clone()).await
 }

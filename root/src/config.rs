@@ -53,11 +53,7 @@ fn reload_ms() -> u64 {
 impl Config {
     /// Reads and checks a config file (no binding, no table loading).
     pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        cfg.check().map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        Ok((cfg, base))
+        signpost_net::config::load_toml(path, Config::check)
     }
 
     fn check(&self) -> Result<(), String> {

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use signpost_net::admin::Ready;
-use signpost_net::{Metrics, Server, bind, shutdown_signal};
+use signpost_net::{Metrics, Server};
 use signpost_root::config::{Config, resolve};
 use signpost_root::{RootService, load_table_file, reload_loop};
 use signpost_schemas::sp::RootTable;
@@ -293,19 +292,6 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
 async fn serve(p: Prepared) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());
-    let ready = Ready::new();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let stop = move || {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    };
-    let lost = bind(p.cfg.listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", p.cfg.listen.lost))?;
-    let admin = match p.cfg.listen.admin {
-        Some(a) => Some(bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?),
-        None => None,
-    };
     let t = p.service.current();
     tracing::info!(serial = t.table().serial, delegations = t.table().delegations.len(), "root table loaded");
     tokio::spawn(reload_loop(
@@ -316,17 +302,6 @@ async fn serve(p: Prepared) -> Result<(), String> {
         clock.clone(),
         Duration::from_millis(p.cfg.table.reload_interval_ms),
     ));
-    if let Some(a) = admin {
-        tokio::spawn(signpost_net::admin::serve(a, metrics.clone(), ready.clone(), stop()));
-    }
-    let server = Server::new(p.service.clone(), p.tls.clone(), p.anchor.clone(), p.cfg.limits.to_limits(), metrics, clock);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
-    });
-    ready.set();
-    server.serve(lost, stop()).await;
-    tracing::info!("stopped");
-    Ok(())
+    let server = Server::new(p.service.clone(), p.tls.clone(), p.anchor.clone(), p.cfg.limits.to_limits(), metrics.clone(), clock);
+    signpost_net::run(server, &p.cfg.listen, metrics).await
 }

@@ -136,6 +136,16 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
+/// Reads a strict TOML config file and checks it; returns it with the
+/// directory relative paths are taken from.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path, check: impl FnOnce(&T) -> Result<(), String>) -> Result<(T, PathBuf), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let cfg: T = toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    check(&cfg).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    Ok((cfg, base))
+}
+
 /// TLS material loaded and checked.
 #[derive(Debug)]
 pub struct LoadedTls {

@@ -396,3 +396,31 @@ async fn dispatch<S: Service>(
     let label = outcome(&resp);
     (label, lost_body(200, resp.encode()))
 }
+
+/// The serve phase every Signpost binary shares: bind the LoST listener and
+/// the admin listener (each logs `listening for <kind> on <addr>`), mark
+/// ready, serve until SIGTERM/SIGINT, then drain.
+pub async fn run<S: Service>(server: Server<S>, listen: &crate::config::Listen, metrics: Arc<Metrics>) -> Result<(), String> {
+    let ready = crate::admin::Ready::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    };
+    let lost = bind(listen.lost, "lost").await.map_err(|e| format!("listen.lost {}: {e}", listen.lost))?;
+    if let Some(a) = listen.admin {
+        let admin = bind(a, "admin").await.map_err(|e| format!("listen.admin {a}: {e}"))?;
+        tokio::spawn(crate::admin::serve(admin, metrics, ready.clone(), stop()));
+    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    ready.set();
+    server.serve(lost, stop()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
