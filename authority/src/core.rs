@@ -195,7 +195,8 @@ impl<S: Store> Authority<S> {
         let renew_at = now.plus_secs(self.settings.renew_before);
         let stale = rec.entries.iter().map(|e| &e.signed).chain(rec.none.iter()).any(|m| m.signature.as_ref().is_none_or(|s| s.valid_until < renew_at));
         if stale {
-            rec = self.renew(csi).await.map_err(|e| Failure::Internal(e.to_string()))?;
+            // Rare; boxed so the common answer future stays small.
+            rec = Box::pin(self.renew(csi)).await.map_err(|e| Failure::Internal(e.to_string()))?;
         }
         let ctx = f.context.as_ref();
         let mut visible: Vec<&StoredEntry> = rec

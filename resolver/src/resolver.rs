@@ -318,7 +318,10 @@ impl Resolver {
         {
             return Ok(self.serve_stale(c, &loc, now));
         }
-        let result = self.single_flight(&key, &f, &csi).await;
+        // The miss path's future is large (the whole upstream walk); boxing
+        // it keeps the hit path's future small, which every request's task
+        // is moved with.
+        let result = Box::pin(self.single_flight(&key, &f, &csi)).await;
         self.c.miss_latency.observe_us(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
         match result {
             Ok(c) => Ok(self.serve(&c, &loc)),
