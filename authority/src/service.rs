@@ -70,6 +70,15 @@ impl<S: Store> AuthorityService<S> {
             Err(e) => return self.errors(400, Issue::new(e.kind(), e.message())),
         };
         let label = op.label();
+        let tag = match &op {
+            Provision::PutEntry { csi, .. }
+            | Provision::RemoveEntry { csi, .. }
+            | Provision::Assign { csi, .. }
+            | Provision::Release { csi }
+            | Provision::Port { csi, .. } => signpost_net::csi_tag(csi.uri()),
+            Provision::AssignRange { first, .. } | Provision::ReleaseRange { first, .. } => signpost_net::csi_tag(first.uri()),
+            Provision::Delegate(_) | Provision::Undelegate(_) => String::new(),
+        };
         let result = self.core.provision(peer, op).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -81,11 +90,13 @@ impl<S: Store> AuthorityService<S> {
         self.metrics.counter(&format!("signpost_provision_total{{op=\"{label}\",outcome=\"{outcome}\"}}")).fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(r) => {
-                tracing::info!(op = label, by = %peer.id(), seq = r.seq, "provisioned");
+                tracing::info!(op = label, by = %peer.id(), csi = %tag, seq = r.seq, "provisioned");
                 Reply::full(200, PROVISION_CONTENT_TYPE, r.encode())
             }
             Err(e) => {
-                tracing::info!(op = label, by = %peer.id(), "provisioning refused: {e}");
+                // The reason names the identifier: it goes to debug only.
+                tracing::info!(op = label, by = %peer.id(), csi = %tag, outcome, "provisioning refused");
+                tracing::debug!(op = label, by = %peer.id(), "provisioning refused: {e}");
                 self.errors(e.status(), Issue::new(e.kind(), e.to_string()))
             }
         }

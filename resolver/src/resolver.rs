@@ -433,7 +433,9 @@ impl Resolver {
                         && m.contains("rejected")
                     {
                         self.c.rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("{m}");
+                        // The reason may name the identifier: debug only.
+                        tracing::warn!(authority = %from, csi = %signpost_net::csi_tag(csi.uri()), "answer rejected");
+                        tracing::debug!("{m}");
                     }
                 }
             }

@@ -349,7 +349,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         let v = oracle.lock().map(|o| {
                             let v = o.judge(csi.uri(), &observed, sent, at);
                             if v == Verdict::Wrong {
-                                tracing::warn!(csi = csi.uri(), ?observed, sent, at, history = ?o.history(csi.uri()), "wrong answer");
+                                tracing::warn!(csi = %signpost_net::csi_tag(csi.uri()), sent, at, "wrong answer");
                                 if std::env::var_os("SIGNPOST_TESTBED_DEBUG").is_some() {
                                     eprintln!("WRONG {} observed {observed:?} sent {sent} at {at} history {:?}", csi.uri(), o.history(csi.uri()));
                                 }

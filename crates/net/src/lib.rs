@@ -232,6 +232,28 @@ impl HttpFailure {
     }
 }
 
+/// How a CSI appears in logs at the default level (DESIGN §9): a short
+/// hash, salted per process so it cannot be looked up in a table of all
+/// numbers, yet stable within a run so one identifier's lines can be
+/// followed. The raw identifier only goes to debug-level logs.
+pub fn csi_tag(csi: &str) -> String {
+    static SALT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut b = [0u8; 16];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        b
+    });
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(salt);
+    ctx.update(csi.as_bytes());
+    let d = ctx.finish();
+    let mut s = String::with_capacity(16);
+    for b in d.as_ref().iter().take(8) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// A label for a LoST response's outcome (metrics).
 pub fn outcome(r: &Response) -> &'static str {
     match r {

@@ -132,3 +132,12 @@ async fn readiness_is_a_latch() {
     let r = tokio::task::spawn_blocking(move || get("/readyz")).await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200"));
 }
+
+#[test]
+fn csi_tags_hide_identifiers_but_are_stable() {
+    let a = signpost_net::csi_tag("tel:+4915112345678");
+    assert_eq!(a, signpost_net::csi_tag("tel:+4915112345678"));
+    assert_ne!(a, signpost_net::csi_tag("tel:+4915112345679"));
+    assert_eq!(a.len(), 16);
+    assert!(!a.contains("4915112345678"));
+}
