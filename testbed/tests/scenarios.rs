@@ -283,7 +283,9 @@ kind = "root-recover"
     assert_eq!(p.stale, 0);
     // The scan is throttled by the resolver's per-client limit.
     assert_eq!(p.scan_sent, 400);
-    assert!(p.scan_throttled > 200, "{} of 400 throttled", p.scan_throttled);
+    // (100/s with a burst of 100: a scan of 400 that takes under 2 s sees
+    // at least a quarter refused, however slow the build.)
+    assert!(p.scan_throttled >= 100, "{} of 400 throttled", p.scan_throttled);
     // The root was down for 4 s: the preloaded table kept resolution going
     // (no errors other than the rogue's, the authority outage's, and the
     // few connections refused while resolver 1 restarted).
