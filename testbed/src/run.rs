@@ -120,6 +120,9 @@ pub struct PolicyReport {
     pub duration_s: f64,
     /// Events committed.
     pub events: Vec<String>,
+    /// The first wrong answers, described (identifier, what was seen, the
+    /// recorded history), for diagnosis.
+    pub wrong_samples: Vec<String>,
     /// Enumeration scans: requests sent.
     pub scan_sent: u64,
     /// Enumeration scans: requests refused with 429.
@@ -307,6 +310,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let start = Instant::now();
     let ms = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let stats = Arc::new(Mutex::new((Vec::<Second>::new(), BTreeMap::<String, u64>::new(), Vec::<u64>::new(), 0u64)));
+    let wrong_samples = Arc::new(Mutex::new(Vec::<String>::new()));
     let eps: Vec<(signpost_schemas::lost::Endpoint, Name)> = live.resolvers.iter().map(|r| Ok((r.running.endpoint()?, r.id.clone()))).collect::<Result<_, String>>()?;
     let eps = Arc::new(eps);
     let duration = Duration::from_secs(s.duration_s);
@@ -315,7 +319,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     for c in 0..s.load.clients {
         // Each simulated AP has its own certificate (and so its own limits).
         let client = live.pki.client(Some(&live.pki.cert(Role::Msp, &format!("ap{c}.testbed.example"), &[])?))?;
-        let (all, zipf, oracle, stats, eps) = (all.clone(), zipf.clone(), oracle.clone(), stats.clone(), eps.clone());
+        let (all, zipf, oracle, stats, eps, samples) = (all.clone(), zipf.clone(), oracle.clone(), stats.clone(), eps.clone(), wrong_samples.clone());
         let mut rng = Rng::new(s.seed ^ ((c as u64 + 1) * 7919));
         load.push(tokio::spawn(async move {
             let gap = Duration::from_secs_f64(1.0 / per_client.max(0.001));
@@ -350,8 +354,10 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                             let v = o.judge(csi.uri(), &observed, sent, at);
                             if v == Verdict::Wrong {
                                 tracing::warn!(csi = %signpost_net::csi_tag(csi.uri()), sent, at, "wrong answer");
-                                if std::env::var_os("SIGNPOST_TESTBED_DEBUG").is_some() {
-                                    eprintln!("WRONG {} observed {observed:?} sent {sent} at {at} history {:?}", csi.uri(), o.history(csi.uri()));
+                                if let Ok(mut w) = samples.lock()
+                                    && w.len() < 10
+                                {
+                                    w.push(format!("{} via resolver {} observed {observed:?} sent {sent} ms answered {at} ms; history {:?}", csi.uri(), (c + k - 1) % eps.len(), o.history(csi.uri())));
                                 }
                             }
                             v
@@ -493,15 +499,22 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                     let scanner = live.pki.client(Some(&live.pki.cert(Role::Msp, "scanner.testbed.example", &[])?))?;
                     let (ep, id) = eps[0].clone();
                     let cc = s.country.first().map_or("49".to_owned(), |c| c.prefix.trim_start_matches('+').to_owned());
+                    // As fast as it can: 64 requests in flight at a time.
+                    let scanner = Arc::new(scanner);
                     let (mut sent, mut throttled) = (0u64, 0u64);
-                    for k in 0..e.count {
-                        let Ok(n) = E164::from_digits(&format!("{cc}1{:09}", 900_000_000 + k)) else { continue };
-                        let body = Bytes::from(Request::FindService(FindService::for_csi(Csi::E164(n), true)).encode());
-                        sent += 1;
-                        if let Ok(a) = scanner.post_lost(&ep, &id, body).await
-                            && a.status == 429
-                        {
-                            throttled += 1;
+                    let numbers: Vec<Csi> = (0..e.count).filter_map(|k| E164::from_digits(&format!("{cc}1{:09}", 900_000_000 + k)).ok().map(Csi::E164)).collect();
+                    for chunk in numbers.chunks(64) {
+                        let mut wave = Vec::with_capacity(chunk.len());
+                        for n in chunk {
+                            let (sc, ep, id) = (scanner.clone(), ep.clone(), id.clone());
+                            let body = Bytes::from(Request::FindService(FindService::for_csi(n.clone(), true)).encode());
+                            wave.push(tokio::spawn(async move { sc.post_lost(&ep, &id, body).await.map(|a| a.status) }));
+                        }
+                        for w in wave {
+                            sent += 1;
+                            if let Ok(Ok(429)) = w.await {
+                                throttled += 1;
+                            }
                         }
                     }
                     scans.push((sent, throttled));
@@ -603,6 +616,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
         lookups_per_s: lookups as f64 / load_secs.max(0.001),
         duration_s: load_secs,
         events: events_done,
+        wrong_samples: wrong_samples.lock().map(|w| w.clone()).unwrap_or_default(),
         scan_sent: scans.iter().map(|x| x.0).sum(),
         scan_throttled: scans.iter().map(|x| x.1).sum(),
     })
