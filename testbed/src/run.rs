@@ -154,6 +154,16 @@ fn record(oracle: &Mutex<Oracle>, change: Option<&(Csi, Truth, u64)>) {
     }
 }
 
+/// One lookup as seen by a simulated AP.
+#[derive(Debug)]
+struct Observation {
+    pick: usize,
+    result: Result<Truth, String>,
+    sent: u64,
+    at: u64,
+    resolver: usize,
+}
+
 /// One identifier of the population.
 #[derive(Debug, Clone)]
 struct Ident {
@@ -309,8 +319,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let oracle = Arc::new(Mutex::new(oracle));
     let start = Instant::now();
     let ms = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let stats = Arc::new(Mutex::new((Vec::<Second>::new(), BTreeMap::<String, u64>::new(), Vec::<u64>::new(), 0u64)));
-    let wrong_samples = Arc::new(Mutex::new(Vec::<String>::new()));
+    let obs = Arc::new(Mutex::new(Vec::<Observation>::with_capacity(s.load.rate as usize * s.duration_s as usize + 64)));
     let eps: Vec<(signpost_schemas::lost::Endpoint, Name)> = live.resolvers.iter().map(|r| Ok((r.running.endpoint()?, r.id.clone()))).collect::<Result<_, String>>()?;
     let eps = Arc::new(eps);
     let duration = Duration::from_secs(s.duration_s);
@@ -319,7 +328,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     for c in 0..s.load.clients {
         // Each simulated AP has its own certificate (and so its own limits).
         let client = live.pki.client(Some(&live.pki.cert(Role::Msp, &format!("ap{c}.testbed.example"), &[])?))?;
-        let (all, zipf, oracle, stats, eps, samples) = (all.clone(), zipf.clone(), oracle.clone(), stats.clone(), eps.clone(), wrong_samples.clone());
+        let (all, zipf, eps, obs) = (all.clone(), zipf.clone(), eps.clone(), obs.clone());
         let mut rng = Rng::new(s.seed ^ ((c as u64 + 1) * 7919));
         load.push(tokio::spawn(async move {
             let gap = Duration::from_secs_f64(1.0 / per_client.max(0.001));
@@ -327,51 +336,19 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
             let mut k = 0usize;
             while start.elapsed() < duration {
                 next += gap;
-                let csi = &all[zipf.sample(&mut rng)];
-                let (ep, id) = &eps[(c + k) % eps.len()];
+                let pick = zipf.sample(&mut rng);
+                let csi = &all[pick];
+                let resolver = (c + k) % eps.len();
+                let (ep, id) = &eps[resolver];
                 k += 1;
                 let sent = ms();
                 let r = query(&client, ep, id, csi).await;
                 let at = ms();
-                {
-                let sec = (at / 1000) as usize;
-                let mut g = match stats.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                let (timeline, errors, ages, lookups) = &mut *g;
-                *lookups += 1;
-                while timeline.len() <= sec {
-                    timeline.push(Second::default());
-                }
-                match r {
-                    Err(kind) => {
-                        *errors.entry(kind).or_insert(0) += 1;
-                        timeline[sec].errors += 1;
-                    }
-                    Ok(observed) => {
-                        let v = oracle.lock().map(|o| {
-                            let v = o.judge(csi.uri(), &observed, sent, at);
-                            if v == Verdict::Wrong {
-                                tracing::warn!(csi = %signpost_net::csi_tag(csi.uri()), sent, at, "wrong answer");
-                                if let Ok(mut w) = samples.lock()
-                                    && w.len() < 10
-                                {
-                                    w.push(format!("{} via resolver {} observed {observed:?} sent {sent} ms answered {at} ms; history {:?}", csi.uri(), (c + k - 1) % eps.len(), o.history(csi.uri())));
-                                }
-                            }
-                            v
-                        }).unwrap_or(Verdict::Wrong);
-                        match v {
-                            Verdict::Correct => timeline[sec].correct += 1,
-                            Verdict::Stale { age_ms } => {
-                                timeline[sec].stale += 1;
-                                ages.push(age_ms);
-                            }
-                            Verdict::Wrong => timeline[sec].wrong += 1,
-                        }
-                    }
-                }
+                // Judged after the run, against the complete record: a
+                // change is recorded once its commit returns, and an answer
+                // may already show it.
+                if let Ok(mut g) = obs.lock() {
+                    g.push(Observation { pick, result: r, sent, at, resolver });
                 }
                 let now = Instant::now();
                 if next > now {
@@ -593,11 +570,43 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let aq: u64 = live.authorities.iter().map(|a| metric(&a.running.metrics, "signpost_requests_total")).sum();
     let root_q = metric(&live.root.metrics, "signpost_requests_total");
     live.stop().await;
-    let g = match stats.lock() {
+    let observations = match obs.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    let oracle = match oracle.lock() {
         Ok(g) => g.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    let (timeline, errors, mut ages, lookups) = g;
+    let (mut timeline, mut errors, mut ages, mut wrong_samples) = (Vec::<Second>::new(), BTreeMap::<String, u64>::new(), Vec::<u64>::new(), Vec::new());
+    let lookups = observations.len() as u64;
+    for o in observations {
+        let sec = (o.at / 1000) as usize;
+        while timeline.len() <= sec {
+            timeline.push(Second::default());
+        }
+        let Some(csi) = all.get(o.pick) else { continue };
+        match o.result {
+            Err(kind) => {
+                *errors.entry(kind).or_insert(0) += 1;
+                timeline[sec].errors += 1;
+            }
+            Ok(observed) => match oracle.judge(csi.uri(), &observed, o.sent, o.at) {
+                Verdict::Correct => timeline[sec].correct += 1,
+                Verdict::Stale { age_ms } => {
+                    timeline[sec].stale += 1;
+                    ages.push(age_ms);
+                }
+                Verdict::Wrong => {
+                    timeline[sec].wrong += 1;
+                    tracing::warn!(csi = %signpost_net::csi_tag(csi.uri()), sent = o.sent, at = o.at, "wrong answer");
+                    if wrong_samples.len() < 10 {
+                        wrong_samples.push(format!("{} via resolver {} observed {observed:?} sent {} ms answered {} ms; history {:?}", csi.uri(), o.resolver, o.sent, o.at, oracle.history(csi.uri())));
+                    }
+                }
+            },
+        }
+    }
     ages.sort_unstable();
     let sum = |f: fn(&Second) -> u64| timeline.iter().map(f).sum::<u64>();
     Ok(PolicyReport {
@@ -616,7 +625,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
         lookups_per_s: lookups as f64 / load_secs.max(0.001),
         duration_s: load_secs,
         events: events_done,
-        wrong_samples: wrong_samples.lock().map(|w| w.clone()).unwrap_or_default(),
+        wrong_samples,
         scan_sent: scans.iter().map(|x| x.0).sum(),
         scan_throttled: scans.iter().map(|x| x.1).sum(),
     })
