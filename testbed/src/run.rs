@@ -520,12 +520,16 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
             // Probes: time until every resolver answers the new truth.
             for (csi, truth, at) in changed {
                 for (ep, id) in eps.iter() {
-                    let (c, ep, id, csi, truth, pc) = (probe_client.clone(), ep.clone(), id.clone(), csi.clone(), truth.clone(), probe_count.clone());
+                    let (c, ep, id, csi, truth, pc, or) = (probe_client.clone(), ep.clone(), id.clone(), csi.clone(), truth.clone(), probe_count.clone(), oracle.clone());
                     probes.push(tokio::spawn(async move {
                         let deadline = Instant::now() + ttl_wait;
                         while Instant::now() < deadline {
                             pc.fetch_add(1, Ordering::Relaxed);
-                            if query(&c, &ep, &id, &csi).await.ok().as_ref() == Some(&truth) {
+                            let seen = query(&c, &ep, &id, &csi).await.ok();
+                            // This change, or a later one that superseded it
+                            // before the resolver was asked.
+                            let now_truth = or.lock().ok().map(|o| o.at(csi.uri(), ms()));
+                            if seen.as_ref() == Some(&truth) || (now_truth.is_some() && now_truth.as_ref() != Some(&truth) && seen == now_truth) {
                                 return Some(ms().saturating_sub(at) as f64);
                             }
                             tokio::time::sleep(Duration::from_millis(5)).await;
