@@ -162,8 +162,17 @@ impl<S: Store> Authority<S> {
             return Err(Failure::ServiceNotImplemented(format!("{id} serves {SERVICE_MIMI} only")));
         }
         let (loc, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
+        // The feed position is read before the data it qualifies: a change
+        // committed after this point has a higher seq and reaches every
+        // subscriber from here, so no change can fall between an answer
+        // and its subscription (the invariant the resolver relies on).
+        let read_at = *self.head.borrow();
         if let Some(d) = self.routes().lookup_value(csi) {
-            return self.redirect(f, d.clone(), format!("{} is delegated", d.cover));
+            let mut r = self.redirect(f, d.clone(), format!("{} is delegated", d.cover))?;
+            if let Response::Redirect(rd) = &mut r {
+                rd.feed_position = Some(read_at);
+            }
+            return Ok(r);
         }
         if !in_scope(&self.settings.scope, csi) {
             return match &self.settings.root {
@@ -178,6 +187,7 @@ impl<S: Store> Authority<S> {
                 None => Err(Failure::NotFound {
                     message: format!("{id} is not authoritative for {}", csi.uri()),
                     negative_lifetime: self.settings.negative_ttl,
+                    feed_position: None,
                 }),
             };
         }
@@ -185,6 +195,7 @@ impl<S: Store> Authority<S> {
         let not_found = || Failure::NotFound {
             message: format!("{} is not discoverable", csi.uri()),
             negative_lifetime: self.settings.negative_ttl,
+            feed_position: Some(read_at),
         };
         let Some(mut rec) = self.store.get(csi).await.map_err(|e| Failure::Internal(e.to_string()))? else {
             return Err(not_found());
@@ -236,7 +247,7 @@ impl<S: Store> Authority<S> {
             }
             None => Path::new(id.clone()),
         };
-        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path, location_used: Some(loc.to_owned()) }))
+        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path, location_used: Some(loc.to_owned()), feed_position: Some(read_at) }))
     }
 
     fn redirect(&self, f: &FindService, d: Delegation, why: String) -> Result<Response, Failure> {
@@ -248,7 +259,7 @@ impl<S: Store> Authority<S> {
         {
             return Err(Failure::Loop(format!("{} (the next hop) is already in the path", first.id)));
         }
-        Ok(Response::Redirect(Redirect { target: first.id.clone(), source: self.settings.id.clone(), message: Some(Message::en(why)), delegation: d }))
+        Ok(Response::Redirect(Redirect { target: first.id.clone(), source: self.settings.id.clone(), message: Some(Message::en(why)), delegation: d, feed_position: None }))
     }
 
     // ------------------------------------------------------------------

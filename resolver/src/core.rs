@@ -221,6 +221,7 @@ mod tests {
             source: name(from),
             message: None,
             delegation: Delegation { cover: Cover::Prefix(E164Prefix::parse(prefix).unwrap()), lifetime: 600, authorities: vec![auth(to)] },
+            feed_position: None,
         })
     }
     fn walk() -> Walk {

@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
                     target: d.authorities[0].id.clone(),
                     source: Name::parse("root.example").unwrap(),
                     message: None,
+                    feed_position: None,
                     delegation: d.clone(),
                 });
                 r.encode_into(&mut out);

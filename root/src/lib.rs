@@ -124,6 +124,7 @@ impl RootService {
             return Err(Failure::NotFound {
                 message: format!("no delegation covers {}", csi.uri()),
                 negative_lifetime: t.table.negative_lifetime,
+                feed_position: None,
             });
         };
         let Some(d) = t.table.delegations.get(i) else {
@@ -143,6 +144,7 @@ impl RootService {
             source: self.id.clone(),
             message: Some(Message::en(format!("{cover} is delegated to {}", first.id))),
             delegation: d.clone(),
+            feed_position: None,
         }))
     }
 }

@@ -11,6 +11,7 @@
 //!   provisioning requests and results;
 //! - [`route`]: longest-prefix and nearest-domain routing tables;
 //! - [`signing`]: the canonical bytes that signatures cover;
+//! - [`failure`]: why a request failed, mapped onto LoST errors in one place;
 //! - [`time`]: timestamps, `expires`, and the [`time::Clock`] trait.
 //!
 //! The RELAX NG schema of the `sp` namespace, golden sample messages and the
@@ -21,6 +22,7 @@
 pub mod b64;
 pub mod csi;
 pub mod error;
+pub mod failure;
 pub mod lost;
 pub mod name;
 pub mod route;
@@ -31,6 +33,7 @@ pub mod xml;
 
 pub use csi::{Csi, CsiError, Domain, E164, E164Prefix, Email, Region};
 pub use error::{DecodeError, ErrorKind, Problem};
+pub use failure::{Failure, failure_errors};
 pub use lost::{
     Assurance, AuthorityRef, Cover, Delegation, DisplayName, Endpoint, Epoch, Errors, FindService,
     FindServiceResponse, Issue, IssueList, KeyId, ListServices, ListServicesResponse, Location, Mapping,

@@ -915,6 +915,11 @@ pub struct FindServiceResponse {
     pub path: Path,
     /// The id of the location used.
     pub location_used: Option<String>,
+    /// The answering authority's change-feed position when the answer was
+    /// read (`<sp:feedPosition>`): every change after it is delivered on the
+    /// feed, so a resolver subscribes from here. Authorities set it;
+    /// resolvers do not pass it on to their clients.
+    pub feed_position: Option<u64>,
 }
 
 impl FindServiceResponse {
@@ -927,6 +932,9 @@ impl FindServiceResponse {
             x.write(w);
         }
         self.path.write(w);
+        if let Some(n) = self.feed_position {
+            write_feed_position(w, n);
+        }
         if let Some(l) = &self.location_used {
             w.open("locationUsed").attr("id", l).empty();
         }
@@ -935,7 +943,7 @@ impl FindServiceResponse {
     fn decode(e: &Element<'_>) -> Result<FindServiceResponse, DecodeError> {
         e.only_attrs(&[], false)?;
         e.no_text()?;
-        let mut r = FindServiceResponse { mappings: Vec::new(), warnings: Vec::new(), path: Path(Vec::new()), location_used: None };
+        let mut r = FindServiceResponse { mappings: Vec::new(), warnings: Vec::new(), path: Path(Vec::new()), location_used: None, feed_position: None };
         // Order: mapping+, locationValidation?, warnings*, path, ext*, locationUsed?
         let mut stage = 0u8;
         for c in &e.children {
@@ -954,6 +962,10 @@ impl FindServiceResponse {
                 }
                 (Ns::Lost, "path") if (1..=3).contains(&stage) => {
                     r.path = Path::decode(c)?;
+                    4
+                }
+                (Ns::Sp, "feedPosition") if stage == 4 => {
+                    set_feed_position(&mut r.feed_position, c)?;
                     4
                 }
                 (Ns::Sp | Ns::Other | Ns::None, _) if stage == 4 => {
@@ -1003,6 +1015,10 @@ impl Issue {
         Issue { kind, message: Some(Message::en(message)), retry_after: None, unsupported_profiles: Vec::new() }
     }
     fn write(&self, w: &mut Writer) {
+        self.write_with(w, |_| {});
+    }
+    /// Writes the element with `more` extension children after Signpost's own.
+    fn write_with(&self, w: &mut Writer, more: impl Fn(&mut Writer)) {
         let name = self.kind.element();
         w.open(name);
         if self.kind == ErrorKind::LocationProfileUnrecognized {
@@ -1013,15 +1029,18 @@ impl Issue {
             }
         }
         w.message(self.message.as_ref());
-        match self.retry_after {
-            Some(s) => {
-                w.gt();
-                w.open("sp:retryAfter").attr_num("seconds", u64::from(s)).empty();
-                w.close(name);
-            }
-            None => {
-                w.empty();
-            }
+        let start = w.out.len();
+        w.gt();
+        let open = w.out.len();
+        if let Some(s) = self.retry_after {
+            w.open("sp:retryAfter").attr_num("seconds", u64::from(s)).empty();
+        }
+        more(w);
+        if w.out.len() == open {
+            w.out.truncate(start);
+            w.empty();
+        } else {
+            w.close(name);
         }
     }
     fn decode(kind: ErrorKind, c: &Element<'_>) -> Result<Issue, DecodeError> {
@@ -1036,6 +1055,8 @@ impl Issue {
             if x.is(Ns::Sp, "retryAfter") {
                 x.only_attrs(&["seconds"], false)?;
                 retry_after = Some(num_attr(x, "seconds")?);
+            } else if x.is(Ns::Sp, "negativeLifetime") || x.is(Ns::Sp, "feedPosition") {
+                // Read by Errors::decode (notFound qualifiers).
             } else if !is_skippable_ext(x)? && x.ns != Ns::Sp {
                 return Err(unexpected(c, x));
             }
@@ -1095,8 +1116,12 @@ pub struct Errors {
     pub source: Name,
     /// The errors.
     pub list: IssueList,
-    /// How long a `notFound` may be cached, in seconds (`<sp:negativeLifetime>`).
+    /// How long a `notFound` may be cached, in seconds
+    /// (`<sp:negativeLifetime>`, written inside the `<notFound>` element).
     pub negative_lifetime: Option<u32>,
+    /// For a `notFound` from an authority: its change-feed position when
+    /// the answer was read (`<sp:feedPosition>`, inside `<notFound>`).
+    pub feed_position: Option<u64>,
 }
 
 impl Errors {
@@ -1104,7 +1129,7 @@ impl Errors {
     pub fn one(source: Name, issue: Issue) -> Errors {
         let mut list = IssueList::new();
         list.set(issue);
-        Errors { source, list, negative_lifetime: None }
+        Errors { source, list, negative_lifetime: None, feed_position: None }
     }
     /// The first (main) error kind, if any.
     pub fn kind(&self) -> Option<ErrorKind> {
@@ -1112,24 +1137,41 @@ impl Errors {
     }
     fn write(&self, w: &mut Writer) {
         w.open("errors").attr("xmlns", xml::LOST_NS).attr("xmlns:sp", xml::SP_NS).attr("source", self.source.as_str()).gt();
+        // Every direct child of <errors> is a LoST error element (deployed
+        // clients such as Kamailio read each child as an error): the
+        // notFound qualifiers sit inside <notFound>.
         for i in self.list.issues() {
-            i.write(w);
-        }
-        if let Some(n) = self.negative_lifetime {
-            w.open("sp:negativeLifetime").attr_num("seconds", u64::from(n)).empty();
+            if i.kind == ErrorKind::NotFound && (self.negative_lifetime.is_some() || self.feed_position.is_some()) {
+                i.write_with(w, |w| {
+                    if let Some(n) = self.negative_lifetime {
+                        w.open("sp:negativeLifetime").attr_num("seconds", u64::from(n)).empty();
+                    }
+                    if let Some(n) = self.feed_position {
+                        write_feed_position(w, n);
+                    }
+                });
+            } else {
+                i.write(w);
+            }
         }
         w.close("errors");
     }
     fn decode(e: &Element<'_>) -> Result<Errors, DecodeError> {
         let (source, list, ext) = decode_container(e)?;
         let mut negative_lifetime = None;
-        for x in ext {
+        let mut feed_position = None;
+        // Inside <notFound> (written so), or beside it (as Signpost wrote
+        // it before; still read).
+        let inner = e.children.iter().filter(|c| c.is(Ns::Lost, "notFound")).flat_map(|c| c.children.iter());
+        for x in inner.chain(ext) {
             if x.is(Ns::Sp, "negativeLifetime") {
                 x.only_attrs(&["seconds"], false)?;
                 negative_lifetime = Some(num_attr(x, "seconds")?);
+            } else if x.is(Ns::Sp, "feedPosition") {
+                set_feed_position(&mut feed_position, x)?;
             }
         }
-        Ok(Errors { source, list, negative_lifetime })
+        Ok(Errors { source, list, negative_lifetime, feed_position })
     }
 }
 
@@ -1365,6 +1407,10 @@ pub struct Redirect {
     pub message: Option<Message>,
     /// The covering prefix or domain, lifetime and endpoints.
     pub delegation: Delegation,
+    /// An authority's change-feed position when it read the delegation
+    /// (`<sp:feedPosition>`): a sub-delegation that changes later is
+    /// announced on its feed. The root has no feed and sends none.
+    pub feed_position: Option<u64>,
 }
 
 impl Redirect {
@@ -1377,18 +1423,24 @@ impl Redirect {
             .message(self.message.as_ref())
             .gt();
         self.delegation.write(w);
+        if let Some(n) = self.feed_position {
+            write_feed_position(w, n);
+        }
         w.close("redirect");
     }
     fn decode(e: &Element<'_>) -> Result<Redirect, DecodeError> {
         e.only_attrs(&["target", "source", "message"], true)?;
         e.no_text()?;
         let mut delegation = None;
+        let mut feed_position = None;
         for c in &e.children {
             if c.is(Ns::Sp, "delegation") {
                 if delegation.is_some() {
                     return Err(schema("<redirect> holds one <sp:delegation>"));
                 }
                 delegation = Some(Delegation::decode(c)?);
+            } else if c.is(Ns::Sp, "feedPosition") {
+                set_feed_position(&mut feed_position, c)?;
             } else if !is_skippable_ext(c)? && c.ns != Ns::Sp {
                 return Err(unexpected(e, c));
             }
@@ -1398,8 +1450,23 @@ impl Redirect {
         if !delegation.authorities.iter().any(|a| a.id == target) {
             return Err(schema(format!("redirect target {target} is not among the delegation's authorities")));
         }
-        Ok(Redirect { target, source: name_attr(e, "source")?, message: Message::decode(e)?, delegation })
+        Ok(Redirect { target, source: name_attr(e, "source")?, message: Message::decode(e)?, delegation, feed_position })
     }
+}
+
+/// `<sp:feedPosition seq="N"/>`.
+fn write_feed_position(w: &mut Writer, seq: u64) {
+    w.open("sp:feedPosition").attr_num("seq", seq).empty();
+}
+
+fn set_feed_position(slot: &mut Option<u64>, c: &Element<'_>) -> Result<(), DecodeError> {
+    if slot.is_some() {
+        return Err(schema("at most one <sp:feedPosition> per answer"));
+    }
+    c.only_attrs(&["seq"], false)?;
+    c.no_children()?;
+    *slot = Some(num_attr(c, "seq")?);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -121,3 +121,20 @@ fn invalid_sp_documents_get_the_named_error() {
         }
     }
 }
+
+/// Deployed LoST clients (Kamailio's `lost` module) read every child of
+/// `<errors>` as an error: the notFound qualifiers travel inside
+/// `<notFound>`, and the placement beside it, as written before, is still read.
+#[test]
+fn not_found_qualifiers_sit_inside_the_not_found_element() {
+    for (name, body) in common::samples("valid/lost").into_iter().filter(|(n, _)| n.starts_with("errors-not-found")) {
+        let Response::Errors(e) = Response::decode(&body, &Limits::MESSAGE).unwrap() else { panic!("{name}") };
+        assert_eq!(e.negative_lifetime, Some(60), "{name}");
+        let enc = e.clone();
+        let out = Response::Errors(enc).encode();
+        let inner = out.split("<notFound").nth(1).and_then(|s| s.split("</notFound>").next()).unwrap_or("");
+        assert!(inner.contains("<sp:negativeLifetime seconds=\"60\"/>"), "{name}: {out}");
+        let after = out.split("</notFound>").nth(1).unwrap_or("");
+        assert!(!after.contains("<sp:"), "{name}: an sp element is a direct child of <errors>: {out}");
+    }
+}

@@ -211,19 +211,29 @@ fn warnings() -> impl Strategy<Value = Warnings> {
 
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
-        (vec(mapping(), 1..4), vec(warnings(), 0..3), path(), option::of("[a-z0-9]{1,8}")).prop_map(
-            |(mappings, warnings, path, location_used)| Response::Found(FindServiceResponse {
+        (vec(mapping(), 1..4), vec(warnings(), 0..3), path(), option::of("[a-z0-9]{1,8}"), option::of(any::<u64>())).prop_map(
+            |(mappings, warnings, path, location_used, feed_position)| Response::Found(FindServiceResponse {
                 mappings,
                 warnings,
                 path,
-                location_used
+                location_used,
+                feed_position
             })
         ),
-        (name(), option::of(message()), delegation()).prop_map(|(source, message, delegation)| {
-            Response::Redirect(Redirect { target: delegation.authorities[0].id.clone(), source, message, delegation })
+        (name(), option::of(message()), delegation(), option::of(any::<u64>())).prop_map(|(source, message, delegation, feed_position)| {
+            Response::Redirect(Redirect { target: delegation.authorities[0].id.clone(), source, message, delegation, feed_position })
         }),
-        (name(), issue_list(true), option::of(any::<u32>()))
-            .prop_map(|(source, list, negative_lifetime)| Response::Errors(Errors { source, list, negative_lifetime })),
+        (name(), issue_list(true), option::of(any::<u32>()), option::of(any::<u64>())).prop_map(|(source, list, negative_lifetime, feed_position)| {
+            // The notFound qualifiers travel inside <notFound>: without one
+            // they have nowhere to go.
+            let has = list.get(ErrorKind::NotFound).is_some();
+            Response::Errors(Errors {
+                source,
+                list,
+                negative_lifetime: negative_lifetime.filter(|_| has),
+                feed_position: feed_position.filter(|_| has),
+            })
+        }),
         (vec(uri(), 0..3), vec(warnings(), 0..2), path())
             .prop_map(|(services, warnings, path)| Response::Services(ListServicesResponse { services, warnings, path })),
     ]

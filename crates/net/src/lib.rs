@@ -3,8 +3,8 @@
 //! - [`server`]: hyper 1 (HTTP/1.1 and HTTP/2) over rustls; `POST /lost`
 //!   dispatch to a [`Service`]; method, content-type and body-size checks;
 //!   handshake and header-read timeouts; a connection cap; graceful drain.
-//! - [`Failure`] and [`failure_errors`]: the one place where an internal
-//!   error becomes a LoST `<errors>` answer (exhaustive, no wildcard arm);
+//! - [`Failure`] and [`failure_errors`] (from `signpost-schemas`, re-exported):
+//!   the one place where an internal error becomes a LoST `<errors>` answer;
 //!   [`HttpFailure`] does the same for HTTP-level refusals.
 //! - [`admin`]: `/healthz`, `/readyz` (a latch), `/metrics` (Prometheus text).
 //! - [`client`]: a pooled HTTPS client (one HTTP/2 connection per endpoint
@@ -23,7 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use signpost_schemas::{DecodeError, ErrorKind, Errors, Issue, Name, Request, Response};
+use signpost_schemas::{ErrorKind, Name, Request, Response};
 use signpost_trust::Peer;
 
 pub use hyper;
@@ -98,104 +98,7 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
-/// Why a LoST request failed. Every variant reaches the wire through
-/// [`failure_errors`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Failure {
-    /// The body did not decode.
-    #[error("{0}")]
-    Decode(DecodeError),
-    /// No location with a profile the server serves.
-    #[error("location profile not served")]
-    ProfileUnrecognized(Issue),
-    /// A service other than the ones served.
-    #[error("{0}")]
-    ServiceNotImplemented(String),
-    /// A client over its rate or miss budget (HTTP 429 with Retry-After
-    /// and a `forbidden` body: a Signpost addition).
-    #[error("{message}")]
-    RateLimited {
-        /// Why.
-        message: String,
-        /// Seconds until a retry may succeed.
-        retry_after: u32,
-    },
-    /// Authentication, authorization or rate limit.
-    #[error("{message}")]
-    Forbidden {
-        /// Why.
-        message: String,
-        /// For rate limits: when to try again.
-        retry_after: Option<u32>,
-    },
-    /// No mapping or delegation.
-    #[error("{message}")]
-    NotFound {
-        /// Why.
-        message: String,
-        /// How long the negative answer may be cached.
-        negative_lifetime: u32,
-    },
-    /// The request would loop.
-    #[error("{0}")]
-    Loop(String),
-    /// An upstream server did not answer and nothing stale can be served.
-    #[error("{0}")]
-    ServerTimeout(String),
-    /// An upstream answer could not be parsed or verified.
-    #[error("{0}")]
-    ServerError(String),
-    /// A fault of this server.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl Failure {
-    /// The LoST error element.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Failure::Decode(e) => e.kind(),
-            Failure::ProfileUnrecognized(i) => i.kind,
-            Failure::ServiceNotImplemented(_) => ErrorKind::ServiceNotImplemented,
-            Failure::Forbidden { .. } | Failure::RateLimited { .. } => ErrorKind::Forbidden,
-            Failure::NotFound { .. } => ErrorKind::NotFound,
-            Failure::Loop(_) => ErrorKind::Loop,
-            Failure::ServerTimeout(_) => ErrorKind::ServerTimeout,
-            Failure::ServerError(_) => ErrorKind::ServerError,
-            Failure::Internal(_) => ErrorKind::InternalError,
-        }
-    }
-}
-
-/// The `<errors>` answer for a failure.
-pub fn failure_errors(source: Name, f: Failure) -> Errors {
-    let (issue, negative_lifetime) = match f {
-        Failure::Decode(e) => (Issue::new(e.kind(), e.message()), None),
-        Failure::ProfileUnrecognized(i) => (i, None),
-        Failure::ServiceNotImplemented(m) => (Issue::new(ErrorKind::ServiceNotImplemented, m), None),
-        Failure::Forbidden { message, retry_after } => {
-            let mut i = Issue::new(ErrorKind::Forbidden, message);
-            i.retry_after = retry_after;
-            (i, None)
-        }
-        Failure::RateLimited { message, retry_after } => {
-            let mut i = Issue::new(ErrorKind::Forbidden, message);
-            i.retry_after = Some(retry_after);
-            (i, None)
-        }
-        Failure::NotFound { message, negative_lifetime } => {
-            (Issue::new(ErrorKind::NotFound, message), Some(negative_lifetime))
-        }
-        Failure::Loop(m) => (Issue::new(ErrorKind::Loop, m), None),
-        Failure::ServerTimeout(m) => (Issue::new(ErrorKind::ServerTimeout, m), None),
-        Failure::ServerError(m) => (Issue::new(ErrorKind::ServerError, m), None),
-        Failure::Internal(m) => (Issue::new(ErrorKind::InternalError, m), None),
-    };
-    let mut e = Errors::one(source, issue);
-    e.negative_lifetime = negative_lifetime;
-    e
-}
+pub use signpost_schemas::failure::{Failure, failure_errors};
 
 /// HTTP-level refusals, answered with a status and a LoST body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
