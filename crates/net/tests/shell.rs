@@ -25,7 +25,7 @@ impl Service for Echo {
     }
     async fn lost(&self, _req: Request, ctx: &Ctx) -> Result<signpost_net::LostReply, Failure> {
         // Report who the peer is through a notFound message.
-        Err(Failure::NotFound { message: format!("peer={}", ctx.peer.as_ref().map_or("none".into(), |p| p.id().to_string())), negative_lifetime: 1 })
+        Err(Failure::NotFound { message: format!("peer={}", ctx.peer.as_ref().map_or("none".into(), |p| p.id().to_string())), negative_lifetime: 1, feed_position: None })
     }
     async fn get(&self, _p: &str, _h: &signpost_net::hyper::HeaderMap, _c: &Ctx) -> Option<Reply> {
         None
