@@ -76,7 +76,7 @@ fn authority_signs_in_scope_and_the_verifier_accepts() {
     m.expires = Expires::NoCache;
     assert!(v.verify_mapping(&de(), &m, now()).is_ok());
     // Survives the wire.
-    let r = Response::Found(FindServiceResponse { mappings: vec![m.clone()], warnings: vec![], path: Path::new(m.source.clone()), location_used: None });
+    let r = Response::Found(FindServiceResponse { mappings: vec![m.clone()], warnings: vec![], path: Path::new(m.source.clone()), location_used: None, feed_position: None });
     let Response::Found(back) = Response::decode(r.encode().as_bytes(), &signpost_schemas::Limits::MESSAGE).unwrap() else { panic!() };
     assert!(v.verify_mapping(&de(), &back.mappings[0], now()).is_ok());
 }
