@@ -7,20 +7,18 @@
 //! requests or 15 s; without `--bench` (cargo test) a 300-request smoke run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-#[path = "../tests/topo/mod.rs"]
-mod topo;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use signpost_resolver::core::Policy;
 use signpost_schemas::lost::{Assurance, Uri};
 use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
 use signpost_schemas::{Csi, FindService, Name, Request};
 use signpost_trust::Role;
-use signpost_trust::tls::ClientAuth;
 
 /// CPU seconds of this process's threads whose name starts with `prefix`.
 fn cpu_of(prefix: &str) -> f64 {
@@ -45,9 +43,9 @@ fn main() {
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("load").enable_all().build().unwrap();
 
     let (t, running) = srv.block_on(async {
-        let t = topo::Topology::start().await;
-        let csip = t.pki.peer(Role::Csip, "tnsp-a.de.example", &["+4915"]);
-        let msp = t.pki.peer(Role::Msp, "provider-a.example", &[]);
+        let t = support::Topology::start().await;
+        let csip = t.pki.peer(Role::Csip, "tnsp-a.de.example", &["+4915"]).unwrap();
+        let msp = t.pki.peer(Role::Msp, "provider-a.example", &[]).unwrap();
         for i in 0..64u64 {
             let n = Csi::from_wire(&format!("tel:+49151{:08}", i)).unwrap();
             t.de.core.provision(&csip, Provision::Assign { csi: n.clone(), tnsp: None }).await.unwrap();
@@ -63,22 +61,24 @@ fn main() {
             };
             t.de.core.provision(&msp, Provision::PutEntry { csi: n, entry: e }).await.unwrap();
         }
-        let (_r, running, _clock, m) = t.resolver(true, Policy::default(), ClientAuth::Required).await;
-        (t, (running, m))
+        let mut p = t.plan();
+        p.client_auth = signpost_kit::Auth::Required;
+        let r = t.resolver(p).await;
+        (t, r)
     });
-    let (running, metrics) = running;
-    let client_cert = t.pki.cert(Role::Msp, "ap.bench.example", &[]);
+    let metrics = running.running.metrics.clone();
+    let client_cert = t.pki.cert(Role::Msp, "ap.bench.example", &[]).unwrap();
     let bodies: Vec<Bytes> = (0..64u64).map(|i| Bytes::from(Request::FindService(FindService::for_csi(Csi::from_wire(&format!("tel:+49151{:08}", i)).unwrap(), true)).encode())).collect();
-    let ep = running.endpoint();
+    let ep = running.running.endpoint().unwrap();
     let rid = Name::parse("resolver.carrier-x.example").unwrap();
     load.block_on(async {
-        let clients: Vec<Arc<signpost_net::client::Client>> = (0..conns).map(|_| Arc::new(t.pki.client(Some(&client_cert)))).collect();
+        let clients: Vec<Arc<signpost_net::client::Client>> = (0..conns).map(|_| Arc::new(t.pki.client(Some(&client_cert)).unwrap())).collect();
         // Warm the cache (one miss per number) and the connections.
         for (i, b) in bodies.iter().enumerate() {
             let a = clients[i % conns].post_lost(&ep, &rid, b.clone()).await.unwrap();
             assert!(a.body.windows(7).any(|w| w == b"mapping"), "warm-up answer: {}", String::from_utf8_lossy(&a.body));
         }
-        let hits0 = topo::metric(&metrics, "signpost_resolver_cache_hits_total");
+        let hits0 = support::metric(&metrics, "signpost_resolver_cache_hits_total");
         let done = Arc::new(AtomicU64::new(0));
         let bad = Arc::new(AtomicU64::new(0));
         let (srv0, load0, start) = (cpu_of("srv"), cpu_of("load"), Instant::now());
@@ -104,7 +104,7 @@ fn main() {
         let secs = start.elapsed().as_secs_f64();
         let (srv_cpu, load_cpu) = (cpu_of("srv") - srv0, cpu_of("load") - load0);
         let n = done.load(Ordering::Relaxed).min(max_requests) as f64;
-        let hits = topo::metric(&metrics, "signpost_resolver_cache_hits_total") - hits0;
+        let hits = support::metric(&metrics, "signpost_resolver_cache_hits_total") - hits0;
         assert_eq!(bad.load(Ordering::Relaxed), 0);
         println!(
             "resolver cached lookups over TLS+HTTP/2+LoST: {n:.0} requests in {secs:.2} s = {:.0} req/s wall; \

@@ -54,18 +54,29 @@ pub struct Root {
     /// Table refresh interval, seconds.
     #[serde(default = "refresh")]
     pub table_refresh_s: u64,
+    /// Where the verified table is kept between runs, so a resolver started
+    /// while every root is down still resolves (relative to this file;
+    /// `""` keeps nothing).
+    #[serde(default = "table_cache")]
+    pub table_cache: PathBuf,
+}
+
+fn table_cache() -> PathBuf {
+    PathBuf::from("root-table.cache.xml")
 }
 
 fn refresh() -> u64 {
     3600
 }
 
-/// Cache settings.
+/// Cache settings (a key left out takes its default).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Cache {
     /// Cached answers at most.
     pub max_entries: u64,
+    /// Bytes of cached answers at most (bodies and bookkeeping).
+    pub max_bytes: u64,
     /// Positive lifetime clamp, seconds.
     pub min_ttl_s: u64,
     /// Positive lifetime clamp, seconds.
@@ -82,7 +93,6 @@ pub struct Cache {
     pub hot_hits: u32,
     /// "push" (subscribe to change feeds) or "ttl-only" (answers live
     /// until their lifetime ends, as with DNS/ENUM today).
-    #[serde(default = "push")]
     pub invalidation: String,
 }
 
@@ -92,16 +102,20 @@ fn push() -> String {
 
 impl Default for Cache {
     fn default() -> Self {
-        Cache { max_entries: 1_000_000, min_ttl_s: 5, max_ttl_s: 86_400, negative_min_ttl_s: 5, negative_max_ttl_s: 3600, max_stale_s: 86_400, stale_ttl_s: 30, hot_hits: 100, invalidation: push() }
+        Cache { max_entries: 1_000_000, max_bytes: 1 << 30, min_ttl_s: 5, max_ttl_s: 86_400, negative_min_ttl_s: 5, negative_max_ttl_s: 3600, max_stale_s: 86_400, stale_ttl_s: 30, hot_hits: 100, invalidation: push() }
     }
 }
 
-/// Upstream settings.
+/// Upstream settings (a key left out takes its default).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Upstream {
-    /// Time an upstream query may take (client response timer), ms.
+    /// RFC 8767's client response timer: every client is answered within
+    /// this (a stale answer, or serverTimeout), ms.
     pub timeout_ms: u64,
+    /// One upstream attempt may take this long before the next endpoint
+    /// is tried, ms.
+    pub attempt_timeout_ms: u64,
     /// After a failure, an authority is not asked again for this long, s.
     pub failure_recheck_s: u64,
     /// Referrals followed at most.
@@ -110,13 +124,13 @@ pub struct Upstream {
 
 impl Default for Upstream {
     fn default() -> Self {
-        Upstream { timeout_ms: 1800, failure_recheck_s: 30, max_depth: 8 }
+        Upstream { timeout_ms: 1800, attempt_timeout_ms: 800, failure_recheck_s: 30, max_depth: 8 }
     }
 }
 
-/// Per-client limits.
+/// Per-client limits (a key left out takes its default).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Rate {
     /// Sustained queries per second per client.
     pub queries_per_s: f64,
@@ -152,8 +166,19 @@ impl Config {
         if !matches!(self.cache.invalidation.as_str(), "push" | "ttl-only") {
             return Err(format!("cache.invalidation = {:?}: use push or ttl-only", self.cache.invalidation));
         }
-        if self.upstream.timeout_ms == 0 || self.upstream.max_depth == 0 {
-            return Err("upstream.timeout_ms and upstream.max_depth must be positive".into());
+        if self.upstream.timeout_ms == 0 || self.upstream.attempt_timeout_ms == 0 || self.upstream.max_depth == 0 {
+            return Err("upstream.timeout_ms, upstream.attempt_timeout_ms and upstream.max_depth must be positive".into());
+        }
+        if self.cache.max_bytes < 65_536 {
+            return Err(format!("cache.max_bytes = {}: at least 65536", self.cache.max_bytes));
+        }
+        // The resolver answers within its own timer; the shell's request
+        // timeout must not cut that answer (a stale one, or serverTimeout) off.
+        if self.limits.request_timeout_ms <= self.upstream.timeout_ms {
+            return Err(format!(
+                "limits.request_timeout_ms ({}) must be larger than upstream.timeout_ms ({}): the resolver answers within upstream.timeout_ms, stale or serverTimeout",
+                self.limits.request_timeout_ms, self.upstream.timeout_ms
+            ));
         }
         if self.rate.queries_per_s <= 0.0 || self.rate.burst < 1.0 {
             return Err("rate: queries_per_s > 0 and burst >= 1 are required".into());

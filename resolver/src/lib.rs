@@ -1,5 +1,15 @@
+//! # signpost-resolver — a carrier's recursive, verifying, caching resolver
+//!
+//! - [`core`]: the decisions, as one sans-I/O state machine (the
+//!   `signpost-resolver-core` crate, re-exported);
+//! - [`resolver`]: the async driver around it (sockets, timers, tasks);
+//! - [`service`]: the LoST service behind the HTTP shell;
+//! - [`config`]: the strict TOML configuration;
+//! - [`lookup`]: the client library and CLI for APs.
+
+pub use signpost_resolver_core as core;
+
 pub mod config;
-pub mod core;
+pub mod lookup;
 pub mod resolver;
 pub mod service;
-pub mod lookup;

@@ -109,11 +109,13 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
         None => None,
     };
     let c = &cfg.cache;
+    let table_cache = (!cfg.root.table_cache.as_os_str().is_empty()).then(|| resolve(&base, &cfg.root.table_cache));
     let settings = Settings {
         id,
         root,
         root_table_signer: signer,
         root_table_refresh: Duration::from_secs(cfg.root.table_refresh_s),
+        root_table_cache: table_cache,
         policy: Policy {
             min_ttl: c.min_ttl_s,
             max_ttl: c.max_ttl_s,
@@ -124,13 +126,15 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
             max_depth: cfg.upstream.max_depth,
         },
         max_entries: c.max_entries,
+        max_bytes: c.max_bytes,
         upstream_timeout: Duration::from_millis(cfg.upstream.timeout_ms),
+        attempt_timeout: Duration::from_millis(cfg.upstream.attempt_timeout_ms),
         failure_recheck: Duration::from_secs(cfg.upstream.failure_recheck_s),
         hot_hits: c.hot_hits,
         push: c.invalidation == "push",
     };
     let metrics = Arc::new(Metrics::new());
-    let resolver = Resolver::new(settings, clock, client, tls.anchor.clone(), metrics.clone());
+    let resolver = Resolver::new(settings, clock, client, tls.anchor.clone(), metrics.clone())?;
     Ok(Prepared { cfg, resolver, tls, metrics })
 }
 
@@ -207,14 +211,6 @@ async fn lookup(csi: &str, resolver: &str, resolver_id: &str, ca: &Path, cert: O
 
 async fn serve(p: Prepared) -> Result<(), String> {
     p.resolver.start().await;
-    let (r, gauge) = (Arc::downgrade(&p.resolver), p.metrics.counter("signpost_resolver_cache_entries"));
-    tokio::spawn(async move {
-        while let Some(r) = r.upgrade() {
-            gauge.store(r.cache_len(), std::sync::atomic::Ordering::Relaxed);
-            drop(r);
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    });
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
     let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };

@@ -1,26 +1,29 @@
-//! The async driver around the decision core: caches (answers, delegations,
-//! certificates), the preloaded root table, upstream queries with failover
-//! and RTT-aware endpoint choice, single-flight misses, change-feed
-//! subscriptions, and serve-stale.
+//! The async driver around the state machine (`signpost-resolver-core`):
+//! it owns sockets, timers and tasks and nothing else. Every decision —
+//! caching, lifetimes, referrals, failover, single-flight, serve-stale,
+//! feed cursors, invalidation — is the core's; the driver feeds it inputs
+//! (client queries, upstream answers, fetched certificates and root tables,
+//! feed frames, timer ticks, all with the clock's `now`) and carries out
+//! what it asks for (HTTP requests over the pooled mTLS client, feed
+//! streams, saving the verified root table).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use signpost_net::client::Client;
 use signpost_net::{Failure, LostReply, Metrics};
-use signpost_schemas::lost::{AuthorityRef, Delegation, Endpoint, SERVICE_MIMI, StaleAnswer, Warnings};
-use signpost_schemas::route::RoutingTable;
-use signpost_schemas::sp::{FeedFrame, RootTable, Subject};
-use signpost_schemas::{Clock, Csi, Errors, Expires, FindService, FindServiceResponse, IssueList, Limits, Name, Response, Timestamp};
+use signpost_resolver_core::{Answer, Config, Event, FeedEvent, Fetched, Policy, QueryId, Stats, StreamId, Transmit, Upstream, Verify};
+use signpost_schemas::lost::AuthorityRef;
+use signpost_schemas::sp::{FeedFrame, RootTable};
+use signpost_schemas::{Clock, Csi, Errors, FindService, KeyId, Limits, Mapping, Name, Request, Response, Timestamp};
 use signpost_trust::TrustAnchor;
 use signpost_trust::sign::Verifier;
-use tokio::sync::watch;
-
-use crate::core::{Outcome, Policy, Step, Walk};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
 
 /// Runtime settings.
 #[derive(Clone, Debug)]
@@ -34,13 +37,20 @@ pub struct Settings {
     pub root_table_signer: Option<Vec<u8>>,
     /// How often the preloaded table is refreshed.
     pub root_table_refresh: Duration,
+    /// Where the verified root table is kept between runs (RFC 8806: a
+    /// resolver started while every root is down still resolves).
+    pub root_table_cache: Option<PathBuf>,
     /// Lifetimes.
     pub policy: Policy,
     /// Cached answers at most.
     pub max_entries: u64,
-    /// Time an upstream query may take before stale data is served (RFC
-    /// 8767's client response timer).
+    /// Bytes of cached answers at most.
+    pub max_bytes: u64,
+    /// RFC 8767's client response timer: each client is answered within
+    /// this (stale, or `serverTimeout`).
     pub upstream_timeout: Duration,
+    /// One upstream attempt, before the next endpoint is tried.
+    pub attempt_timeout: Duration,
     /// After an authority failed, it is not asked again for this long
     /// (RFC 8767's failure recheck timer); stale answers are served.
     pub failure_recheck: Duration,
@@ -51,33 +61,118 @@ pub struct Settings {
     pub push: bool,
 }
 
-/// A cached answer.
-#[derive(Debug)]
-struct Cached {
-    /// The encoded document as served to clients (for `loc`).
-    body: Bytes,
-    loc: String,
-    found: Option<FindServiceResponse>,
-    request: FindService,
-    fresh_until: Timestamp,
-    stale_until: Timestamp,
-    stored_at: Timestamp,
-    authority: Name,
-    hits: AtomicU32,
+impl Settings {
+    fn core(&self) -> Config {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut c = Config::new(self.id.clone(), self.root.clone());
+        c.policy = self.policy;
+        c.max_entries = usize::try_from(self.max_entries).unwrap_or(usize::MAX);
+        c.max_bytes = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        c.client_timeout_ms = ms(self.upstream_timeout);
+        c.attempt_timeout_ms = ms(self.attempt_timeout);
+        c.failure_recheck_ms = ms(self.failure_recheck);
+        c.hot_hits = self.hot_hits;
+        c.push = self.push;
+        c.preload_root_table = self.root_table_signer.is_some();
+        c.root_table_refresh_ms = ms(self.root_table_refresh);
+        c
+    }
 }
 
-type Inflight = watch::Receiver<Option<Result<Arc<Cached>, Failure>>>;
+/// The X.509 / ES256 verifier of `signpost-trust` behind the core's
+/// [`Verify`] hook; it also keeps the PEM of every signing certificate it
+/// validated, for `GET /certs/{keyId}`.
+#[derive(Debug)]
+pub struct TrustVerifier {
+    v: Verifier,
+    pems: HashMap<String, Bytes>,
+}
+
+/// Signing certificates kept at most (a hostile authority cannot grow it).
+const MAX_CERTS: usize = 10_000;
+
+impl TrustVerifier {
+    /// A verifier for `anchor`; with `root_signer`, root tables signed by
+    /// that certificate verify.
+    pub fn new(anchor: TrustAnchor, root_signer: Option<&[u8]>, now: Timestamp) -> Result<TrustVerifier, String> {
+        let mut v = Verifier::new(anchor);
+        if let Some(pem) = root_signer {
+            v.add_pem(pem, now).map_err(|e| format!("root table signer: {e}"))?;
+        }
+        Ok(TrustVerifier { v, pems: HashMap::new() })
+    }
+    /// The PEM of a validated signing certificate.
+    pub fn pem(&self, key: &str) -> Option<Bytes> {
+        self.pems.get(key).cloned()
+    }
+}
+
+impl Verify for TrustVerifier {
+    fn knows(&self, key: &KeyId) -> bool {
+        self.v.signer(key).is_some()
+    }
+    fn add_certificate(&mut self, pem: &[u8], now: Timestamp) -> Result<KeyId, String> {
+        if self.pems.len() >= MAX_CERTS {
+            return Err(format!("{MAX_CERTS} signing certificates are kept at most"));
+        }
+        let k = self.v.add_pem(pem, now).map_err(|e| e.to_string())?;
+        self.pems.insert(k.as_str().to_owned(), Bytes::copy_from_slice(pem));
+        Ok(k)
+    }
+    fn verify_mapping(&self, csi: &Csi, m: &Mapping, now: Timestamp) -> Result<(), String> {
+        self.v.verify_mapping(csi, m, now).map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn verify_root_table(&self, t: &RootTable, now: Timestamp) -> Result<(), String> {
+        self.v.verify_root_table(t, now).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+type Core = signpost_resolver_core::Resolver<TrustVerifier>;
+
+struct Inner {
+    core: Core,
+    waiters: HashMap<QueryId, oneshot::Sender<Answer>>,
+    next_query: QueryId,
+    streams: HashMap<StreamId, JoinHandle<()>>,
+    /// The earliest timer the timer task sleeps towards.
+    armed: Option<Timestamp>,
+    stopped: bool,
+}
 
 struct Counters {
-    hits: &'static AtomicU64,
-    misses: &'static AtomicU64,
-    stale: &'static AtomicU64,
-    up_ok: &'static AtomicU64,
-    up_fail: &'static AtomicU64,
-    rejected: &'static AtomicU64,
-    invalidations: &'static AtomicU64,
+    hits: &'static std::sync::atomic::AtomicU64,
+    misses: &'static std::sync::atomic::AtomicU64,
+    stale: &'static std::sync::atomic::AtomicU64,
+    up_ok: &'static std::sync::atomic::AtomicU64,
+    up_fail: &'static std::sync::atomic::AtomicU64,
+    rejected: &'static std::sync::atomic::AtomicU64,
+    invalidations: &'static std::sync::atomic::AtomicU64,
+    refreshes: &'static std::sync::atomic::AtomicU64,
+    reasks: &'static std::sync::atomic::AtomicU64,
+    resyncs: &'static std::sync::atomic::AtomicU64,
+    entries: &'static std::sync::atomic::AtomicU64,
+    bytes: &'static std::sync::atomic::AtomicU64,
     hit_latency: &'static signpost_net::metrics::Histogram,
     miss_latency: &'static signpost_net::metrics::Histogram,
+    feed_lag: &'static signpost_net::metrics::Histogram,
+}
+
+impl Counters {
+    fn publish(&self, s: &Stats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.hits.store(s.hits, Relaxed);
+        self.misses.store(s.misses, Relaxed);
+        self.stale.store(s.stale, Relaxed);
+        self.up_ok.store(s.upstream_ok, Relaxed);
+        self.up_fail.store(s.upstream_failed, Relaxed);
+        self.rejected.store(s.rejected, Relaxed);
+        self.invalidations.store(s.invalidations, Relaxed);
+        self.refreshes.store(s.refreshes, Relaxed);
+        self.reasks.store(s.reasks, Relaxed);
+        self.resyncs.store(s.resyncs, Relaxed);
+        self.entries.store(s.entries, Relaxed);
+        self.bytes.store(s.bytes, Relaxed);
+    }
 }
 
 /// The resolver.
@@ -85,19 +180,11 @@ pub struct Resolver {
     s: Settings,
     clock: Arc<dyn Clock>,
     client: Client,
-    verifier: RwLock<Verifier>,
-    answers: moka::sync::Cache<String, Arc<Cached>>,
-    by_csi: Mutex<HashMap<String, Vec<String>>>,
-    delegations: RwLock<RoutingTable<(Delegation, Timestamp)>>,
-    preloaded: RwLock<Option<(RoutingTable<Delegation>, Timestamp)>>,
-    inflight: Mutex<HashMap<String, Inflight>>,
-    down: Mutex<HashMap<Name, Timestamp>>,
-    rtt: Mutex<HashMap<String, f64>>,
-    feeds: Mutex<HashMap<Name, u64>>,
-    cert_pems: Mutex<HashMap<String, Bytes>>,
-    metrics: Arc<Metrics>,
+    inner: Mutex<Inner>,
+    wake: Notify,
     c: Counters,
     me: Weak<Resolver>,
+    timer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -106,47 +193,17 @@ impl std::fmt::Debug for Resolver {
     }
 }
 
-/// Memory reclamation for the answer cache: an entry lives until its
-/// stale window ends (freshness itself is checked against the resolver's
-/// clock on every read).
-struct Lifetime;
-
-impl moka::Expiry<String, Arc<Cached>> for Lifetime {
-    fn expire_after_create(&self, _k: &String, v: &Arc<Cached>, _at: Instant) -> Option<Duration> {
-        Some(Duration::from_millis(v.stale_until.millis_since(v.stored_at).max(1000)))
-    }
-    // moka keeps the old deadline on update unless this is implemented
-    // (shared/reference/crates.md §3.4).
-    fn expire_after_update(&self, k: &String, v: &Arc<Cached>, at: Instant, _left: Option<Duration>) -> Option<Duration> {
-        self.expire_after_create(k, v, at)
-    }
-}
-
-fn cache_key(csi: &Csi, f: &FindService) -> String {
-    let mut k = String::with_capacity(64);
-    k.push_str(csi.uri());
-    if let Some(c) = &f.context {
-        k.push('|');
-        if let Some(s) = &c.sender_provider {
-            k.push_str(s.as_str());
-        }
-        let mut tags: Vec<&str> = c.tags.iter().map(|t| t.as_str()).collect();
-        tags.sort_unstable();
-        for t in tags {
-            k.push('|');
-            k.push_str(t);
-        }
-    }
-    if let Some(s) = &f.service {
-        k.push('#');
-        k.push_str(s.as_str());
-    }
-    k
-}
+/// The longest the timer task sleeps without looking at the clock again
+/// (a manual clock in tests can jump).
+const TICK_MAX: Duration = Duration::from_millis(250);
 
 impl Resolver {
-    /// A resolver; call [`Resolver::start`] to preload the root table.
-    pub fn new(s: Settings, clock: Arc<dyn Clock>, client: Client, anchor: TrustAnchor, metrics: Arc<Metrics>) -> Arc<Resolver> {
+    /// A resolver; call [`Resolver::start`] to load the kept root table and
+    /// start its timers.
+    pub fn new(s: Settings, clock: Arc<dyn Clock>, client: Client, anchor: TrustAnchor, metrics: Arc<Metrics>) -> Result<Arc<Resolver>, String> {
+        let now = clock.now();
+        let verifier = TrustVerifier::new(anchor, s.root_table_signer.as_deref(), now)?;
+        let core = Core::new(s.core(), verifier, now);
         let c = Counters {
             hits: metrics.counter("signpost_resolver_cache_hits_total"),
             misses: metrics.counter("signpost_resolver_cache_misses_total"),
@@ -155,107 +212,99 @@ impl Resolver {
             up_fail: metrics.counter("signpost_resolver_upstream_queries_total{outcome=\"failed\"}"),
             rejected: metrics.counter("signpost_resolver_rejected_answers_total"),
             invalidations: metrics.counter("signpost_resolver_invalidations_total"),
+            refreshes: metrics.counter("signpost_resolver_refreshes_total"),
+            reasks: metrics.counter("signpost_resolver_superseded_answers_total"),
+            resyncs: metrics.counter("signpost_resolver_resyncs_total"),
+            entries: metrics.counter("signpost_resolver_cache_entries"),
+            bytes: metrics.counter("signpost_resolver_cache_bytes"),
             hit_latency: metrics.histogram("signpost_resolver_hit_duration_seconds"),
             miss_latency: metrics.histogram("signpost_resolver_miss_duration_seconds"),
+            feed_lag: metrics.histogram("signpost_resolver_feed_lag_seconds"),
         };
-        Arc::new_cyclic(|me| {
-            let me2: Weak<Resolver> = me.clone();
-            let answers = moka::sync::Cache::builder()
-                .max_capacity(s.max_entries)
-                .expire_after(Lifetime)
-                .support_invalidation_closures()
-                .eviction_listener(move |k: Arc<String>, v: Arc<Cached>, _cause| {
-                    if let Some(r) = me2.upgrade()
-                        && let Some(csi) = v.request.csi_location().ok().map(|(_, c)| c.uri().to_owned())
-                        && let Ok(mut g) = r.by_csi.lock()
-                        && let Some(list) = g.get_mut(&csi)
-                    {
-                        list.retain(|x| x.as_str() != k.as_str());
-                        if list.is_empty() {
-                            g.remove(&csi);
-                        }
-                    }
-                })
-                .build();
-            Resolver {
-                verifier: RwLock::new(Verifier::new(anchor)),
-                answers,
-                by_csi: Mutex::new(HashMap::new()),
-                delegations: RwLock::new(RoutingTable::new()),
-                preloaded: RwLock::new(None),
-                inflight: Mutex::new(HashMap::new()),
-                down: Mutex::new(HashMap::new()),
-                rtt: Mutex::new(HashMap::new()),
-                feeds: Mutex::new(HashMap::new()),
-                cert_pems: Mutex::new(HashMap::new()),
-                metrics,
-                c,
-                s,
-                clock,
-                client,
-                me: me.clone(),
-            }
-        })
+        Ok(Arc::new_cyclic(|me| Resolver {
+            s,
+            clock,
+            client,
+            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), armed: None, stopped: false }),
+            wake: Notify::new(),
+            c,
+            me: me.clone(),
+            timer_task: Mutex::new(None),
+        }))
     }
 
-    /// Preloads the root table (if a signer is configured) and keeps it
-    /// fresh in the background.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Loads the root table kept from the last run (if any), starts the
+    /// timer task and carries out what the core asked for at start (the
+    /// root-table fetch).
     pub async fn start(self: &Arc<Self>) {
-        if self.s.root_table_signer.is_none() {
-            return;
-        }
-        if let Err(e) = self.refresh_root_table().await {
-            tracing::warn!("root table preload failed (will query the root instead): {e}");
-        }
-        let me = Arc::downgrade(self);
-        let every = self.s.root_table_refresh;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(r) = me.upgrade() else { return };
-                if let Err(e) = r.refresh_root_table().await {
-                    tracing::warn!("root table refresh failed: {e}");
+        if let Some(p) = &self.s.root_table_cache
+            && self.s.root_table_signer.is_some()
+        {
+            match tokio::fs::read(p).await {
+                Ok(b) => {
+                    let now = self.clock.now();
+                    let mut g = self.lock();
+                    match g.core.load_root_table(&b, now) {
+                        Ok(serial) => tracing::info!(serial, file = %p.display(), "root table loaded from the last run"),
+                        Err(e) => tracing::warn!(file = %p.display(), "kept root table not used: {e}"),
+                    }
+                    self.drain(&mut g, None);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %p.display(), "kept root table unreadable: {e}"),
             }
-        });
+        }
+        {
+            let mut g = self.lock();
+            self.drain(&mut g, None);
+        }
+        let me = self.me.clone();
+        let task = tokio::spawn(async move { timer_loop(me).await });
+        if let Ok(mut t) = self.timer_task.lock()
+            && let Some(old) = t.replace(task)
+        {
+            old.abort();
+        }
+        // While the first fetch of the table is in flight (at most one
+        // attempt timeout per root endpoint), wait: the first queries then
+        // use it. A failed fetch ends the wait at once.
+        if self.s.root_table_signer.is_some() {
+            let n = u32::try_from(self.s.root.endpoints.len()).unwrap_or(1).max(1);
+            let end = Instant::now() + self.s.attempt_timeout * n + Duration::from_millis(100);
+            loop {
+                let (have, fetching) = {
+                    let g = self.lock();
+                    (g.core.root_table().is_some(), g.core.root_table_fetching())
+                };
+                if have || !fetching || Instant::now() >= end {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
-    /// Fetches and verifies the root table now.
-    pub async fn refresh_root_table(&self) -> Result<u64, String> {
-        let signer = self.s.root_table_signer.as_ref().ok_or("no root table signer configured")?;
-        let now = self.clock.now();
-        let mut last = String::from("no endpoint");
-        for ep in &self.s.root.endpoints {
-            match self.client.get(ep, &self.s.root.id, "/root-table", &[]).await {
-                Ok(a) if a.status == 200 => {
-                    let t = RootTable::decode(&a.body, &Limits::DOCUMENT).map_err(|e| format!("root table: {e}"))?;
-                    let mut v = match self.verifier.write() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    v.add_pem(signer, now).map_err(|e| format!("root table signer: {e}"))?;
-                    v.verify_root_table(&t, now).map_err(|e| format!("root table: {e}"))?;
-                    drop(v);
-                    if t.source != self.s.root.id {
-                        return Err(format!("root table of {} is not from {}", t.source, self.s.root.id));
-                    }
-                    let mut table = RoutingTable::new();
-                    for d in &t.delegations {
-                        table.insert(d.cover.clone(), d.clone());
-                    }
-                    let mut g = match self.preloaded.write() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    *g = Some((table, t.valid_until));
-                    tracing::info!(serial = t.serial, delegations = t.delegations.len(), "root table preloaded");
-                    return Ok(t.serial);
-                }
-                Ok(a) => last = format!("HTTP {}", a.status),
-                Err(e) => last = e.to_string(),
-            }
+    /// Stops the timer task and every feed stream; waiting clients get
+    /// `internalError`. (A restart in tests and in the testbed.)
+    pub fn shutdown(&self) {
+        if let Ok(mut t) = self.timer_task.lock()
+            && let Some(t) = t.take()
+        {
+            t.abort();
         }
-        Err(last)
+        let mut g = self.lock();
+        g.stopped = true;
+        for (_, h) in g.streams.drain() {
+            h.abort();
+        }
+        g.waiters.clear();
     }
 
     /// The settings.
@@ -263,434 +312,278 @@ impl Resolver {
         &self.s
     }
 
-    /// Cached answers now (approximate).
-    pub fn cache_len(&self) -> u64 {
-        self.answers.run_pending_tasks();
-        self.answers.entry_count()
+    /// Counters and gauges of the core.
+    pub fn stats(&self) -> Stats {
+        self.lock().core.stats()
     }
 
-    fn known_delegation(&self, csi: &Csi, now: Timestamp) -> Option<Delegation> {
-        if let Ok(g) = self.delegations.read()
-            && let Some((d, until)) = g.lookup_value(csi)
-            && *until > now
-        {
-            return Some(d.clone());
-        }
-        if let Ok(g) = self.preloaded.read()
-            && let Some((t, valid_until)) = g.as_ref()
-            && *valid_until > now
-        {
-            return t.lookup_value(csi).cloned();
-        }
-        None
+    /// Cached answers now.
+    pub fn cache_len(&self) -> u64 {
+        self.stats().entries
+    }
+
+    /// A signing certificate this resolver has validated, by key id (served
+    /// at `GET /certs/{keyId}` so clients can verify mappings too).
+    pub fn cert_pem(&self, key_id: &str) -> Option<Bytes> {
+        self.lock().core.verifier().pem(key_id)
+    }
+
+    /// Position through which an authority's changes are applied.
+    pub fn feed_position(&self, a: &Name) -> Option<u64> {
+        self.lock().core.feed_position(a)
+    }
+
+    /// Whether an authority's feed is connected.
+    pub fn feed_connected(&self, a: &Name) -> bool {
+        self.lock().core.feed_connected(a)
+    }
+
+    /// Serial and end of the root table in use.
+    pub fn root_table(&self) -> Option<(u64, Timestamp)> {
+        self.lock().core.root_table()
+    }
+
+    /// Runs the core's due timers now (tests that move a manual clock call
+    /// this instead of waiting for the timer task to look).
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let mut g = self.lock();
+        g.core.handle_timeout(now);
+        self.drain(&mut g, None);
     }
 
     /// Answers a client's findService.
     pub async fn resolve(&self, f: FindService) -> Result<LostReply, Failure> {
         let start = Instant::now();
-        if let Some(s) = &f.service
-            && s.as_str() != SERVICE_MIMI
-        {
-            return Err(Failure::ServiceNotImplemented(format!("{} resolves {SERVICE_MIMI} only", self.s.id)));
-        }
-        let (loc, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
-        let (loc, csi) = (loc.to_owned(), csi.clone());
-        if f.path.as_ref().is_some_and(|p| p.contains(&self.s.id)) {
-            return Err(Failure::Loop(format!("{} is already in the path", self.s.id)));
-        }
-        let key = cache_key(&csi, &f);
-        let now = self.clock.now();
-        let cached = self.answers.get(&key);
-        if let Some(c) = &cached
-            && now <= c.fresh_until
-        {
-            c.hits.fetch_add(1, Ordering::Relaxed);
-            self.c.hits.fetch_add(1, Ordering::Relaxed);
-            let r = self.serve(c, &loc);
-            self.c.hit_latency.observe_us(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
-            return Ok(r);
-        }
-        self.c.misses.fetch_add(1, Ordering::Relaxed);
-        // An authority inside its failure-recheck window is not asked again.
-        if let Some(c) = &cached
-            && self.is_down(&c.authority, now)
-            && self.s.policy.may_serve_stale(c.fresh_until, now)
-        {
-            return Ok(self.serve_stale(c, &loc, now));
-        }
-        // The miss path's future is large (the whole upstream walk); boxing
-        // it keeps the hit path's future small, which every request's task
-        // is moved with.
-        let result = Box::pin(self.single_flight(&key, &f, &csi)).await;
-        self.c.miss_latency.observe_us(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
-        match result {
-            Ok(c) => Ok(self.serve(&c, &loc)),
-            Err(Failure::ServerTimeout(m)) => match &cached {
-                Some(c) if self.s.policy.may_serve_stale(c.fresh_until, self.clock.now()) => Ok(self.serve_stale(c, &loc, self.clock.now())),
-                _ => Err(Failure::ServerTimeout(m)),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
-    fn serve(&self, c: &Cached, loc: &str) -> LostReply {
-        if c.loc == loc {
-            let outcome = if c.found.is_some() { "found" } else { "notFound" };
-            return LostReply::Encoded { body: c.body.clone(), outcome };
-        }
-        match &c.found {
-            Some(f) => {
-                let mut f = f.clone();
-                f.location_used = Some(loc.to_owned());
-                LostReply::Response(Response::Found(f))
+        let rx = {
+            let mut g = self.lock();
+            if g.stopped {
+                return Err(Failure::Internal("the resolver is stopping".into()));
             }
-            None => LostReply::Encoded { body: c.body.clone(), outcome: "notFound" },
-        }
-    }
-
-    fn serve_stale(&self, c: &Cached, loc: &str, now: Timestamp) -> LostReply {
-        let Some(found) = &c.found else {
-            return LostReply::Encoded { body: c.body.clone(), outcome: "notFound" };
-        };
-        self.c.stale.fetch_add(1, Ordering::Relaxed);
-        let mut f = found.clone();
-        for m in &mut f.mappings {
-            m.expires = Expires::At(now.plus_secs(self.s.policy.stale_ttl));
-        }
-        f.warnings.push(Warnings {
-            source: self.s.id.clone(),
-            list: IssueList::new(),
-            stale: Some(StaleAnswer { authority: c.authority.clone(), expired_at: c.fresh_until }),
-        });
-        f.location_used = Some(loc.to_owned());
-        LostReply::Response(Response::Found(f))
-    }
-
-    /// Concurrent misses for one key make one upstream resolution.
-    async fn single_flight(&self, key: &str, f: &FindService, csi: &Csi) -> Result<Arc<Cached>, Failure> {
-        let (tx, mut rx) = {
-            let mut g = match self.inflight.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            match g.get(key) {
-                Some(rx) => (None, rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    g.insert(key.to_owned(), rx.clone());
-                    (Some(tx), rx)
-                }
+            let q = g.next_query;
+            g.next_query += 1;
+            g.core.handle_query(q, f, self.clock.now());
+            if let Some(a) = self.drain(&mut g, Some(q)) {
+                drop(g);
+                self.c.hit_latency.observe_us(micros(start));
+                return reply(a);
             }
+            let (tx, rx) = oneshot::channel();
+            g.waiters.insert(q, tx);
+            rx
         };
-        let Some(tx) = tx else {
-            return match rx.wait_for(Option::is_some).await {
-                Ok(v) => v.clone().unwrap_or_else(|| Err(Failure::Internal("lost result".into()))),
-                Err(_) => Err(Failure::Internal("the resolution in progress was dropped".into())),
-            };
-        };
-        let r = self.resolve_upstream(key, f, csi).await;
-        let _ = tx.send(Some(r.clone()));
-        if let Ok(mut g) = self.inflight.lock() {
-            g.remove(key);
-        }
-        r
+        let a = rx.await.unwrap_or_else(|_| Answer::Failed(Failure::Internal("the resolver stopped before answering".into())));
+        self.c.miss_latency.observe_us(micros(start));
+        reply(a)
     }
 
-    async fn resolve_upstream(&self, key: &str, f: &FindService, csi: &Csi) -> Result<Arc<Cached>, Failure> {
-        let mut walk = Walk::new(f, csi.clone(), self.s.id.clone(), self.s.policy)?;
-        let now = self.clock.now();
-        let known = self.known_delegation(csi, now);
-        let mut step = walk.start(known.as_ref(), &self.s.root);
-        let mut refs: HashMap<Name, AuthorityRef> = HashMap::new();
-        loop {
-            match step {
-                Step::Done(outcome) => return self.store(key, f, outcome, &refs),
-                Step::Ask { targets, request, learned } => {
-                    if let Some((d, until)) = learned
-                        && let Ok(mut g) = self.delegations.write()
-                    {
-                        if g.len() > 100_000 {
-                            *g = RoutingTable::new();
-                        }
-                        g.insert(d.cover.clone(), (d, until));
-                    }
-                    for t in &targets {
-                        refs.insert(t.id.clone(), t.clone());
-                    }
-                    let (from, resp) = self.ask(&targets, &request).await?;
-                    if let Response::Found(found) = &resp
-                        && let Some(a) = refs.get(&from).cloned()
-                    {
-                        self.ensure_certs(&a, found).await;
-                    }
-                    let now = self.clock.now();
-                    let v = match self.verifier.read() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
+    /// Hands out everything the core produced: answers to their waiters
+    /// (the one for `mine` is returned), I/O to tasks, events to the log,
+    /// counters to the metrics, the next timer to the timer task.
+    fn drain(&self, g: &mut Inner, mine: Option<QueryId>) -> Option<Answer> {
+        let mut own = None;
+        while let Some((q, a)) = g.core.poll_answer() {
+            if Some(q) == mine {
+                own = Some(a);
+            } else if let Some(tx) = g.waiters.remove(&q) {
+                let _ = tx.send(a);
+            }
+        }
+        while let Some(t) = g.core.poll_transmit() {
+            self.carry_out(g, t);
+        }
+        while let Some(e) = g.core.poll_event() {
+            log_event(e);
+        }
+        self.c.publish(&g.core.stats());
+        if let Some(t) = g.core.poll_timeout()
+            && g.armed.is_none_or(|a| t < a)
+        {
+            g.armed = Some(t);
+            self.wake.notify_one();
+        }
+        own
+    }
+
+    fn carry_out(&self, g: &mut Inner, t: Transmit) {
+        if g.stopped {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        match t {
+            Transmit::Query { id, server, endpoint, request } => {
+                tokio::spawn(async move {
+                    let body = Bytes::from(Request::FindService(request).encode());
+                    let r = match tokio::time::timeout(me.s.attempt_timeout, me.client.post_lost(&endpoint, &server, body)).await {
+                        Ok(Ok(a)) if a.status == 200 => match Response::decode(&a.body, &Limits::MESSAGE) {
+                            Ok(resp) => Upstream::Answer(resp),
+                            Err(e) => Upstream::Undecodable(e),
+                        },
+                        Ok(Ok(a)) => Upstream::Status(a.status),
+                        Ok(Err(e)) => Upstream::Transport(e.to_string()),
+                        Err(_) => Upstream::Timeout,
                     };
-                    step = walk.on_response(&from, resp, now, &|csi, m| v.verify_mapping(csi, m, now).map(|_| ()).map_err(|e| e.to_string()));
-                    if let Step::Done(Outcome::Fail(Failure::ServerError(m))) = &step
-                        && m.contains("rejected")
-                    {
-                        self.c.rejected.fetch_add(1, Ordering::Relaxed);
-                        // The reason may name the identifier: debug only.
-                        tracing::warn!(authority = %from, csi = %signpost_net::csi_tag(csi.uri()), "answer rejected");
-                        tracing::debug!("{m}");
-                    }
-                }
-            }
-        }
-    }
-
-    fn store(&self, key: &str, f: &FindService, outcome: Outcome, refs: &HashMap<Name, AuthorityRef>) -> Result<Arc<Cached>, Failure> {
-        let now = self.clock.now();
-        let loc = f.csi_location().map(|(l, _)| l.to_owned()).unwrap_or_default();
-        let (cached, authority) = match outcome {
-            Outcome::Fail(e) => return Err(e),
-            Outcome::Found { mut response, fresh_until, authority } => {
-                let until = fresh_until.unwrap_or(now);
-                for m in &mut response.mappings {
-                    m.expires = if fresh_until.is_some() { Expires::At(until) } else { Expires::NoCache };
-                }
-                response.location_used = Some(loc.clone());
-                let body = Bytes::from(Response::Found(response.clone()).encode());
-                let c = Arc::new(Cached {
-                    body,
-                    loc,
-                    found: Some(response),
-                    request: f.clone(),
-                    fresh_until: until,
-                    stale_until: until.plus_secs(self.s.policy.max_stale),
-                    stored_at: now,
-                    authority: authority.clone(),
-                    hits: AtomicU32::new(0),
-                });
-                if fresh_until.is_none() {
-                    return Ok(c);
-                }
-                (c, authority)
-            }
-            Outcome::NotFound { mut errors, until, authority } => {
-                errors.negative_lifetime = Some(u32::try_from(until.millis_since(now) / 1000).unwrap_or(u32::MAX));
-                let body = Bytes::from(Response::Errors(errors).encode());
-                let c = Arc::new(Cached { body, loc, found: None, request: f.clone(), fresh_until: until, stale_until: until, stored_at: now, authority: authority.clone(), hits: AtomicU32::new(0) });
-                (c, authority)
-            }
-        };
-        let csi = f.csi_location().map(|(_, c)| c.uri().to_owned()).unwrap_or_default();
-        if let Ok(mut g) = self.by_csi.lock() {
-            let list = g.entry(csi).or_default();
-            if !list.iter().any(|k| k == key) {
-                list.push(key.to_owned());
-            }
-        }
-        self.answers.insert(key.to_owned(), cached.clone());
-        if let Some(a) = refs.get(&authority) {
-            self.ensure_feed(a.clone());
-        }
-        Ok(cached)
-    }
-
-    fn is_down(&self, a: &Name, now: Timestamp) -> bool {
-        self.down.lock().ok().and_then(|g| g.get(a).copied()).is_some_and(|until| now < until)
-    }
-
-    /// Asks the targets in order, each endpoint fastest first; the first
-    /// answer wins. Authorities inside their failure-recheck window are
-    /// tried last.
-    async fn ask(&self, targets: &[AuthorityRef], req: &FindService) -> Result<(Name, Response), Failure> {
-        let body = Bytes::from(signpost_schemas::Request::FindService(req.clone()).encode());
-        let now = self.clock.now();
-        let mut order: Vec<&AuthorityRef> = targets.iter().collect();
-        order.sort_by_key(|a| self.is_down(&a.id, now));
-        let mut last = String::from("no authority to ask");
-        for a in order {
-            let mut eps: Vec<&Endpoint> = a.endpoints.iter().collect();
-            if let Ok(g) = self.rtt.lock() {
-                eps.sort_by(|x, y| {
-                    let rx = g.get(x.as_str()).copied().unwrap_or(0.0);
-                    let ry = g.get(y.as_str()).copied().unwrap_or(0.0);
-                    rx.total_cmp(&ry)
+                    me.input(|core, now| core.handle_upstream(id, r, now));
                 });
             }
-            for ep in eps {
-                let t = Instant::now();
-                match tokio::time::timeout(self.s.upstream_timeout, self.client.post_lost(ep, &a.id, body.clone())).await {
-                    Ok(Ok(ans)) => {
-                        let ms = t.elapsed().as_secs_f64() * 1000.0;
-                        if let Ok(mut g) = self.rtt.lock() {
-                            let e = g.entry(ep.as_str().to_owned()).or_insert(ms);
-                            *e = *e * 0.8 + ms * 0.2;
-                        }
-                        if let Ok(mut g) = self.down.lock() {
-                            g.remove(&a.id);
-                        }
-                        self.c.up_ok.fetch_add(1, Ordering::Relaxed);
-                        return match Response::decode(&ans.body, &Limits::MESSAGE) {
-                            Ok(r) => Ok((a.id.clone(), r)),
-                            Err(e) => Err(Failure::ServerError(format!("{} sent an answer that does not decode: {e}", a.id))),
-                        };
-                    }
-                    Ok(Err(e)) => last = format!("{} at {}: {e}", a.id, ep.as_str()),
-                    Err(_) => last = format!("{} at {}: no answer within {:?}", a.id, ep.as_str(), self.s.upstream_timeout),
-                }
-                self.c.up_fail.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut g) = self.rtt.lock() {
-                    g.insert(ep.as_str().to_owned(), 1e9);
+            Transmit::FetchCert { id, server, endpoint, key } => {
+                tokio::spawn(async move {
+                    let r = me.fetch(&endpoint, &server, &format!("/certs/{}", key.as_str())).await;
+                    me.input(|core, now| core.handle_fetch(id, r, now));
+                });
+            }
+            Transmit::FetchRootTable { id, server, endpoint } => {
+                tokio::spawn(async move {
+                    let r = me.fetch(&endpoint, &server, "/root-table").await;
+                    me.input(|core, now| core.handle_fetch(id, r, now));
+                });
+            }
+            Transmit::Subscribe { stream, authority, endpoint, since } => {
+                let h = tokio::spawn(async move { feed_stream(me, stream, authority, endpoint, since).await });
+                g.streams.insert(stream, h);
+            }
+            Transmit::Unsubscribe { stream } => {
+                if let Some(h) = g.streams.remove(&stream) {
+                    h.abort();
                 }
             }
-            if let Ok(mut g) = self.down.lock() {
-                g.insert(a.id.clone(), now.plus_millis(u64::try_from(self.s.failure_recheck.as_millis()).unwrap_or(u64::MAX)));
-            }
-        }
-        Err(Failure::ServerTimeout(last))
-    }
-
-    /// Fetches the signing certificates of an answer's mappings that are
-    /// not known yet (`GET /certs/{keyId}` at the answering authority).
-    async fn ensure_certs(&self, a: &AuthorityRef, f: &FindServiceResponse) {
-        for m in &f.mappings {
-            let Some(sig) = &m.signature else { continue };
-            let known = self.verifier.read().map(|v| v.signer(&sig.key_id).is_some()).unwrap_or(false);
-            if known {
-                continue;
-            }
-            for ep in &a.endpoints {
-                if let Ok(ans) = self.client.get(ep, &a.id, &format!("/certs/{}", sig.key_id.as_str()), &[]).await
-                    && ans.status == 200
-                {
-                    let now = self.clock.now();
-                    if let Ok(mut v) = self.verifier.write() {
-                        match v.add_pem(&ans.body, now) {
-                            Ok(k) => {
-                                if let Ok(mut g) = self.cert_pems.lock() {
-                                    g.insert(k.as_str().to_owned(), ans.body.clone());
-                                }
-                            }
-                            Err(e) => tracing::warn!("certificate {} from {} refused: {e}", sig.key_id.as_str(), a.id),
-                        }
-                    }
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Drops every cached answer for a CSI; hot ones are resolved again at
-    /// once (refresh ahead).
-    pub fn invalidate(&self, csi: &str) {
-        let keys = self.by_csi.lock().ok().and_then(|mut g| g.remove(csi)).unwrap_or_default();
-        for k in keys {
-            if let Some(c) = self.answers.remove(&k) {
-                self.c.invalidations.fetch_add(1, Ordering::Relaxed);
-                if c.hits.load(Ordering::Relaxed) >= self.s.hot_hits
-                    && let Some(me) = self.me.upgrade()
-                {
-                    let req = c.request.clone();
+            Transmit::SaveRootTable { bytes } => {
+                if let Some(p) = me.s.root_table_cache.clone() {
                     tokio::spawn(async move {
-                        let _ = me.resolve(req).await;
+                        let tmp = p.with_extension("tmp");
+                        let r = async {
+                            tokio::fs::write(&tmp, &bytes).await?;
+                            tokio::fs::rename(&tmp, &p).await
+                        };
+                        if let Err(e) = r.await {
+                            tracing::warn!(file = %p.display(), "could not keep the root table: {e}");
+                        }
                     });
                 }
             }
         }
     }
 
-    /// Drops everything learned from an authority (feed resync).
-    pub fn flush_authority(&self, a: &Name) {
-        let a = a.clone();
-        let _ = self.answers.invalidate_entries_if(move |_, v| v.authority == a);
-        if let Ok(mut g) = self.delegations.write() {
-            *g = RoutingTable::new();
+    async fn fetch(&self, endpoint: &signpost_schemas::Endpoint, server: &Name, path: &str) -> Fetched {
+        match tokio::time::timeout(self.s.attempt_timeout, self.client.get(endpoint, server, path, &[])).await {
+            Ok(Ok(a)) if a.status == 200 => Fetched::Body(a.body),
+            Ok(Ok(a)) => Fetched::Status(a.status),
+            Ok(Err(e)) => Fetched::Transport(e.to_string()),
+            Err(_) => Fetched::Timeout,
         }
     }
 
-    fn ensure_feed(&self, a: AuthorityRef) {
-        if !self.s.push {
-            return;
-        }
-        {
-            let mut g = match self.feeds.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            if g.contains_key(&a.id) {
-                return;
-            }
-            g.insert(a.id.clone(), 0);
-        }
-        let me = self.me.clone();
-        let lag = self.metrics.histogram(&format!("signpost_resolver_feed_lag_seconds{{authority=\"{}\"}}", a.id));
-        tokio::spawn(async move { feed_loop(me, a, lag).await });
-    }
-
-    /// A signing certificate this resolver has validated, by key id (served
-    /// at `GET /certs/{keyId}` so clients can verify mappings too).
-    pub fn cert_pem(&self, key_id: &str) -> Option<Bytes> {
-        self.cert_pems.lock().ok().and_then(|g| g.get(key_id).cloned())
-    }
-
-    /// The last feed sequence number seen from an authority.
-    pub fn feed_position(&self, a: &Name) -> Option<u64> {
-        self.feeds.lock().ok().and_then(|g| g.get(a).copied())
+    /// Feeds one input to the core and hands out what it produced.
+    fn input(&self, f: impl FnOnce(&mut Core, Timestamp)) {
+        let now = self.clock.now();
+        let mut g = self.lock();
+        f(&mut g.core, now);
+        self.drain(&mut g, None);
     }
 }
 
-/// One subscription: resume from the last sequence number after a
-/// disconnect, with exponential backoff (100 ms to 30 s).
-async fn feed_loop(me: Weak<Resolver>, a: AuthorityRef, lag: &'static signpost_net::metrics::Histogram) {
-    let mut since: Option<u64> = None;
-    let mut backoff = Duration::from_millis(100);
+fn micros(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn reply(a: Answer) -> Result<LostReply, Failure> {
+    match a {
+        Answer::Encoded { body, outcome } => Ok(LostReply::Encoded { body, outcome }),
+        Answer::Response(r) => Ok(LostReply::Response(r)),
+        Answer::Failed(f) => Err(f),
+    }
+}
+
+fn log_event(e: Event) {
+    match e {
+        Event::Rejected { authority, csi, reason } => {
+            // The reason may name the identifier: debug only.
+            tracing::warn!(authority = %authority, csi = %signpost_net::csi_tag(csi.uri()), "answer rejected");
+            tracing::debug!("{reason}");
+        }
+        Event::CertRefused { key, authority, reason } => tracing::warn!(authority = %authority, key = key.as_str(), "signing certificate refused: {reason}"),
+        Event::FeedConnected { authority, since } => tracing::info!(authority = %authority, since = ?since, "feed connected"),
+        Event::FeedDown { authority, reason } => tracing::info!(authority = %authority, "feed down, will resume: {reason}"),
+        Event::Resync { authority, reason, flushed } => tracing::info!(authority = %authority, flushed, "feed resync: {reason}"),
+        Event::RootTable { serial, delegations } => tracing::info!(serial, delegations, "root table preloaded"),
+        Event::RootTableRefused { reason } => tracing::warn!("root table not used: {reason}"),
+    }
+}
+
+/// Sleeps until the core's next timer (or at most [`TICK_MAX`]) and runs it.
+async fn timer_loop(me: Weak<Resolver>) {
     loop {
-        let Some(r) = me.upgrade() else { return };
-        let path = since.map_or_else(|| "/feed".to_owned(), |s| format!("/feed?since={s}"));
-        let mut connected = None;
-        for ep in &a.endpoints {
-            match r.client.get_stream(ep, &a.id, &path).await {
-                Ok((200, body)) => {
-                    connected = Some(body);
-                    break;
-                }
-                Ok((st, _)) => tracing::warn!("feed of {} refused: HTTP {st}", a.id),
-                Err(e) => tracing::debug!("feed of {} at {}: {e}", a.id, ep.as_str()),
-            }
-        }
-        drop(r);
-        let Some(mut body) = connected else {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-            continue;
-        };
-        backoff = Duration::from_millis(100);
-        let mut buf = String::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else { continue };
-            buf.push_str(&String::from_utf8_lossy(&data));
+        let (wait, wake) = {
             let Some(r) = me.upgrade() else { return };
-            while let Some(i) = buf.find('\n') {
-                let line: String = buf.drain(..=i).collect();
-                match FeedFrame::decode(line.as_bytes()) {
-                    Ok(FeedFrame::Change(c)) => {
-                        lag.observe_us(r.clock.now().millis_since(c.time) * 1000);
-                        match &c.subject {
-                            Subject::Csi(csi) => r.invalidate(csi.uri()),
-                            Subject::Cover(_) => r.flush_authority(&a.id),
-                        }
-                        since = Some(c.seq);
-                    }
-                    Ok(FeedFrame::Heartbeat { seq, .. }) => since = Some(since.map_or(seq, |s| s.max(seq))),
-                    Ok(FeedFrame::Resync { seq, reason }) => {
-                        tracing::info!(authority = %a.id, "feed resync: {reason}");
-                        r.flush_authority(&a.id);
-                        since = Some(seq);
-                    }
-                    Err(e) => tracing::warn!("bad feed frame from {}: {e}", a.id),
-                }
-                if let (Some(s), Ok(mut g)) = (since, r.feeds.lock()) {
-                    g.insert(a.id.clone(), s);
-                }
+            let now = r.clock.now();
+            let mut g = r.lock();
+            g.armed = g.core.poll_timeout();
+            let wait = g.armed.map_or(TICK_MAX, |t| Duration::from_millis(t.millis_since(now)).min(TICK_MAX));
+            drop(g);
+            (wait, r)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.wake.notified() => {}
+        }
+        let now = wake.clock.now();
+        let mut g = wake.lock();
+        g.core.handle_timeout(now);
+        wake.drain(&mut g, None);
+        drop(g);
+        drop(wake);
+    }
+}
+
+/// One feed subscription: opens the stream, then hands every frame to the
+/// core; its end (or failure) too. Reconnecting is the core's decision.
+async fn feed_stream(me: Arc<Resolver>, stream: StreamId, authority: Name, endpoint: signpost_schemas::Endpoint, since: Option<u64>) {
+    let path = since.map_or_else(|| "/feed".to_owned(), |s| format!("/feed?since={s}"));
+    let mut body = match me.client.get_stream(&endpoint, &authority, &path).await {
+        Ok((200, body)) => body,
+        Ok((st, _)) => return me.input(|core, now| core.handle_feed(stream, FeedEvent::Refused(st), now)),
+        Err(e) => return me.input(|core, now| core.handle_feed(stream, FeedEvent::Closed(e.to_string()), now)),
+    };
+    me.input(|core, now| core.handle_feed(stream, FeedEvent::Connected, now));
+    let weak = Arc::downgrade(&me);
+    drop(me);
+    let mut buf: Vec<u8> = Vec::new();
+    let end = loop {
+        let chunk = match body.frame().await {
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => break e.to_string(),
+            None => break "the authority ended the stream".to_owned(),
+        };
+        buf.extend_from_slice(&chunk);
+        if buf.len() > 1 << 20 {
+            break "a feed line over 1 MiB".to_owned();
+        }
+        let Some(r) = weak.upgrade() else { return };
+        let mut frames = Vec::new();
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            frames.push(match FeedFrame::decode(&line) {
+                Ok(f) => FeedEvent::Frame(f),
+                Err(e) => FeedEvent::Garbled(e.to_string()),
+            });
+        }
+        let now = r.clock.now();
+        for f in &frames {
+            if let FeedEvent::Frame(FeedFrame::Change(c)) = f {
+                r.c.feed_lag.observe_us(now.millis_since(c.time).saturating_mul(1000));
             }
         }
-        tracing::debug!("feed of {} ended; reconnecting", a.id);
+        r.input(|core, now| {
+            for f in frames {
+                core.handle_feed(stream, f, now);
+            }
+        });
+    };
+    if let Some(r) = weak.upgrade() {
+        r.input(|core, now| core.handle_feed(stream, FeedEvent::Closed(end), now));
     }
 }
 

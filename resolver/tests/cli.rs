@@ -2,18 +2,16 @@
 //! and XML output, verification), `check-config`, the sample config.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-mod topo;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use signpost_resolver::core::Policy;
 use signpost_schemas::lost::{Assurance, Uri};
 use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
 use signpost_schemas::{Csi, Name};
 use signpost_trust::Role;
-use signpost_trust::tls::ClientAuth;
-use topo::*;
+use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signpost-resolver");
 
@@ -21,9 +19,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_signpost-resolver");
 async fn lookup_prints_verified_providers() {
     let t = Topology::start().await;
     let n = Csi::from_wire("tel:+4915112345678").unwrap();
-    let csip = t.pki.peer(Role::Csip, "tnsp-a.de.example", &["+4915"]);
+    let csip = t.pki.peer(Role::Csip, "tnsp-a.de.example", &["+4915"]).unwrap();
     t.de.core.provision(&csip, Provision::Assign { csi: n.clone(), tnsp: None }).await.unwrap();
-    let msp = t.pki.peer(Role::Msp, "provider-a.example", &[]);
+    let msp = t.pki.peer(Role::Msp, "provider-a.example", &[]).unwrap();
     let e = EntryRecord {
         provider: Name::parse("provider-a.example").unwrap(),
         display_name: Some(signpost_schemas::DisplayName { text: "Provider A".into(), lang: "en".into() }),
@@ -35,11 +33,11 @@ async fn lookup_prints_verified_providers() {
         visibility: Visibility::All,
     };
     t.de.core.provision(&msp, Provision::PutEntry { csi: n, entry: e }).await.unwrap();
-    let (_r, running, _clock, _m) = t.resolver(true, Policy::default(), ClientAuth::Optional).await;
+    let r = t.resolver(t.plan()).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, t.pki.ca.cert_pem()).unwrap();
-    let url = format!("https://{}/lost", running.addr);
+    std::fs::write(&ca, t.pki.ca_pem()).unwrap();
+    let url = format!("https://{}/lost", r.running.addr);
     let args = |extra: &[&str]| {
         let mut v = vec!["lookup".to_owned(), "+49 151 1234 5678".to_owned(), "--resolver".into(), url.clone(), "--resolver-id".into(), "resolver.carrier-x.example".into(), "--ca".into(), ca.display().to_string()];
         v.extend(extra.iter().map(|s| s.to_string()));

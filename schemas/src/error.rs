@@ -5,8 +5,10 @@ use std::fmt;
 /// The error (and warning) elements of RFC 5222 §13.1 that the schema
 /// defines. `SRSInvalid` and `locationValidationUnavailable` are left out:
 /// the schema does not allow them in `<errors>` (FINDINGS.md, quirk 4).
+/// The list is the schema's, closed: not `non_exhaustive`, so that every
+/// match on it (the resolver's upstream classification) is exhaustive and a
+/// new kind cannot slip through a wildcard arm.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum ErrorKind {
     /// §13.1 badRequest: the request could not be parsed or was invalid.
     BadRequest,

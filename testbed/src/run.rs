@@ -435,7 +435,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         };
                         let key = live.authorities[p.authority].key.clone();
                         let t = p.tnsps[0].clone();
-                        let peer = live.pki.peer(Role::Csip, &t, &[key])?;
+                        let peer = live.pki.peer(Role::Csip, &t, &[&key])?;
                         let core = &live.authorities[p.authority].core;
                         let began = ms();
                         core.provision(&peer, Provision::Assign { csi: p.csi.clone(), tnsp: None }).await.map_err(|x| x.to_string())?;
@@ -502,7 +502,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         r.restart(&live.pki).await?;
                     }
                 }
-                "root-outage" => live.root.stop().await,
+                "root-outage" => live.root.running.stop().await,
                 "root-recover" => live.restart_root().await?,
                 "outage" | "recover" => {
                     let target = e.target.clone().unwrap_or_default();
@@ -572,7 +572,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     // Probe queries are the testbed's own measurement, not user load.
     let rq = rq.saturating_sub(probe_count.load(Ordering::Relaxed));
     let aq: u64 = live.authorities.iter().map(|a| metric(&a.running.metrics, "signpost_requests_total")).sum();
-    let root_q = metric(&live.root.metrics, "signpost_requests_total");
+    let root_q = metric(&live.root.running.metrics, "signpost_requests_total");
     live.stop().await;
     let observations = match obs.lock() {
         Ok(mut g) => std::mem::take(&mut *g),
