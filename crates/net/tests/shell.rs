@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use signpost_net::admin::Ready;
@@ -100,9 +100,9 @@ async fn connection_cap_and_handshake_timeout() {
     let mut buf = [0u8; 16];
     let _ = second.write_all(b"\x16\x03\x01\x00\x05hello");
     assert_eq!(second.read(&mut buf).unwrap_or(0), 0, "second connection must be closed");
-    let t = Instant::now();
-    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0);
-    assert!(t.elapsed() < Duration::from_secs(4));
+    // Closed by the server (Ok(0)), not given up on by our read timeout.
+    silent.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    assert!(matches!(silent.read(&mut buf), Ok(0)), "the handshake timeout closes a silent connection");
     // The slot is free again: a real client gets through.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let c = Client::new(Arc::new(client_config(&s.anchor, Some(&s.client)).unwrap()), Duration::from_secs(5));
