@@ -38,7 +38,13 @@ fn cpu_of(prefix: &str) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (max_requests, max_time, conns, in_flight) = if full { (600_000u64, Duration::from_secs(15), 4usize, 32usize) } else { (300, Duration::from_secs(10), 2, 4) };
+    let (mut max_requests, mut max_time, conns, in_flight) = if full { (600_000u64, Duration::from_secs(15), 4usize, 32usize) } else { (300, Duration::from_secs(10), 2, 4) };
+    // A fixed request count with no time bound (for instruction counts
+    // under valgrind): SIGNPOST_BENCH_REQUESTS=N.
+    if let Some(n) = std::env::var("SIGNPOST_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()) {
+        max_requests = n;
+        max_time = Duration::from_secs(3600);
+    }
     let srv = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("srv").enable_all().build().unwrap();
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("load").enable_all().build().unwrap();
 

@@ -731,3 +731,62 @@ proptest! {
         w.settle();
     }
 }
+
+/// A delegation change at an authority flushes the referrals it taught and
+/// the answers obtained through them — and nothing of other authorities.
+#[test]
+fn a_delegation_change_flushes_only_what_came_through_that_referral() {
+    let mut w = World::new();
+    let carrier = AuthorityRef { id: name("dp.carrier.example"), endpoints: vec![ep("https://127.0.0.1:5/lost")] };
+    let n = Csi::from_wire("tel:+4916012345678").unwrap();
+    w.a.commit(0);
+    w.lookup(0); // an answer of DE itself
+    w.flush();
+    // +4916...: DE refers to the carrier, which answers.
+    w.r.handle_query(500, FindService::for_csi(n.clone(), true), w.now);
+    let mut next = |w: &mut World| loop {
+        match w.r.poll_transmit().expect("a transmit") {
+            Transmit::Query { id, server, request, .. } => return (id, server, request),
+            Transmit::Subscribe { stream, .. } => {
+                w.stream = Some((stream, true));
+                w.r.handle_feed(stream, FeedEvent::Connected, w.now);
+            }
+            _ => {}
+        }
+    };
+    let (id, server, _) = next(&mut w);
+    assert_eq!(server.as_str(), "dp.de.example");
+    let rd = signpost_schemas::Redirect {
+        target: carrier.id.clone(),
+        source: name("dp.de.example"),
+        message: None,
+        delegation: Delegation { cover: Cover::Prefix(E164Prefix::parse("+4916").unwrap()), lifetime: 3600, authorities: vec![carrier.clone()] },
+        feed_position: Some(w.a.head),
+    };
+    w.r.handle_upstream(id, Upstream::Answer(Response::Redirect(rd)), w.now);
+    let (id, server, request) = next(&mut w);
+    assert_eq!(server.as_str(), "dp.carrier.example");
+    let mut fs = FindService::for_csi(csi(0), true);
+    fs.path = request.path.clone();
+    let mut answer = w.a.answer(&fs, w.now);
+    if let Response::Found(f) = &mut answer {
+        for m in &mut f.mappings {
+            m.source = name("dp.carrier.example");
+        }
+        f.feed_position = Some(7);
+    }
+    w.r.handle_upstream(id, Upstream::Answer(answer), w.now);
+    assert!(matches!(w.r.poll_answer(), Some((500, Answer::Encoded { .. }))));
+    assert_eq!(w.r.answers().len(), 2);
+    // DE changes the +4916 delegation.
+    let (stream, _) = w.stream.unwrap();
+    let seq = w.a.head + 1;
+    let change = FeedFrame::Change(Change { seq, subject: Subject::Cover(Cover::Prefix(E164Prefix::parse("+4916").unwrap())), op: ChangeOp::Undelegate, time: T0 });
+    w.r.handle_feed(stream, FeedEvent::Frame(change), w.now);
+    let left: Vec<String> = w.r.answers().iter().map(|(c, _)| c.uri().to_owned()).collect();
+    assert_eq!(left, [csi(0).uri().to_owned()], "the carrier's answer went, DE's own stayed");
+    // The referral went too: the next +4916 lookup asks DE again.
+    w.r.handle_query(501, FindService::for_csi(n, true), w.now);
+    let (_, server, _) = next(&mut w);
+    assert_eq!(server.as_str(), "dp.de.example");
+}
