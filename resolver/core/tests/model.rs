@@ -744,7 +744,7 @@ fn a_delegation_change_flushes_only_what_came_through_that_referral() {
     w.flush();
     // +4916...: DE refers to the carrier, which answers.
     w.r.handle_query(500, FindService::for_csi(n.clone(), true), w.now);
-    let mut next = |w: &mut World| loop {
+    let next = |w: &mut World| loop {
         match w.r.poll_transmit().expect("a transmit") {
             Transmit::Query { id, server, request, .. } => return (id, server, request),
             Transmit::Subscribe { stream, .. } => {
