@@ -87,8 +87,8 @@ pub struct Config {
     pub root_table_refresh_ms: u64,
     /// First and longest wait before a feed is subscribed again, ms.
     pub feed_backoff_ms: (u64, u64),
-    /// How often an answer that a change overtook is asked again before it
-    /// is served without being cached.
+    /// How often an answer that a change overtook is asked again before the
+    /// query fails (`serverError`: the authority lags its own feed).
     pub max_reasks: u8,
 }
 
@@ -1004,7 +1004,7 @@ impl<V: Verify> Resolver<V> {
         match self.cover(res, from, read_at, now) {
             Pin::Cache => {}
             Pin::AskAgain => return self.reask(res, now),
-            Pin::ServeOnly => return self.finish(res, None, Some(Response::Found(f)), now),
+            Pin::Lagging => return self.fail(res, Cause::Broken(format!("{from} keeps answering from before changes its feed already announced")), now),
         }
         let body = Response::Found(f).encode();
         let loc_span = loc_span(&body, &loc);
@@ -1032,7 +1032,7 @@ impl<V: Verify> Resolver<V> {
         match self.cover(res, from, read_at, now) {
             Pin::Cache => {}
             Pin::AskAgain => return self.reask(res, now),
-            Pin::ServeOnly => return self.finish(res, None, Some(Response::Errors(e)), now),
+            Pin::Lagging => return self.fail(res, Cause::Broken(format!("{from} keeps answering from before changes its feed already announced")), now),
         }
         let Some(r) = self.resolutions.get(&res) else { return };
         let e = Entry {
@@ -1069,7 +1069,7 @@ impl<V: Verify> Resolver<V> {
         if !self.cfg.push || from == &self.cfg.root.id {
             return Pin::Cache;
         }
-        let Some(r) = self.resolutions.get(&res) else { return Pin::ServeOnly };
+        let Some(r) = self.resolutions.get(&res) else { return Pin::Lagging };
         let endpoints = r.targets.iter().find(|a| &a.id == from).map(|a| a.endpoints.clone()).unwrap_or_default();
         let csi = r.key.csi.clone();
         let reasks = r.reasks;
@@ -1084,7 +1084,9 @@ impl<V: Verify> Resolver<V> {
         } else if reasks < self.cfg.max_reasks {
             Pin::AskAgain
         } else {
-            Pin::ServeOnly
+            // Serving it would show a client an answer older than a change
+            // already applied (a lagging replica): the query fails instead.
+            Pin::Lagging
         }
     }
 
@@ -1428,7 +1430,7 @@ impl<V: Verify> Resolver<V> {
 enum Pin {
     Cache,
     AskAgain,
-    ServeOnly,
+    Lagging,
 }
 
 /// The chain of referring authorities for a referral taught by `from`.

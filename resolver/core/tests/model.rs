@@ -63,6 +63,8 @@ struct Authority {
     head: u64,
     oldest: u64,
     down: bool,
+    /// A lagging replica: answers as of this position (and its versions).
+    lag: Option<u64>,
 }
 
 impl Authority {
@@ -75,13 +77,14 @@ impl Authority {
     fn answer(&self, f: &FindService, now: Timestamp) -> Response {
         let (_, c) = f.csi_location().unwrap();
         let i = (0..4).find(|&i| &csi(i) == c).unwrap();
-        let v = self.version.get(&i).copied().unwrap_or(0);
+        let at = self.lag.unwrap_or(self.head);
+        let v = self.log.iter().filter(|(s, j)| *s <= at && *j == i).count() as u64;
         let mut path = f.path.clone().unwrap();
         path.push(name("dp.de.example"));
         if v == 0 {
             let mut e = Errors::one(name("dp.de.example"), Issue::new(ErrorKind::NotFound, "no"));
             e.negative_lifetime = Some(TTL as u32);
-            e.feed_position = Some(self.head);
+            e.feed_position = Some(at);
             return Response::Errors(e);
         }
         let m = Mapping {
@@ -95,7 +98,7 @@ impl Authority {
             body: MappingBody::Provider(ProviderEntry { id: name("p.example"), priority: 1, tags: vec![], assurance: Assurance::MspVerified, epoch: Epoch(1) }),
             signature: None,
         };
-        Response::Found(FindServiceResponse { mappings: vec![m], warnings: vec![], path, location_used: Some("l1".into()), feed_position: Some(self.head) })
+        Response::Found(FindServiceResponse { mappings: vec![m], warnings: vec![], path, location_used: Some("l1".into()), feed_position: Some(at) })
     }
     fn change(&self, seq: u64, i: usize) -> FeedFrame {
         FeedFrame::Change(Change { seq, subject: Subject::Csi(csi(i)), op: ChangeOp::EntryPut, time: T0 })
@@ -490,6 +493,26 @@ fn an_answer_overtaken_by_a_processed_change_is_asked_again() {
     assert_eq!(w.r.stats().reasks, 1);
     w.deliver_request();
     w.deliver_answer();
+    assert_eq!(w.answers.last(), Some(&(0, 2, false)));
+}
+
+#[test]
+fn a_replica_that_lags_its_own_feed_is_not_believed() {
+    let mut w = World::new();
+    w.a.commit(0);
+    w.a.commit(1);
+    w.lookup(1);
+    w.flush(); // identifier 1 cached; the feed subscribed from 2
+    w.commit(0);
+    w.deliver_frame(); // version 2 of identifier 0 is announced
+    w.a.lag = Some(2); // ...but the replica answers as of position 2
+    w.lookup(0);
+    w.flush();
+    assert!(w.answers.iter().all(|(i, _, _)| *i != 0), "an answer older than an applied change was served: {:?}", w.answers);
+    assert_eq!(w.r.stats().reasks, 2);
+    w.a.lag = None;
+    w.lookup(0);
+    w.flush();
     assert_eq!(w.answers.last(), Some(&(0, 2, false)));
 }
 
