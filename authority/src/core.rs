@@ -156,12 +156,8 @@ impl<S: Store> Authority<S> {
         {
             return Err(Failure::Loop(format!("{id} is already in the path")));
         }
-        if let Some(s) = &f.service
-            && s.as_str() != SERVICE_MIMI
-        {
-            return Err(Failure::ServiceNotImplemented(format!("{id} serves {SERVICE_MIMI} only")));
-        }
-        let (loc, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
+        // Every error that applies, together (RFC 5222 §13.1).
+        let (loc, csi) = signpost_schemas::failure::check_find_service(f, id, SERVICE_MIMI)?;
         // The feed position is read before the data it qualifies: a change
         // committed after this point has a higher seq and reaches every
         // subscriber from here, so no change can fall between an answer

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use signpost_net::{Ctx, Failure, Metrics, Reply, Service};
-use signpost_schemas::lost::{SERVICE_MIMI, Uri};
+use signpost_schemas::lost::SERVICE_MIMI;
 use signpost_schemas::sp::{FEED_CONTENT_TYPE, FeedFrame, Provision};
 use signpost_schemas::{Errors, Issue, Limits, ListServicesResponse, Name, Path, Request, Response};
 use signpost_trust::Role;
@@ -206,12 +206,16 @@ impl<S: Store> Service for AuthorityService<S> {
                 }
                 r.map(Into::into)
             }
-            Request::ListServices(_) => Ok(Response::Services(ListServicesResponse {
-                services: Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default(),
-                warnings: vec![],
-                path: Path::new(self.core.settings().id.clone()),
-            })
-            .into()),
+            Request::ListServices(l) => {
+                let id = &self.core.settings().id;
+                if let Some(p) = &l.path
+                    && p.contains(id)
+                {
+                    return Err(Failure::Loop(format!("{id} is already in the path")));
+                }
+                let services = signpost_schemas::failure::list_services(&l, id, &[SERVICE_MIMI])?;
+                Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: Path::new(id.clone()) }).into())
+            }
         }
     }
 

@@ -112,8 +112,9 @@ pub enum HttpFailure {
     PayloadTooLarge,
     /// No such path.
     NotFound,
-    /// Rate limited (Signpost addition: 429 with Retry-After and a
-    /// `forbidden` body).
+    /// Rate limited on a non-LoST path (provisioning, feed): 429 with
+    /// Retry-After and a `forbidden` body. A rate-limited `POST /lost` is
+    /// answered 200 instead (see `schemas/README.md`, "HTTP binding").
     TooManyRequests {
         /// Seconds.
         retry_after: u32,

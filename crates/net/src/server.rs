@@ -387,11 +387,16 @@ async fn dispatch<S: Service>(
         Err(f) => (Response::Errors(failure_errors(svc.id(), f)), None),
     };
     if let Some(secs) = limited {
-        let mut r = lost_body(429, resp.encode());
+        // A rate-limited LoST request is answered 200 with the LoST error
+        // (`<forbidden>` carrying `<sp:retryAfter>`): RFC 5222 §13 carries
+        // LoST errors in 200 bodies and deployed clients (Kamailio's lost
+        // module) read no other status. The Retry-After header stays for
+        // HTTP-aware clients. Non-LoST paths keep 429 (HttpFailure).
+        let mut r = lost_body(200, resp.encode());
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
         }
-        return ("http_429", r);
+        return ("forbidden", r);
     }
     let label = outcome(&resp);
     (label, lost_body(200, resp.encode()))
