@@ -229,12 +229,8 @@ impl<S: Store> Authority<S> {
             m.expires = Expires::At(now.plus_secs(u64::from(self.settings.mapping_ttl)).min(until));
             m
         };
-        let mappings: Vec<Mapping> = if opted_out {
-            match &rec.none {
-                Some(m) => vec![cap(m)],
-                None => return Err(not_found()),
-            }
-        } else if visible.is_empty() {
+        // Opted out: the signed opt-out mapping, whatever the entries.
+        let mappings: Vec<Mapping> = if opted_out || visible.is_empty() {
             match &rec.none {
                 Some(m) => vec![cap(m)],
                 None => return Err(not_found()),
