@@ -195,8 +195,9 @@ async fn silent_and_idle_connections_are_closed_while_a_sending_client_is_served
     }
     let mut kept = kept.expect("no HTTP/1.1 answer in five tries");
     // A client that keeps sending is served the whole time (bounded loop).
+    let busy_client = Arc::new(lost_client(&s));
     let busy = {
-        let c = lost_client(&s);
+        let c = busy_client.clone();
         let (ep, id) = (ep.clone(), id.clone());
         tokio::spawn(async move {
             let mut ok = 0;
@@ -218,8 +219,19 @@ async fn silent_and_idle_connections_are_closed_while_a_sending_client_is_served
     // HTTP/1.1 one may go by hyper's own header timeout first).
     let closed = m.connections_idle_closed.load(std::sync::atomic::Ordering::Relaxed);
     assert!(closed >= silent.len() as u64, "{closed} of {} closed for idleness", silent.len());
-    // And afterwards too.
-    assert_eq!(lost_client(&s).post_lost(&ep, &id, body()).await.unwrap().status, 200);
+    // The busy client's HTTP/2 connection, now idle, is closed by the
+    // server too (bounded wait; the client is still holding it).
+    let mut open = u64::MAX;
+    for _ in 0..200 {
+        open = m.connections_open.load(std::sync::atomic::Ordering::Relaxed);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "an idle HTTP/2 connection stayed open");
+    // And a client is served afterwards too (a new connection).
+    assert_eq!(busy_client.post_lost(&ep, &id, body()).await.unwrap().status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
