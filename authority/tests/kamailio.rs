@@ -44,9 +44,12 @@ const UNKNOWN: &str = "tel:+4915112345699";
 const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 
 fn kamailio() -> Option<String> {
-    let found = Command::new("kamailio").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if found && Path::new(MODULES).join("lost.so").exists() {
-        return Some("kamailio".into());
+    let runs = |bin: &str| Command::new(bin).arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if Path::new(MODULES).join("lost.so").exists() {
+        // On PATH, or where Debian puts it (root's PATH has it, others' may not).
+        if let Some(bin) = ["kamailio", "/usr/sbin/kamailio"].into_iter().find(|b| runs(b)) {
+            return Some(bin.into());
+        }
     }
     let why = "kamailio with the lost module is not installed (Debian: apt-get install kamailio kamailio-utils-modules)";
     if std::env::var("CI").is_ok_and(|v| v == "true") {
