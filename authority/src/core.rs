@@ -290,10 +290,10 @@ impl<S: Store> Authority<S> {
         Ok(m)
     }
 
-    fn sign_none(&self, csi: &Csi, epoch: Epoch, reason: NoProvidersReason, now: Timestamp) -> Result<Mapping, ProvisionError> {
+    fn sign_none(&self, csi: &Csi, epoch: Epoch, reason: NoProvidersReason, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
         let mut m = Mapping {
             expires: Expires::NoCache,
-            last_updated: now,
+            last_updated,
             source: self.settings.id.clone(),
             source_id: match reason {
                 NoProvidersReason::RecipientPreferences => format!("none.e{}", epoch.0),
@@ -326,14 +326,7 @@ impl<S: Store> Authority<S> {
                 MappingBody::NoProviders { reason, .. } => *reason,
                 MappingBody::Provider(_) => NoProvidersReason::RecipientPreferences,
             };
-            let last_updated = m.last_updated;
-            let mut renewed = self.sign_none(csi, rec.epoch, reason, now)?;
-            if renewed.last_updated != last_updated {
-                renewed.last_updated = last_updated;
-                self.signer
-                    .sign_mapping(csi, &mut renewed, now, now.plus_secs(self.settings.signature_validity))
-                    .map_err(|e| ProvisionError::Internal(e.to_string()))?;
-            }
+            let renewed = self.sign_none(csi, rec.epoch, reason, m.last_updated, now)?;
             rec.none = Some(renewed);
         }
         self.store.commit(Commit { records: vec![rec.clone()], time: now, ..Commit::default() }).await?;
@@ -573,7 +566,7 @@ impl<S: Store> Authority<S> {
                         entries.push(StoredEntry { record: e, signed });
                     }
                     commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Assign));
-                    NumberRecord { none: Some(self.sign_none(&it.csi, epoch, NoProvidersReason::RecipientPreferences, now)?), csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }
+                    NumberRecord { none: Some(self.sign_none(&it.csi, epoch, NoProvidersReason::RecipientPreferences, now, now)?), csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }
                 }
                 None => {
                     commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Release));
@@ -605,7 +598,7 @@ impl<S: Store> Authority<S> {
         if rec.opted_out() == out {
             return Ok(Err(rec.epoch));
         }
-        rec.none = Some(self.sign_none(csi, rec.epoch, reason, now)?);
+        rec.none = Some(self.sign_none(csi, rec.epoch, reason, now, now)?);
         Ok(Ok(rec))
     }
 
@@ -639,7 +632,7 @@ impl<S: Store> Authority<S> {
             },
             None => Epoch(1),
         };
-        Ok(NumberRecord { csi: csi.clone(), state: State::Assigned { tnsp }, epoch, entries: vec![], none: Some(self.sign_none(csi, epoch, NoProvidersReason::RecipientPreferences, now)?) })
+        Ok(NumberRecord { csi: csi.clone(), state: State::Assigned { tnsp }, epoch, entries: vec![], none: Some(self.sign_none(csi, epoch, NoProvidersReason::RecipientPreferences, now, now)?) })
     }
 
     fn release_one(&self, csi: &Csi, rec: Option<NumberRecord>) -> Result<NumberRecord, ProvisionError> {

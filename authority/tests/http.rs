@@ -442,6 +442,14 @@ async fn opt_out_is_provisioned_answered_signed_and_cleared_by_release() {
     let Response::Found(f) = &r else { unreachable!() };
     live.w.verifier().verify_mapping(&csi(N), &f.mappings[0], t0()).unwrap();
     docs.push(("opted out".into(), body));
+    // Renewed near the end of its signature, it stays an opt-out.
+    let until = f.mappings[0].signature.as_ref().unwrap().valid_until;
+    live.w.clock.advance_millis((6 * DAY + DAY / 2) * 1000);
+    let (_, r, body) = live.find(&anonymous, q(N)).await;
+    assert!(opted(&r), "{body}");
+    let Response::Found(f) = &r else { unreachable!() };
+    assert!(f.mappings[0].signature.as_ref().unwrap().valid_until > until);
+    live.w.verifier().verify_mapping(&csi(N), &f.mappings[0], signpost_schemas::Clock::now(&live.w.clock)).unwrap();
     // A repeat (by the admin) changes nothing; the change went to the feed once.
     let (st, body) = live.provision(&admin, Provision::OptOut { csi: csi(N) }).await;
     assert_eq!(st, 200, "{body}");

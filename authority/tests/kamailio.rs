@@ -142,11 +142,13 @@ async fn relay(authority: SocketAddr, client: Arc<Client>) -> (SocketAddr, Seen)
                 let ep = Endpoint::parse(&format!("https://{authority}/lost")).unwrap();
                 let a = client.post_lost(&ep, &Name::parse("dp.de.example").unwrap(), Bytes::from(sent)).await.unwrap();
                 let answer = String::from_utf8_lossy(&a.body).to_string();
+                // Logged before Kamailio can see the answer (and reply to
+                // the test), so the test finds it.
+                log.lock().unwrap().push((path, from_kamailio, answer));
                 let reply = format!("HTTP/1.1 {} X\r\nContent-Type: application/lost+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", a.status, a.body.len());
                 let _ = s.write_all(reply.as_bytes()).await;
                 let _ = s.write_all(&a.body).await;
                 let _ = s.shutdown().await;
-                log.lock().unwrap().push((path, from_kamailio, answer));
             });
         }
     });
@@ -213,14 +215,15 @@ impl Drop for Kamailio {
     /// in (its own) is stopped, SIGTERM first, then SIGKILL.
     fn drop(&mut self) {
         let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
         for _ in 0..50 {
             if self.0.try_wait().ok().flatten().is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        // Any worker still there (none, normally: the group is gone).
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.0.wait();
     }
 }
