@@ -458,13 +458,27 @@ impl<S: Store> Authority<S> {
             }
             Provision::AssignRange { first, count, tnsp } => {
                 let tnsp = self.assignee(peer, tnsp)?;
+                let mut repeats = 0u64;
                 for csi in self.range(&first, count)? {
                     self.require_scope(&csi)?;
                     let rec = self.store.get(&csi).await?;
                     self.csip_may(peer, &csi, rec.as_ref())?;
+                    if rec.as_ref().is_some_and(|r| r.tnsp() == Some(&tnsp)) {
+                        repeats += 1;
+                        continue;
+                    }
                     let new = self.assign_one(&csi, rec, tnsp.clone(), now)?;
                     commit.changes.push((Subject::Csi(csi), ChangeOp::Assign));
                     commit.records.push(new);
+                }
+                // All or nothing: a repeat of the whole range (a retry)
+                // succeeds and commits nothing; a range that overlaps
+                // assigned numbers otherwise is a conflict.
+                if repeats == u64::from(count) {
+                    return Ok(ProvisionResult { seq: *self.head.borrow(), epoch: None, affected: 0 });
+                }
+                if repeats > 0 {
+                    return Err(ProvisionError::Conflict(format!("{repeats} numbers of the range are already assigned; release them or repeat the range exactly")));
                 }
                 affected = u64::from(count);
             }

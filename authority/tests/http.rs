@@ -402,10 +402,17 @@ async fn a_repeated_assign_succeeds_with_the_same_epoch_and_one_change() {
     assert_eq!(live.provision(&other, Provision::Assign { csi: csi(N), tnsp: None }).await.0, 403);
     let admin = live.client(Some((Role::Admin, "admin.dp.de.example", &["+49"])));
     assert_eq!(live.provision(&admin, Provision::Assign { csi: csi(N), tnsp: Some(name("tnsp-b.de.example")) }).await.0, 409);
+    // A repeated range (exactly) succeeds and commits nothing.
+    let range = Provision::AssignRange { first: signpost_schemas::E164::from_digits("4915112340000").unwrap(), count: 5, tnsp: None };
+    let (st, r1) = live.provision(&csip, range.clone()).await;
+    assert_eq!((st, ProvisionResult::decode(r1.as_bytes()).unwrap().affected), (200, 5), "{r1}");
+    let (st, r2) = live.provision(&csip, range).await;
+    assert_eq!((st, ProvisionResult::decode(r2.as_bytes()).unwrap().affected), (200, 0), "{r2}");
+    assert_eq!(changes(&live).await.len(), 6);
     // The admin repeating the assignment as it is: success, no change.
     let (st, body) = live.provision(&admin, Provision::Assign { csi: csi(N), tnsp: Some(name("tnsp-a.de.example")) }).await;
     assert_eq!(st, 200, "{body}");
-    assert_eq!(changes(&live).await.len(), 1);
+    assert_eq!(changes(&live).await.len(), 6);
     assert_eq!(common::xmllint(&common::sp_rng(), &[("first".into(), first), ("again".into(), again), ("admin".into(), body)]), Vec::<String>::new());
 }
 
