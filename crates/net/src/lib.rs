@@ -112,6 +112,9 @@ pub enum HttpFailure {
     PayloadTooLarge,
     /// No such path.
     NotFound,
+    /// The request body did not arrive within the request timeout (a
+    /// slow or stalled sender).
+    RequestTimeout,
     /// Rate limited on a non-LoST path (provisioning, feed): 429 with
     /// Retry-After and a `forbidden` body. A rate-limited `POST /lost` is
     /// answered 200 instead (see `schemas/README.md`, "HTTP binding").
@@ -131,6 +134,7 @@ impl HttpFailure {
             }
             HttpFailure::PayloadTooLarge => (413, ErrorKind::BadRequest, "the body is larger than the limit", "http_413"),
             HttpFailure::NotFound => (404, ErrorKind::BadRequest, "no such resource", "http_404"),
+            HttpFailure::RequestTimeout => (408, ErrorKind::BadRequest, "the request body did not arrive in time", "http_408"),
             HttpFailure::TooManyRequests { .. } => (429, ErrorKind::Forbidden, "rate limit exceeded", "http_429"),
         }
     }

@@ -37,18 +37,18 @@ impl Histogram {
 }
 
 /// Every outcome label of `signpost_requests_total`.
-pub const OUTCOMES: [&str; 20] = [
+pub const OUTCOMES: [&str; 21] = [
     "found", "redirect", "services", "badRequest", "internalError", "serviceSubstitution",
     "defaultMappingReturned", "forbidden", "notFound", "loop", "serviceNotImplemented", "serverTimeout",
     "serverError", "locationInvalid", "locationProfileUnrecognized", "http_404", "http_405", "http_413",
-    "http_415", "http_429",
+    "http_415", "http_429", "http_408",
 ];
 
 /// The shell's metrics; roles add their own counters with [`Metrics::counter`].
 #[derive(Debug, Default)]
 pub struct Metrics {
     histograms: Mutex<Vec<(String, &'static Histogram)>>,
-    requests: [AtomicU64; 20],
+    requests: [AtomicU64; 21],
     counters: Mutex<Vec<(String, &'static AtomicU64)>>,
     latency: Histogram,
     /// Connections accepted.

@@ -45,7 +45,8 @@ pub struct Limits {
     /// Connections open at once from one client IP address; further ones
     /// are closed at accept.
     pub max_connections_per_ip: usize,
-    /// Time a handler may take.
+    /// Time a request body may take to arrive (else 408), and, once it
+    /// has, the time a handler may take.
     pub request_timeout: Duration,
     /// Time in-flight requests get to finish at shutdown.
     pub drain_grace: Duration,
@@ -536,9 +537,20 @@ fn http_failure(source: signpost_schemas::Name, f: HttpFailure) -> (&'static str
                 r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
             }
         }
-        HttpFailure::UnsupportedMediaType | HttpFailure::PayloadTooLarge | HttpFailure::NotFound => {}
+        HttpFailure::UnsupportedMediaType | HttpFailure::PayloadTooLarge | HttpFailure::NotFound | HttpFailure::RequestTimeout => {}
     }
     (label, r)
+}
+
+/// Reads a request body within the size limit and the request timeout (a
+/// sender that trickles or stalls its body does not hold the connection
+/// and its slot for longer).
+async fn read_body(body: Incoming, limits: &Limits) -> Result<Bytes, HttpFailure> {
+    match tokio::time::timeout(limits.request_timeout, Limited::new(body, limits.max_body).collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(HttpFailure::PayloadTooLarge),
+        Err(_) => Err(HttpFailure::RequestTimeout),
+    }
 }
 
 async fn dispatch<S: Service>(
@@ -555,9 +567,9 @@ async fn dispatch<S: Service>(
             }
         } else if req.method() == Method::POST {
             let headers = req.headers().clone();
-            let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return http_failure(svc.id(), HttpFailure::PayloadTooLarge),
+            let body = match read_body(req.into_body(), limits).await {
+                Ok(b) => b,
+                Err(f) => return http_failure(svc.id(), f),
             };
             if let Some(reply) = svc.post(&path, &headers, body, ctx).await {
                 return ("found", reply_response(reply));
@@ -581,9 +593,9 @@ async fn dispatch<S: Service>(
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return http_failure(svc.id(), HttpFailure::PayloadTooLarge);
     }
-    let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return http_failure(svc.id(), HttpFailure::PayloadTooLarge),
+    let body = match read_body(req.into_body(), limits).await {
+        Ok(b) => b,
+        Err(f) => return http_failure(svc.id(), f),
     };
     let result = match Request::decode(&body, &XmlLimits::MESSAGE) {
         Err(e) => Err(Failure::Decode(e)),

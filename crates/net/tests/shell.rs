@@ -241,6 +241,29 @@ async fn silent_and_idle_connections_are_closed_while_a_sending_client_is_served
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup();
+    let limits = Limits { request_timeout: Duration::from_millis(300), ..Limits::default() };
+    let (addr, m, _stop) = start(&s, limits, ClientAuth::Required).await;
+    let mut c = silent_tls(&s, addr).await.unwrap();
+    // Headers promise 1000 bytes; ten arrive, then nothing.
+    c.write_all(b"POST /lost HTTP/1.1\r\nHost: echo.example\r\nContent-Type: application/lost+xml\r\nContent-Length: 1000\r\n\r\n<findServi").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(9).any(|w| w == b"</errors>") {
+        match tokio::time::timeout(Duration::from_secs(20), c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("<badRequest"), "{text}");
+    assert_eq!(m.requests("http_408"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_address_cap_and_idle_connections_yield_near_the_cap() {
     let s = setup();
     // Per address: 5 silent connections hold the address's share; a 6th is
