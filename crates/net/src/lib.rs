@@ -2,7 +2,10 @@
 //!
 //! - [`server`]: hyper 1 (HTTP/1.1 and HTTP/2) over rustls; `POST /lost`
 //!   dispatch to a [`Service`]; method, content-type and body-size checks;
-//!   handshake and header-read timeouts; a connection cap; graceful drain.
+//!   handshake, header-read and body-read timeouts; connection hygiene (no
+//!   first request within the header timeout, or idle past the idle
+//!   timeout: closed; a per-address cap; idle connections yield near the
+//!   cap); a connection cap; graceful drain.
 //! - [`Failure`] and [`failure_errors`] (from `signpost-schemas`, re-exported):
 //!   the one place where an internal error becomes a LoST `<errors>` answer;
 //!   [`HttpFailure`] does the same for HTTP-level refusals.
