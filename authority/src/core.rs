@@ -156,12 +156,8 @@ impl<S: Store> Authority<S> {
         {
             return Err(Failure::Loop(format!("{id} is already in the path")));
         }
-        if let Some(s) = &f.service
-            && s.as_str() != SERVICE_MIMI
-        {
-            return Err(Failure::ServiceNotImplemented(format!("{id} serves {SERVICE_MIMI} only")));
-        }
-        let (loc, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
+        // Every error that applies, together (RFC 5222 §13.1).
+        let (loc, csi) = signpost_schemas::failure::check_find_service(f, id, SERVICE_MIMI)?;
         // The feed position is read before the data it qualifies: a change
         // committed after this point has a higher seq and reaches every
         // subscriber from here, so no change can fall between an answer
@@ -200,7 +196,11 @@ impl<S: Store> Authority<S> {
         let Some(mut rec) = self.store.get(csi).await.map_err(|e| Failure::Internal(e.to_string()))? else {
             return Err(not_found());
         };
-        if matches!(rec.state, State::Released) || rec.entries.is_empty() {
+        // An opted-out number answers its signed opt-out mapping; an
+        // assigned number with no entries (and no opt-out) is not
+        // discoverable.
+        let opted_out = rec.opted_out();
+        if matches!(rec.state, State::Released) || (rec.entries.is_empty() && !opted_out) {
             return Err(not_found());
         }
         let renew_at = now.plus_secs(self.settings.renew_before);
@@ -229,7 +229,8 @@ impl<S: Store> Authority<S> {
             m.expires = Expires::At(now.plus_secs(u64::from(self.settings.mapping_ttl)).min(until));
             m
         };
-        let mappings: Vec<Mapping> = if visible.is_empty() {
+        // Opted out: the signed opt-out mapping, whatever the entries.
+        let mappings: Vec<Mapping> = if opted_out || visible.is_empty() {
             match &rec.none {
                 Some(m) => vec![cap(m)],
                 None => return Err(not_found()),
@@ -289,16 +290,19 @@ impl<S: Store> Authority<S> {
         Ok(m)
     }
 
-    fn sign_none(&self, csi: &Csi, epoch: Epoch, now: Timestamp) -> Result<Mapping, ProvisionError> {
+    fn sign_none(&self, csi: &Csi, epoch: Epoch, reason: NoProvidersReason, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
         let mut m = Mapping {
             expires: Expires::NoCache,
-            last_updated: now,
+            last_updated,
             source: self.settings.id.clone(),
-            source_id: format!("none.e{}", epoch.0),
+            source_id: match reason {
+                NoProvidersReason::RecipientPreferences => format!("none.e{}", epoch.0),
+                NoProvidersReason::OptedOut => format!("opted-out.e{}", epoch.0),
+            },
             display_names: vec![],
             service: Uri::parse(SERVICE_MIMI).ok(),
             uris: vec![],
-            body: MappingBody::NoProviders { reason: NoProvidersReason::RecipientPreferences, epoch },
+            body: MappingBody::NoProviders { reason, epoch },
             signature: None,
         };
         self.signer
@@ -316,8 +320,14 @@ impl<S: Store> Authority<S> {
             // Same content, same lastUpdated: only the signature is new.
             e.signed = self.sign_entry(csi, &e.record, rec.epoch, e.signed.last_updated, now)?;
         }
-        if rec.none.is_some() {
-            rec.none = Some(self.sign_none(csi, rec.epoch, now)?);
+        if let Some(m) = &rec.none {
+            // Same reason and content, same lastUpdated: a new signature.
+            let reason = match &m.body {
+                MappingBody::NoProviders { reason, .. } => *reason,
+                MappingBody::Provider(_) => NoProvidersReason::RecipientPreferences,
+            };
+            let renewed = self.sign_none(csi, rec.epoch, reason, m.last_updated, now)?;
+            rec.none = Some(renewed);
         }
         self.store.commit(Commit { records: vec![rec.clone()], time: now, ..Commit::default() }).await?;
         Ok(rec)
@@ -401,6 +411,15 @@ impl<S: Store> Authority<S> {
                 let rec = self.store.get(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let tnsp = self.assignee(peer, tnsp)?;
+                if let Some(r) = &rec
+                    && r.tnsp() == Some(&tnsp)
+                {
+                    // A repeat (a retry after a lost acknowledgement): the
+                    // number is already as asked, so nothing is committed
+                    // and the answer carries the same epoch, affected 0 and
+                    // the current feed head.
+                    return Ok(ProvisionResult { seq: *self.head.borrow(), epoch: Some(r.epoch), affected: 0 });
+                }
                 let new = self.assign_one(&csi, rec, tnsp, now)?;
                 epoch = Some(new.epoch);
                 commit.changes.push((Subject::Csi(csi), ChangeOp::Assign));
@@ -439,13 +458,27 @@ impl<S: Store> Authority<S> {
             }
             Provision::AssignRange { first, count, tnsp } => {
                 let tnsp = self.assignee(peer, tnsp)?;
+                let mut repeats = 0u64;
                 for csi in self.range(&first, count)? {
                     self.require_scope(&csi)?;
                     let rec = self.store.get(&csi).await?;
                     self.csip_may(peer, &csi, rec.as_ref())?;
+                    if rec.as_ref().is_some_and(|r| r.tnsp() == Some(&tnsp)) {
+                        repeats += 1;
+                        continue;
+                    }
                     let new = self.assign_one(&csi, rec, tnsp.clone(), now)?;
                     commit.changes.push((Subject::Csi(csi), ChangeOp::Assign));
                     commit.records.push(new);
+                }
+                // All or nothing: a repeat of the whole range (a retry)
+                // succeeds and commits nothing; a range that overlaps
+                // assigned numbers otherwise is a conflict.
+                if repeats == u64::from(count) {
+                    return Ok(ProvisionResult { seq: *self.head.borrow(), epoch: None, affected: 0 });
+                }
+                if repeats > 0 {
+                    return Err(ProvisionError::Conflict(format!("{repeats} numbers of the range are already assigned; release them or repeat the range exactly")));
                 }
                 affected = u64::from(count);
             }
@@ -459,6 +492,34 @@ impl<S: Store> Authority<S> {
                     commit.records.push(new);
                 }
                 affected = u64::from(count);
+            }
+            Provision::OptOut { csi } => {
+                let rec = match self.opt_change(peer, &csi, NoProvidersReason::OptedOut, now).await? {
+                    Ok(rec) => rec,
+                    // Already so: a repeat succeeds and changes nothing.
+                    Err(epoch) => {
+                        let seq = *self.head.borrow();
+                        return Ok(ProvisionResult { seq, epoch: Some(epoch), affected: 0 });
+                    }
+                };
+                epoch = Some(rec.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::OptOut));
+                commit.records.push(rec);
+                affected = 1;
+            }
+            Provision::OptIn { csi } => {
+                let rec = match self.opt_change(peer, &csi, NoProvidersReason::RecipientPreferences, now).await? {
+                    Ok(rec) => rec,
+                    // Already so: a repeat succeeds and changes nothing.
+                    Err(epoch) => {
+                        let seq = *self.head.borrow();
+                        return Ok(ProvisionResult { seq, epoch: Some(epoch), affected: 0 });
+                    }
+                };
+                epoch = Some(rec.epoch);
+                commit.changes.push((Subject::Csi(csi), ChangeOp::OptIn));
+                commit.records.push(rec);
+                affected = 1;
             }
             Provision::Delegate(d) => {
                 self.admin_for_block(peer, &d.cover)?;
@@ -519,7 +580,7 @@ impl<S: Store> Authority<S> {
                         entries.push(StoredEntry { record: e, signed });
                     }
                     commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Assign));
-                    NumberRecord { none: Some(self.sign_none(&it.csi, epoch, now)?), csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }
+                    NumberRecord { none: Some(self.sign_none(&it.csi, epoch, NoProvidersReason::RecipientPreferences, now, now)?), csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }
                 }
                 None => {
                     commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Release));
@@ -532,6 +593,27 @@ impl<S: Store> Authority<S> {
         let seq = self.store.commit(commit).await?;
         self.head.send_replace(seq);
         Ok(ProvisionResult { seq, epoch: None, affected: n })
+    }
+
+    /// The record with its "no providers" mapping re-signed for `reason`
+    /// (`OptedOut`: the user opted out; `RecipientPreferences`: opt-in),
+    /// or `Err(epoch)` when it already is so (a repeat changes nothing). The
+    /// CSIP serving the number and an admin may; an MSP may not (it
+    /// manages its own entries, not the number's discoverability).
+    async fn opt_change(&self, peer: &Peer, csi: &Csi, reason: NoProvidersReason, now: Timestamp) -> Result<Result<NumberRecord, Epoch>, ProvisionError> {
+        self.require_scope(csi)?;
+        let rec = self.store.get(csi).await?;
+        self.csip_may(peer, csi, rec.as_ref())?;
+        let mut rec = match rec {
+            Some(r) if r.tnsp().is_some() => r,
+            _ => return Err(ProvisionError::Conflict(format!("{} is not assigned; only an assigned number can opt out or in", csi.uri()))),
+        };
+        let out = reason == NoProvidersReason::OptedOut;
+        if rec.opted_out() == out {
+            return Ok(Err(rec.epoch));
+        }
+        rec.none = Some(self.sign_none(csi, rec.epoch, reason, now, now)?);
+        Ok(Ok(rec))
     }
 
     async fn assigned(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
@@ -564,7 +646,7 @@ impl<S: Store> Authority<S> {
             },
             None => Epoch(1),
         };
-        Ok(NumberRecord { csi: csi.clone(), state: State::Assigned { tnsp }, epoch, entries: vec![], none: Some(self.sign_none(csi, epoch, now)?) })
+        Ok(NumberRecord { csi: csi.clone(), state: State::Assigned { tnsp }, epoch, entries: vec![], none: Some(self.sign_none(csi, epoch, NoProvidersReason::RecipientPreferences, now, now)?) })
     }
 
     fn release_one(&self, csi: &Csi, rec: Option<NumberRecord>) -> Result<NumberRecord, ProvisionError> {

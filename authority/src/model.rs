@@ -337,6 +337,12 @@ impl NumberRecord {
         Ok(NumberRecord { csi, state, epoch, entries, none })
     }
 
+    /// Whether the number's user opted out of discovery (its "no
+    /// providers" mapping says `opted-out`).
+    pub fn opted_out(&self) -> bool {
+        matches!(self.none.as_ref().map(|m| &m.body), Some(MappingBody::NoProviders { reason: NoProvidersReason::OptedOut, .. }))
+    }
+
     /// The serving TNSP, if assigned.
     pub fn tnsp(&self) -> Option<&Name> {
         match &self.state {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use signpost_net::{Ctx, Failure, Metrics, Reply, Service};
-use signpost_schemas::lost::{SERVICE_MIMI, Uri};
+use signpost_schemas::lost::SERVICE_MIMI;
 use signpost_schemas::sp::{FEED_CONTENT_TYPE, FeedFrame, Provision};
 use signpost_schemas::{Errors, Issue, Limits, ListServicesResponse, Name, Path, Request, Response};
 use signpost_trust::Role;
@@ -75,7 +75,9 @@ impl<S: Store> AuthorityService<S> {
             | Provision::RemoveEntry { csi, .. }
             | Provision::Assign { csi, .. }
             | Provision::Release { csi }
-            | Provision::Port { csi, .. } => signpost_net::csi_tag(csi.uri()),
+            | Provision::Port { csi, .. }
+            | Provision::OptOut { csi }
+            | Provision::OptIn { csi } => signpost_net::csi_tag(csi.uri()),
             Provision::AssignRange { first, .. } | Provision::ReleaseRange { first, .. } => signpost_net::csi_tag(first.uri()),
             Provision::Delegate(_) | Provision::Undelegate(_) => String::new(),
         };
@@ -192,26 +194,39 @@ impl<S: Store> Service for AuthorityService<S> {
         if let Err(secs) = self.limiter.query(&key, now) {
             return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
         }
-        if let Some(secs) = self.limiter.over_miss_budget(&key, now) {
-            return Err(Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs });
-        }
+        let budget = |secs| Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs };
         match req {
             Request::FindService(f) => {
-                let r = self.core.answer(&f).await;
-                if let Err(Failure::NotFound { .. }) = &r
-                    && let Ok((_, csi)) = f.csi_location()
-                    && let Err(secs) = self.limiter.miss(&key, csi.uri(), now)
+                // The enumeration budget charges only identifiers this
+                // client has not looked up before in the window: once it is
+                // spent a scan stops, the client's known numbers still
+                // resolve.
+                let csi = f.csi_location().ok().map(|(_, c)| c.uri());
+                if let Some(c) = csi
+                    && let Err(secs) = self.limiter.lookup(&key, c, now)
                 {
-                    return Err(Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs });
+                    return Err(budget(secs));
+                }
+                let r = self.core.answer(&f).await;
+                if let Some(c) = csi {
+                    match &r {
+                        Err(Failure::NotFound { .. }) => self.limiter.miss(&key, c, now).map_err(budget)?,
+                        Ok(Response::Found(_)) => self.limiter.hit(&key, c, now),
+                        _ => {}
+                    }
                 }
                 r.map(Into::into)
             }
-            Request::ListServices(_) => Ok(Response::Services(ListServicesResponse {
-                services: Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default(),
-                warnings: vec![],
-                path: Path::new(self.core.settings().id.clone()),
-            })
-            .into()),
+            Request::ListServices(l) => {
+                let id = &self.core.settings().id;
+                if let Some(p) = &l.path
+                    && p.contains(id)
+                {
+                    return Err(Failure::Loop(format!("{id} is already in the path")));
+                }
+                let services = signpost_schemas::failure::list_services(&l, id, &[SERVICE_MIMI])?;
+                Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: Path::new(id.clone()) }).into())
+            }
         }
     }
 

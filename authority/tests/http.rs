@@ -1,6 +1,8 @@
 //! The authority over real TLS on 127.0.0.1:0, driven by real clients with
 //! a certificate per role: provisioning and its refusals, signed answers,
-//! the change feed (live invalidation, resume, heartbeat, resync), limits.
+//! the change feed (live invalidation, resume, heartbeat, resync), limits,
+//! every applicable error at once, listServices by service, the NENA i3
+//! echoes, idempotent assign, and opt-out.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
@@ -242,24 +244,254 @@ async fn feed_invalidation_resume_heartbeat_and_resync() {
     assert_eq!(a.unwrap().status, 400);
 }
 
+/// Posts a raw LoST body; (status, Retry-After header, body).
+async fn post_raw(live: &Live, c: &Client, body: &str) -> (u16, Option<String>, String) {
+    let a = c.post_lost(&live.ep("/lost"), &name("dp.de.example"), Bytes::from(body.to_owned())).await.unwrap();
+    let ra = a.headers.get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (a.status, ra, String::from_utf8(a.body.to_vec()).unwrap())
+}
+
+fn retry_after_in_body(body: &str) -> Option<u32> {
+    match Response::decode(body.as_bytes(), &signpost_schemas::Limits::MESSAGE).unwrap() {
+        Response::Errors(e) => e.list.get(ErrorKind::Forbidden).and_then(|i| i.retry_after),
+        _ => None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_and_enumeration_budget() {
-    let live = start(LimitSettings { rate: 0.001, burst: 5.0, miss_budget: 3, miss_window: 3600 }).await;
+    let live = start(LimitSettings { rate: 0.001, burst: 12.0, miss_budget: 3, miss_window: 3600 }).await;
+    let csip = live.client(Some((Role::Csip, "tnsp-a.de.example", &["+4915"])));
+    let msp = live.client(Some((Role::Msp, "provider-a.example", &[])));
+    assert_eq!(live.provision(&csip, Provision::Assign { csi: csi(N), tnsp: None }).await.0, 200);
+    assert_eq!(live.provision(&msp, Provision::PutEntry { csi: csi(N), entry: entry("provider-a.example", false) }).await.0, 200);
     let resolver = live.client(Some((Role::Resolver, "resolver.carrier.example", &[])));
-    // Three distinct unknown numbers are answered; the fourth is refused.
+    let mut docs = Vec::new();
+    // The client's address book: one number found, one missed.
+    let (st, r, _) = live.find(&resolver, q(N)).await;
+    assert!(st == 200 && matches!(r, Response::Found(_)));
+    // Three distinct unknown numbers are answered notFound (the budget)...
     for i in 0..3 {
         let (st, r, _) = live.find(&resolver, q(&format!("tel:+491511234567{i}"))).await;
         assert_eq!(st, 200);
         assert!(matches!(r, Response::Errors(ref e) if e.kind() == Some(ErrorKind::NotFound)));
     }
-    let a = resolver.post_lost(&live.ep("/lost"), &name("dp.de.example"), Bytes::from(Request::FindService(q("tel:+4915112345679")).encode())).await.unwrap();
-    assert_eq!(a.status, 429);
-    assert!(a.headers.get("retry-after").is_some());
-    assert_eq!(errors_kind(std::str::from_utf8(&a.body).unwrap()), ErrorKind::Forbidden);
-    // The bucket (5 queries) is empty now too; another client is unaffected.
-    let a = resolver.post_lost(&live.ep("/lost"), &name("dp.de.example"), Bytes::from(Request::FindService(q(N)).encode())).await.unwrap();
-    assert_eq!(a.status, 429);
+    // ...the fourth is refused: HTTP 200 (what LoST clients read) with a
+    // <forbidden> carrying <sp:retryAfter>, and the Retry-After header.
+    let (st, ra, body) = post_raw(&live, &resolver, &Request::FindService(q("tel:+4915112345679")).encode()).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(errors_kind(&body), ErrorKind::Forbidden);
+    let secs = retry_after_in_body(&body).expect("sp:retryAfter inside <forbidden>");
+    assert_eq!(ra, Some(secs.to_string()));
+    assert!(body.contains("<sp:retryAfter") && body.find("<forbidden") < body.find("<sp:retryAfter"), "{body}");
+    docs.push(("budget".into(), body));
+    // The scan is stopped, the address book is not: the known number and
+    // an already-missed one are still answered as before.
+    let (st, r, _) = live.find(&resolver, q(N)).await;
+    assert!(st == 200 && matches!(r, Response::Found(_)), "{r:?}");
+    let (_, r, _) = live.find(&resolver, q("tel:+4915112345670")).await;
+    assert!(matches!(r, Response::Errors(ref e) if e.kind() == Some(ErrorKind::NotFound)), "{r:?}");
+    // The query bucket (12) runs dry too: the same 200 + forbidden.
+    let mut limited = None;
+    for _ in 0..12 {
+        let (st, ra, body) = post_raw(&live, &resolver, &Request::FindService(q(N)).encode()).await;
+        assert_eq!(st, 200);
+        if ra.is_some() {
+            limited = Some((ra, body));
+            break;
+        }
+    }
+    let (ra, body) = limited.expect("the bucket never ran dry");
+    assert_eq!(errors_kind(&body), ErrorKind::Forbidden);
+    assert_eq!(ra, retry_after_in_body(&body).map(|s| s.to_string()));
+    docs.push(("rate".into(), body));
+    // Another client is unaffected.
     let other = live.client(Some((Role::Resolver, "resolver.other.example", &[])));
     let (st, _, _) = live.find(&other, q(N)).await;
     assert_eq!(st, 200);
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+}
+
+const RFC5222_GEODETIC_POLICE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<findService xmlns="urn:ietf:params:xml:ns:lost1" xmlns:p2="http://www.opengis.net/gml" serviceBoundary="value" recursive="true">
+  <location id="6020688f1ce1896d" profile="geodetic-2d">
+    <p2:Point id="point1" srsName="urn:ogc:def:crs:EPSG::4326">
+      <p2:pos>37.775 -122.422</p2:pos>
+    </p2:Point>
+  </location>
+  <service>urn:service:sos.police</service>
+</findService>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_applicable_error_list_services_and_echoes() {
+    let live = start(generous()).await;
+    let anonymous = live.client(None);
+    let csip = live.client(Some((Role::Csip, "tnsp-a.de.example", &["+4915"])));
+    let msp = live.client(Some((Role::Msp, "provider-a.example", &[])));
+    let mut docs = Vec::new();
+    // RFC 5222's example request: both errors in one <errors>.
+    let (st, _, body) = post_raw(&live, &anonymous, RFC5222_GEODETIC_POLICE).await;
+    assert_eq!(st, 200);
+    let Response::Errors(e) = Response::decode(body.as_bytes(), &signpost_schemas::Limits::MESSAGE).unwrap() else { panic!("{body}") };
+    let kinds: Vec<ErrorKind> = e.list.issues().iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, [ErrorKind::LocationProfileUnrecognized, ErrorKind::ServiceNotImplemented], "{body}");
+    docs.push(("geodetic sos.police".into(), body));
+    // listServices follows <service> (RFC 5222 §10).
+    let ls = |s: Option<&str>| Request::ListServices(signpost_schemas::ListServices { service: s.map(|s| signpost_schemas::Uri::parse(s).unwrap()), path: None }).encode();
+    let (_, _, body) = post_raw(&live, &anonymous, &ls(Some("urn:service:sos"))).await;
+    assert_eq!(errors_kind(&body), ErrorKind::ServiceNotImplemented, "{body}");
+    assert!(!body.contains("urn:service:mimi</serviceList>"));
+    docs.push(("list sos".into(), body));
+    let (_, _, body) = post_raw(&live, &anonymous, &ls(Some("urn:service:mimi"))).await;
+    let r = Response::decode(body.as_bytes(), &signpost_schemas::Limits::MESSAGE).unwrap();
+    assert!(matches!(&r, Response::Services(s) if s.services.is_empty()), "{body}");
+    docs.push(("list mimi".into(), body));
+    let (_, _, body) = post_raw(&live, &anonymous, &ls(None)).await;
+    let r = Response::decode(body.as_bytes(), &signpost_schemas::Limits::MESSAGE).unwrap();
+    assert!(matches!(&r, Response::Services(s) if s.services.iter().map(|u| u.as_str()).collect::<Vec<_>>() == ["urn:service:mimi"]), "{body}");
+    docs.push(("list all".into(), body));
+    // NENA i3 conformance echoes: the request's <service> in every mapping
+    // and locationUsed naming the location that was used (here the second).
+    assert_eq!(live.provision(&csip, Provision::Assign { csi: csi(N), tnsp: None }).await.0, 200);
+    assert_eq!(live.provision(&msp, Provision::PutEntry { csi: csi(N), entry: entry("provider-a.example", false) }).await.0, 200);
+    let other_msp = live.client(Some((Role::Msp, "provider-b.example", &[])));
+    assert_eq!(live.provision(&other_msp, Provision::PutEntry { csi: csi(N), entry: entry("provider-b.example", false) }).await.0, 200);
+    let mut f = q(N);
+    f.locations = vec![
+        signpost_schemas::Location::Other { id: "geo-1".into(), profile: Some("geodetic-2d".into()) },
+        signpost_schemas::Location::Csi { id: "loc-7".into(), csi: csi(N) },
+    ];
+    let (st, r, body) = live.find(&anonymous, f).await;
+    assert_eq!(st, 200);
+    let Response::Found(found) = &r else { panic!("{body}") };
+    assert_eq!(found.mappings.len(), 2);
+    assert!(found.mappings.iter().all(|m| m.service.as_ref().map(|u| u.as_str()) == Some("urn:service:mimi")), "{body}");
+    assert_eq!(found.location_used.as_deref(), Some("loc-7"));
+    assert!(body.contains(r#"<locationUsed id="loc-7"/>"#), "{body}");
+    docs.push(("echoes".into(), body));
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+}
+
+async fn changes(live: &Live) -> Vec<signpost_schemas::sp::Change> {
+    match live.core.store().changes_since(0, 1000).await.unwrap() {
+        signpost_authority::store::FeedPage::Changes(v) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_assign_succeeds_with_the_same_epoch_and_one_change() {
+    let live = start(generous()).await;
+    let csip = live.client(Some((Role::Csip, "tnsp-a.de.example", &["+4915"])));
+    let (st, first) = live.provision(&csip, Provision::Assign { csi: csi(N), tnsp: None }).await;
+    assert_eq!(st, 200, "{first}");
+    // The acknowledgement was lost; the CSIP retries.
+    let (st, again) = live.provision(&csip, Provision::Assign { csi: csi(N), tnsp: None }).await;
+    assert_eq!(st, 200, "{again}");
+    let (a, b) = (ProvisionResult::decode(first.as_bytes()).unwrap(), ProvisionResult::decode(again.as_bytes()).unwrap());
+    assert_eq!((a.epoch, a.affected), (b.epoch, 1));
+    assert_eq!((b.affected, b.seq), (0, a.seq), "the repeat commits nothing");
+    let c = changes(&live).await;
+    assert_eq!(c.iter().filter(|c| c.op == ChangeOp::Assign).count(), 1, "{c:?}");
+    // Not a repeat: another CSIP, or an admin assigning it elsewhere.
+    let other = live.client(Some((Role::Csip, "tnsp-b.de.example", &["+4915"])));
+    assert_eq!(live.provision(&other, Provision::Assign { csi: csi(N), tnsp: None }).await.0, 403);
+    let admin = live.client(Some((Role::Admin, "admin.dp.de.example", &["+49"])));
+    assert_eq!(live.provision(&admin, Provision::Assign { csi: csi(N), tnsp: Some(name("tnsp-b.de.example")) }).await.0, 409);
+    // A repeated range (exactly) succeeds and commits nothing.
+    let range = Provision::AssignRange { first: signpost_schemas::E164::from_digits("4915112340000").unwrap(), count: 5, tnsp: None };
+    let (st, r1) = live.provision(&csip, range.clone()).await;
+    assert_eq!((st, ProvisionResult::decode(r1.as_bytes()).unwrap().affected), (200, 5), "{r1}");
+    let (st, r2) = live.provision(&csip, range).await;
+    assert_eq!((st, ProvisionResult::decode(r2.as_bytes()).unwrap().affected), (200, 0), "{r2}");
+    assert_eq!(changes(&live).await.len(), 6);
+    // The admin repeating the assignment as it is: success, no change.
+    let (st, body) = live.provision(&admin, Provision::Assign { csi: csi(N), tnsp: Some(name("tnsp-a.de.example")) }).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(changes(&live).await.len(), 6);
+    assert_eq!(common::xmllint(&common::sp_rng(), &[("first".into(), first), ("again".into(), again), ("admin".into(), body)]), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_out_is_provisioned_answered_signed_and_cleared_by_release() {
+    let live = start(generous()).await;
+    let csip = live.client(Some((Role::Csip, "tnsp-a.de.example", &["+4915"])));
+    let msp = live.client(Some((Role::Msp, "provider-a.example", &[])));
+    let admin = live.client(Some((Role::Admin, "admin.dp.de.example", &["+49"])));
+    let anonymous = live.client(None);
+    let mut docs = Vec::new();
+    let mut sp_docs = Vec::new();
+    // Not assigned: nothing to opt out.
+    assert_eq!(live.provision(&csip, Provision::OptOut { csi: csi(N) }).await.0, 409);
+    assert_eq!(live.provision(&csip, Provision::Assign { csi: csi(N), tnsp: None }).await.0, 200);
+    assert_eq!(live.provision(&msp, Provision::PutEntry { csi: csi(N), entry: entry("provider-a.example", false) }).await.0, 200);
+    // An MSP may not opt a number out; the CSIP serving it may.
+    assert_eq!(live.provision(&msp, Provision::OptOut { csi: csi(N) }).await.0, 403);
+    let (st, body) = live.provision(&csip, Provision::OptOut { csi: csi(N) }).await;
+    assert_eq!(st, 200, "{body}");
+    sp_docs.push(("opt-out result".into(), body));
+    sp_docs.push(("opt-out request".into(), Provision::OptOut { csi: csi(N) }.encode()));
+    let opted = |r: &Response| match r {
+        Response::Found(f) => {
+            f.mappings.len() == 1
+                && f.mappings[0].uris.is_empty()
+                && matches!(f.mappings[0].body, signpost_schemas::MappingBody::NoProviders { reason: signpost_schemas::NoProvidersReason::OptedOut, .. })
+        }
+        _ => false,
+    };
+    let (st, r, body) = live.find(&anonymous, q(N)).await;
+    assert!(st == 200 && opted(&r), "{body}");
+    assert!(body.contains(r#"reason="opted-out""#), "{body}");
+    let Response::Found(f) = &r else { unreachable!() };
+    live.w.verifier().verify_mapping(&csi(N), &f.mappings[0], t0()).unwrap();
+    docs.push(("opted out".into(), body));
+    // Renewed near the end of its signature, it stays an opt-out.
+    let until = f.mappings[0].signature.as_ref().unwrap().valid_until;
+    live.w.clock.advance_millis((6 * DAY + DAY / 2) * 1000);
+    let (_, r, body) = live.find(&anonymous, q(N)).await;
+    assert!(opted(&r), "{body}");
+    let Response::Found(f) = &r else { unreachable!() };
+    assert!(f.mappings[0].signature.as_ref().unwrap().valid_until > until);
+    live.w.verifier().verify_mapping(&csi(N), &f.mappings[0], signpost_schemas::Clock::now(&live.w.clock)).unwrap();
+    // A repeat (by the admin) changes nothing; the change went to the feed once.
+    let (st, body) = live.provision(&admin, Provision::OptOut { csi: csi(N) }).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(ProvisionResult::decode(body.as_bytes()).unwrap().affected, 0);
+    assert_eq!(changes(&live).await.iter().filter(|c| c.op == ChangeOp::OptOut).count(), 1);
+    // Opt-in (the admin may too): the entries answer again.
+    let (st, body) = live.provision(&admin, Provision::OptIn { csi: csi(N) }).await;
+    assert_eq!(st, 200, "{body}");
+    let (_, r, _) = live.find(&anonymous, q(N)).await;
+    assert!(matches!(&r, Response::Found(f) if f.mappings.len() == 1 && !f.mappings[0].uris.is_empty()), "{r:?}");
+    // An assigned number with no entries answers the opt-out as well.
+    let m = "tel:+4915112345600";
+    assert_eq!(live.provision(&csip, Provision::Assign { csi: csi(m), tnsp: None }).await.0, 200);
+    let (_, r, _) = live.find(&anonymous, q(m)).await;
+    assert!(matches!(&r, Response::Errors(e) if e.kind() == Some(ErrorKind::NotFound)));
+    assert_eq!(live.provision(&csip, Provision::OptOut { csi: csi(m) }).await.0, 200);
+    let (_, r, body) = live.find(&anonymous, q(m)).await;
+    assert!(opted(&r), "{body}");
+    docs.push(("opted out, no entries".into(), body));
+    // Release clears the opt-out (new epoch); a reassigned number starts
+    // without it.
+    let (st, body) = live.provision(&csip, Provision::Release { csi: csi(m) }).await;
+    assert_eq!(st, 200, "{body}");
+    let (_, r, _) = live.find(&anonymous, q(m)).await;
+    assert!(matches!(&r, Response::Errors(e) if e.kind() == Some(ErrorKind::NotFound)));
+    let (st, body) = live.provision(&csip, Provision::Assign { csi: csi(m), tnsp: None }).await;
+    assert_eq!(st, 200);
+    // Epochs: 1 assigned, 2 released, 3 reassigned.
+    assert_eq!(ProvisionResult::decode(body.as_bytes()).unwrap().epoch.map(|e| e.0), Some(3));
+    let (_, r, _) = live.find(&anonymous, q(m)).await;
+    assert!(matches!(&r, Response::Errors(e) if e.kind() == Some(ErrorKind::NotFound)), "{r:?}");
+    let feed: Vec<String> = changes(&live).await.into_iter().map(|c| FeedFrame::Change(c).encode()).collect();
+    sp_docs.extend(feed.into_iter().enumerate().map(|(i, f)| (format!("feed {i}"), f)));
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint(&common::sp_rng(), &sp_docs), Vec::<String>::new());
 }

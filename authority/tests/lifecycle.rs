@@ -209,8 +209,12 @@ async fn release_and_reassignment_start_clean() {
         (MappingBody::Provider(o), MappingBody::Provider(n)) => assert!(o.epoch < n.epoch),
         _ => panic!(),
     }
-    // Assigning an assigned number is a conflict.
-    assert!(matches!(a.provision(&tnsp, Provision::Assign { csi: csi(N), tnsp: None }).await, Err(ProvisionError::Conflict(_))));
+    // Assigning it again to the holder is a repeat: success, same epoch,
+    // nothing committed; assigning it to someone else is a conflict.
+    let again = a.provision(&tnsp, Provision::Assign { csi: csi(N), tnsp: None }).await.unwrap();
+    assert_eq!((again.epoch.map(|e| e.0), again.affected), (Some(3), 0));
+    let admin = w.peer(Role::Admin, "admin.dp.de.example", &["+49"]);
+    assert!(matches!(a.provision(&admin, Provision::Assign { csi: csi(N), tnsp: Some(Name::parse("tnsp-b.de.example").unwrap()) }).await, Err(ProvisionError::Conflict(_))));
 }
 
 #[tokio::test]

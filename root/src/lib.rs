@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use signpost_net::{Ctx, Failure, Reply, Service};
-use signpost_schemas::lost::{Message, SERVICE_MIMI, Uri};
+use signpost_schemas::lost::{Message, SERVICE_MIMI};
 use signpost_schemas::route::RoutingTable;
 use signpost_schemas::sp::RootTable;
 use signpost_schemas::{Clock, Limits, ListServicesResponse, Name, Path as LostPath, Redirect, Request, Response};
@@ -113,12 +113,8 @@ impl RootService {
         {
             return Err(Failure::Loop(format!("{} is already in the path", self.id)));
         }
-        if let Some(s) = &f.service
-            && s.as_str() != SERVICE_MIMI
-        {
-            return Err(Failure::ServiceNotImplemented(format!("{} serves {SERVICE_MIMI} only, not {}", self.id, s.as_str())));
-        }
-        let (_, csi) = f.csi_location().map_err(Failure::ProfileUnrecognized)?;
+        // Every error that applies, together (RFC 5222 §13.1).
+        let (_, csi) = signpost_schemas::failure::check_find_service(f, &self.id, SERVICE_MIMI)?;
         let t = self.current();
         let Some((cover, &i)) = t.routes.lookup(csi) else {
             return Err(Failure::NotFound {
@@ -166,7 +162,7 @@ impl Service for RootService {
                 {
                     return Err(Failure::Loop(format!("{} is already in the path", self.id)));
                 }
-                let services = Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default();
+                let services = signpost_schemas::failure::list_services(&l, &self.id, &[SERVICE_MIMI])?;
                 Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: LostPath::new(self.id.clone()) }).into())
             }
         }

@@ -304,6 +304,56 @@ async fn root_answers_over_mtls() {
     assert!(!r.logged("4915112345678") && !r.logged("alice@"), "{:?}", r.log.lock().unwrap());
 }
 
+/// RFC 5222's own example request (a geodetic point, `urn:service:sos.police`)
+/// as bytes on the wire.
+pub const RFC5222_GEODETIC_POLICE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<findService xmlns="urn:ietf:params:xml:ns:lost1" xmlns:p2="http://www.opengis.net/gml" serviceBoundary="value" recursive="true">
+  <location id="6020688f1ce1896d" profile="geodetic-2d">
+    <p2:Point id="point1" srsName="urn:ogc:def:crs:EPSG::4326">
+      <p2:pos>37.775 -122.422</p2:pos>
+    </p2:Point>
+  </location>
+  <service>urn:service:sos.police</service>
+</findService>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_applicable_error_and_list_services_by_service() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let r = Running::start(&pki.config("required", 1000));
+    let c = pki.client(Some("resolver"));
+    let root = Name::parse(ROOT_ID).unwrap();
+    let mut docs = Vec::new();
+    // RFC 5222's example: both the profile and the service are wrong, and
+    // both errors are reported in one <errors>.
+    let a = c.post_lost(&r.endpoint(), &root, Bytes::from_static(RFC5222_GEODETIC_POLICE.as_bytes())).await.unwrap();
+    assert_eq!(a.status, 200);
+    let body = String::from_utf8(a.body.to_vec()).unwrap();
+    let Response::Errors(e) = Response::decode(body.as_bytes(), &Limits::MESSAGE).unwrap() else { panic!("{body}") };
+    let kinds: Vec<ErrorKind> = e.list.issues().iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, [ErrorKind::LocationProfileUnrecognized, ErrorKind::ServiceNotImplemented], "{body}");
+    assert_eq!(e.list.get(ErrorKind::LocationProfileUnrecognized).unwrap().unsupported_profiles, ["geodetic-2d"]);
+    docs.push(("geodetic sos.police".into(), body));
+    // Only the service wrong: one error.
+    let mut svc = find("tel:+4915112345678");
+    svc.service = Some(Uri::parse("urn:service:sos.police").unwrap());
+    let a = ask(&c, &r, &Request::FindService(svc), &mut docs).await;
+    assert!(matches!(&a, Response::Errors(e) if e.list.issues().len() == 1 && e.kind() == Some(ErrorKind::ServiceNotImplemented)), "{a:?}");
+    // listServices (RFC 5222 §10): without <service> the offered services;
+    // for urn:service:mimi its sub-services (none); for another service
+    // (urn:service:sos) serviceNotImplemented, never urn:service:mimi.
+    let ls = |s: Option<&str>| Request::ListServices(signpost_schemas::ListServices { service: s.map(|s| Uri::parse(s).unwrap()), path: None });
+    let a = ask(&c, &r, &ls(None), &mut docs).await;
+    assert!(matches!(&a, Response::Services(s) if s.services.iter().map(Uri::as_str).collect::<Vec<_>>() == ["urn:service:mimi"]), "{a:?}");
+    let a = ask(&c, &r, &ls(Some("urn:service:mimi")), &mut docs).await;
+    assert!(matches!(&a, Response::Services(s) if s.services.is_empty()), "{a:?}");
+    let a = ask(&c, &r, &ls(Some("urn:service:sos")), &mut docs).await;
+    assert_eq!(error_kind(&a), ErrorKind::ServiceNotImplemented);
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_is_required_where_configured() {
     let pki = Pki::new();

@@ -135,11 +135,15 @@ pub enum ChangeOp {
     Delegate,
     /// A sub-delegation was withdrawn.
     Undelegate,
+    /// The number's user opted out of discovery.
+    OptOut,
+    /// The opt-out was withdrawn.
+    OptIn,
 }
 
 impl ChangeOp {
     /// Every op.
-    pub const ALL: [ChangeOp; 7] = [
+    pub const ALL: [ChangeOp; 9] = [
         ChangeOp::Assign,
         ChangeOp::Release,
         ChangeOp::Port,
@@ -147,6 +151,8 @@ impl ChangeOp {
         ChangeOp::EntryRemove,
         ChangeOp::Delegate,
         ChangeOp::Undelegate,
+        ChangeOp::OptOut,
+        ChangeOp::OptIn,
     ];
     /// The wire token (also a metrics label).
     pub const fn as_str(self) -> &'static str {
@@ -158,6 +164,8 @@ impl ChangeOp {
             ChangeOp::EntryRemove => "entry-remove",
             ChangeOp::Delegate => "delegate",
             ChangeOp::Undelegate => "undelegate",
+            ChangeOp::OptOut => "opt-out",
+            ChangeOp::OptIn => "opt-in",
         }
     }
     fn parse(s: &str) -> Result<ChangeOp, DecodeError> {
@@ -460,6 +468,18 @@ pub enum Provision {
         /// How many.
         count: u32,
     },
+    /// CSIP serving the number, or admin: the number's user opts out of
+    /// discovery; answers become one signed mapping without URIs and with
+    /// `sp:noProviders reason="opted-out"` until `OptIn` or a release.
+    OptOut {
+        /// The CSI.
+        csi: Csi,
+    },
+    /// CSIP serving the number, or admin: withdraw the opt-out.
+    OptIn {
+        /// The CSI.
+        csi: Csi,
+    },
     /// Admin: sub-delegate a block to another authority.
     Delegate(Delegation),
     /// Admin: withdraw a sub-delegation.
@@ -477,6 +497,8 @@ impl Provision {
             Provision::Port { .. } => "port",
             Provision::AssignRange { .. } => "assign_range",
             Provision::ReleaseRange { .. } => "release_range",
+            Provision::OptOut { .. } => "opt_out",
+            Provision::OptIn { .. } => "opt_in",
             Provision::Delegate(_) => "delegate",
             Provision::Undelegate(_) => "undelegate",
         }
@@ -518,6 +540,14 @@ impl Provision {
             Provision::ReleaseRange { first, count } => {
                 open_sp(&mut w, "sp:releaseRange");
                 w.attr("first", first.uri()).attr_num("count", u64::from(*count)).empty();
+            }
+            Provision::OptOut { csi } => {
+                open_sp(&mut w, "sp:optOut");
+                w.attr("csi", csi.uri()).empty();
+            }
+            Provision::OptIn { csi } => {
+                open_sp(&mut w, "sp:optIn");
+                w.attr("csi", csi.uri()).empty();
             }
             Provision::Delegate(d) => {
                 open_sp(&mut w, "sp:delegate");
@@ -595,6 +625,16 @@ impl Provision {
                     e.no_children()?;
                     let (first, count) = range(e)?;
                     Provision::ReleaseRange { first, count }
+                }
+                "optOut" => {
+                    e.only_attrs(&["csi"], false)?;
+                    e.no_children()?;
+                    Provision::OptOut { csi: csi(e)? }
+                }
+                "optIn" => {
+                    e.only_attrs(&["csi"], false)?;
+                    e.no_children()?;
+                    Provision::OptIn { csi: csi(e)? }
                 }
                 "delegate" => {
                     e.only_attrs(&[], false)?;

@@ -303,6 +303,8 @@ fn provision() -> impl Strategy<Value = Provision> {
         (csi(), name()).prop_map(|(csi, provider)| Provision::RemoveEntry { csi, provider }),
         (csi(), option::of(name())).prop_map(|(csi, tnsp)| Provision::Assign { csi, tnsp }),
         csi().prop_map(|csi| Provision::Release { csi }),
+        csi().prop_map(|csi| Provision::OptOut { csi }),
+        csi().prop_map(|csi| Provision::OptIn { csi }),
         (csi(), name()).prop_map(|(csi, to)| Provision::Port { csi, to }),
         (range(), option::of(name())).prop_map(|((first, count), tnsp)| Provision::AssignRange { first, count, tnsp }),
         range().prop_map(|(first, count)| Provision::ReleaseRange { first, count }),

@@ -118,7 +118,7 @@ fn print_summary(r: &Report, out: &Path) {
             println!("{:<9} errors: {}", p.policy, e.join(", "));
         }
         if p.scan_sent > 0 {
-            println!("{:<9} enumeration scan: {} of {} requests refused (429)", p.policy, p.scan_throttled, p.scan_sent);
+            println!("{:<9} enumeration scan: {} of {} requests refused (rate limit)", p.policy, p.scan_throttled, p.scan_sent);
         }
     }
     println!("reports: {}/report.html, report.md, report.json", out.display());

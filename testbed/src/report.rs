@@ -66,7 +66,7 @@ impl Report {
             let _ = writeln!(s, "- identifiers: {}; run {:.1} s", r.identifiers, r.duration_s);
             let _ = writeln!(s, "- requests per tier: {}", r.tier_requests.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
             if r.scan_sent > 0 {
-                let _ = writeln!(s, "- enumeration scan: {} requests, {} refused with 429 by the resolver's per-client limit", r.scan_sent, r.scan_throttled);
+                let _ = writeln!(s, "- enumeration scan: {} requests, {} refused (forbidden with Retry-After) by the resolver's per-client limit", r.scan_sent, r.scan_throttled);
             }
             if !r.errors.is_empty() {
                 let _ = writeln!(s, "- errors: {}", r.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));

@@ -125,7 +125,7 @@ pub struct PolicyReport {
     pub wrong_samples: Vec<String>,
     /// Enumeration scans: requests sent.
     pub scan_sent: u64,
-    /// Enumeration scans: requests refused with 429.
+    /// Enumeration scans: requests refused by the rate limit (forbidden with Retry-After).
     pub scan_throttled: u64,
 }
 
@@ -485,11 +485,13 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                         for n in chunk {
                             let (sc, ep, id) = (scanner.clone(), ep.clone(), id.clone());
                             let body = Bytes::from(Request::FindService(FindService::for_csi(n.clone(), true)).encode());
-                            wave.push(tokio::spawn(async move { sc.post_lost(&ep, &id, body).await.map(|a| a.status) }));
+                            // A refusal by the rate limit is a LoST `forbidden` (HTTP 200)
+                            // with a Retry-After header.
+                            wave.push(tokio::spawn(async move { sc.post_lost(&ep, &id, body).await.map(|a| a.headers.contains_key("retry-after")) }));
                         }
                         for w in wave {
                             sent += 1;
-                            if let Ok(Ok(429)) = w.await {
+                            if let Ok(Ok(true)) = w.await {
                                 throttled += 1;
                             }
                         }

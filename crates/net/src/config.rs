@@ -51,8 +51,16 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// TLS handshake time, ms.
     pub handshake_timeout_ms: u64,
-    /// Time to receive request headers (also the keep-alive idle time), ms.
+    /// Time to receive request headers, and for a new connection to send
+    /// its first request (else it is closed), ms.
     pub header_read_timeout_ms: u64,
+    /// Time a connection may stay open with no request in progress after
+    /// its last one (HTTP/1.1 keep-alive and HTTP/2), ms. Default 60000.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Connections open at once from one client IP address. Default 256.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
     /// Handler time, ms.
     pub request_timeout_ms: u64,
     /// Drain time at shutdown, ms.
@@ -67,10 +75,20 @@ impl Default for LimitsConfig {
             max_connections: d.max_connections,
             handshake_timeout_ms: ms(d.handshake_timeout),
             header_read_timeout_ms: ms(d.header_read_timeout),
+            idle_timeout_ms: ms(d.idle_timeout),
+            max_connections_per_ip: d.max_connections_per_ip,
             request_timeout_ms: ms(d.request_timeout),
             drain_grace_ms: ms(d.drain_grace),
         }
     }
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    ms(crate::Limits::default().idle_timeout)
+}
+
+fn default_max_connections_per_ip() -> usize {
+    crate::Limits::default().max_connections_per_ip
 }
 
 fn ms(d: Duration) -> u64 {
@@ -80,8 +98,11 @@ fn ms(d: Duration) -> u64 {
 impl LimitsConfig {
     /// Checks the values.
     pub fn check(&self) -> Result<(), String> {
-        if self.max_body == 0 || self.max_connections == 0 {
-            return Err("limits.max_body and limits.max_connections must be positive".into());
+        if self.max_body == 0 || self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err("limits.max_body, limits.max_connections and limits.max_connections_per_ip must be positive".into());
+        }
+        if self.header_read_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return Err("limits.header_read_timeout_ms and limits.idle_timeout_ms must be positive".into());
         }
         Ok(())
     }
@@ -93,6 +114,8 @@ impl LimitsConfig {
             max_connections: self.max_connections,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections_per_ip: self.max_connections_per_ip,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             drain_grace: Duration::from_millis(self.drain_grace_ms),
             ..crate::Limits::default()

@@ -2,7 +2,10 @@
 //!
 //! - [`server`]: hyper 1 (HTTP/1.1 and HTTP/2) over rustls; `POST /lost`
 //!   dispatch to a [`Service`]; method, content-type and body-size checks;
-//!   handshake and header-read timeouts; a connection cap; graceful drain.
+//!   handshake, header-read and body-read timeouts; connection hygiene (no
+//!   first request within the header timeout, or idle past the idle
+//!   timeout: closed; a per-address cap; idle connections yield near the
+//!   cap); a connection cap; graceful drain.
 //! - [`Failure`] and [`failure_errors`] (from `signpost-schemas`, re-exported):
 //!   the one place where an internal error becomes a LoST `<errors>` answer;
 //!   [`HttpFailure`] does the same for HTTP-level refusals.
@@ -112,8 +115,12 @@ pub enum HttpFailure {
     PayloadTooLarge,
     /// No such path.
     NotFound,
-    /// Rate limited (Signpost addition: 429 with Retry-After and a
-    /// `forbidden` body).
+    /// The request body did not arrive within the request timeout (a
+    /// slow or stalled sender).
+    RequestTimeout,
+    /// Rate limited on a non-LoST path (provisioning, feed): 429 with
+    /// Retry-After and a `forbidden` body. A rate-limited `POST /lost` is
+    /// answered 200 instead (see `schemas/README.md`, "HTTP binding").
     TooManyRequests {
         /// Seconds.
         retry_after: u32,
@@ -130,6 +137,7 @@ impl HttpFailure {
             }
             HttpFailure::PayloadTooLarge => (413, ErrorKind::BadRequest, "the body is larger than the limit", "http_413"),
             HttpFailure::NotFound => (404, ErrorKind::BadRequest, "no such resource", "http_404"),
+            HttpFailure::RequestTimeout => (408, ErrorKind::BadRequest, "the request body did not arrive in time", "http_408"),
             HttpFailure::TooManyRequests { .. } => (429, ErrorKind::Forbidden, "rate limit exceeded", "http_429"),
         }
     }

@@ -37,18 +37,18 @@ impl Histogram {
 }
 
 /// Every outcome label of `signpost_requests_total`.
-pub const OUTCOMES: [&str; 20] = [
+pub const OUTCOMES: [&str; 21] = [
     "found", "redirect", "services", "badRequest", "internalError", "serviceSubstitution",
     "defaultMappingReturned", "forbidden", "notFound", "loop", "serviceNotImplemented", "serverTimeout",
     "serverError", "locationInvalid", "locationProfileUnrecognized", "http_404", "http_405", "http_413",
-    "http_415", "http_429",
+    "http_415", "http_429", "http_408",
 ];
 
 /// The shell's metrics; roles add their own counters with [`Metrics::counter`].
 #[derive(Debug, Default)]
 pub struct Metrics {
     histograms: Mutex<Vec<(String, &'static Histogram)>>,
-    requests: [AtomicU64; 20],
+    requests: [AtomicU64; 21],
     counters: Mutex<Vec<(String, &'static AtomicU64)>>,
     latency: Histogram,
     /// Connections accepted.
@@ -59,6 +59,10 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub handshake_failures: AtomicU64,
+    /// Connections closed for idleness: no first request within the
+    /// header timeout, idle past the idle timeout, or idle while the
+    /// server was near its connection cap.
+    pub connections_idle_closed: AtomicU64,
 }
 
 impl Metrics {
@@ -139,6 +143,7 @@ impl Metrics {
             ("signpost_connections_rejected_total", &self.connections_rejected, "counter"),
             ("signpost_connections_open", &self.connections_open, "gauge"),
             ("signpost_tls_handshake_failures_total", &self.handshake_failures, "counter"),
+            ("signpost_connections_idle_closed_total", &self.connections_idle_closed, "counter"),
         ] {
             out.push_str(&format!("# TYPE {name} {kind}\n{name} {}\n", a.load(Ordering::Relaxed)));
         }

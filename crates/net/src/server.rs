@@ -2,9 +2,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,13 +16,12 @@ use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use signpost_schemas::lost::CONTENT_TYPE as LOST_CT;
 use signpost_schemas::{Clock, Errors, Issue, Limits as XmlLimits, Request, Response};
 use signpost_trust::TrustAnchor;
 use signpost_trust::peer::{Usage, validate};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{Ctx, Failure, HttpFailure, Metrics, Service, failure_errors, outcome};
@@ -35,10 +35,18 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time to receive a request's headers, including the wait for the
-    /// next request on a kept-alive HTTP/1.1 connection (the idle timeout).
+    /// Time to receive a request's headers; also the time a new
+    /// connection may take, after the TLS handshake, to send its first
+    /// request (HTTP/1.1 or HTTP/2): one that sends none is closed.
     pub header_read_timeout: Duration,
-    /// Time a handler may take.
+    /// Time a connection may stay open with no request in progress after
+    /// its last one (HTTP/1.1 keep-alive and HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// Connections open at once from one client IP address; further ones
+    /// are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// Time a request body may take to arrive (else 408), and, once it
+    /// has, the time a handler may take.
     pub request_timeout: Duration,
     /// Time in-flight requests get to finish at shutdown.
     pub drain_grace: Duration,
@@ -53,6 +61,8 @@ impl Default for Limits {
             max_connections: 4096,
             handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 256,
             request_timeout: Duration::from_secs(10),
             drain_grace: Duration::from_secs(10),
             h2_max_streams: 256,
@@ -127,6 +137,13 @@ impl<S: Service> Server<S> {
 
     /// Serves until `shutdown` resolves, then stops accepting and gives
     /// in-flight requests `drain_grace` to finish.
+    ///
+    /// Connection hygiene: a connection that sends no request within
+    /// `header_read_timeout` of its handshake, or none for `idle_timeout`
+    /// after its last one, is closed (gracefully: HTTP/2 GOAWAY). One
+    /// client address holds at most `max_connections_per_ip`. Above 90 % of
+    /// `max_connections` both limits shrink tenfold, so idle connections
+    /// give their slots to clients that are sending.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(self.limits.header_read_timeout).max_buf_size(64 * 1024);
@@ -138,8 +155,13 @@ impl<S: Service> Server<S> {
             .keep_alive_timeout(Duration::from_secs(10))
             .max_header_list_size(16 * 1024);
         let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
-        let sem = Arc::new(Semaphore::new(self.limits.max_connections));
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(self.limits.max_connections)),
+            max: self.limits.max_connections,
+            per_ip: Mutex::new(HashMap::new()),
+            pressure: Notify::new(),
+        });
         let mut shutdown = std::pin::pin!(shutdown);
         // Connection tasks, so that whatever outlives the drain (a change
         // feed never ends by itself) is closed when the grace is over.
@@ -157,11 +179,22 @@ impl<S: Service> Server<S> {
                     }
                 },
             };
-            let Ok(permit) = sem.clone().try_acquire_owned() else {
+            let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
                 self.metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+                shared.pressure.notify_waiters();
                 drop(tcp);
                 continue;
             };
+            let Some(ip_slot) = IpSlot::take(&shared, remote.ip(), self.limits.max_connections_per_ip) else {
+                self.metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{} has {} connections open; refusing another", remote.ip(), self.limits.max_connections_per_ip);
+                drop(tcp);
+                continue;
+            };
+            if shared.near_cap() {
+                // Idle connections re-check their (now shorter) limits.
+                shared.pressure.notify_waiters();
+            }
             let _ = tcp.set_nodelay(true);
             self.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
             let conn = ConnTask {
@@ -172,23 +205,173 @@ impl<S: Service> Server<S> {
                 metrics: self.metrics.clone(),
                 clock: self.clock.clone(),
                 builder: builder.clone(),
-                watcher: graceful.watcher(),
+                shared: shared.clone(),
+                drain: drain_rx.clone(),
             };
             tasks.spawn(async move {
                 conn.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
                 let m = conn.metrics.clone();
                 conn.run(tcp, remote).await;
                 m.connections_open.fetch_sub(1, Ordering::Relaxed);
+                drop(ip_slot);
                 drop(permit);
             });
         }
         drop(listener);
-        tracing::info!("draining {} connection(s)", graceful.count());
-        if tokio::time::timeout(self.limits.drain_grace, graceful.shutdown()).await.is_err() {
+        tracing::info!("draining {} connection(s)", tasks.len());
+        let _ = drain_tx.send(true);
+        let drained = tokio::time::timeout(self.limits.drain_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
             tracing::info!("drain grace period over; closing the remaining connections");
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// State the accept loop and the connections share.
+#[derive(Debug)]
+struct Shared {
+    slots: Arc<Semaphore>,
+    max: usize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Woken when the server nears its cap.
+    pressure: Notify,
+}
+
+impl Shared {
+    /// Above 90 % of `max_connections`.
+    fn near_cap(&self) -> bool {
+        let open = self.max.saturating_sub(self.slots.available_permits());
+        open.saturating_mul(10) >= self.max.saturating_mul(9)
+    }
+}
+
+/// One open connection counted against its client address.
+struct IpSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let mut g = match shared.per_ip.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let n = g.entry(ip).or_insert(0);
+        if *n >= cap {
+            if *n == 0 {
+                g.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { shared: shared.clone(), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut g = match self.shared.per_ip.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = g.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                g.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a connection's supervisor watches: requests in progress (a
+/// streamed response counts until its body ends) and since when none is.
+#[derive(Debug)]
+struct Activity {
+    base: Instant,
+    active: AtomicUsize,
+    idle_since_ms: AtomicU64,
+    served: AtomicBool,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity { base: Instant::now(), active: AtomicUsize::new(0), idle_since_ms: AtomicU64::new(0), served: AtomicBool::new(false), changed: Notify::new() })
+    }
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn begin(self: &Arc<Self>) -> ActiveGuard {
+        self.served.store(true, Ordering::SeqCst);
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(self.clone())
+    }
+    /// How long no request has been in progress, if none is.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(Duration::from_millis(self.now_ms().saturating_sub(self.idle_since_ms.load(Ordering::SeqCst))))
+    }
+
+    /// Resolves when the connection has been idle past its limit.
+    async fn expired(&self, limits: &Limits, shared: &Shared) {
+        loop {
+            let pressure = shared.pressure.notified();
+            let changed = self.changed.notified();
+            let base = if self.served.load(Ordering::SeqCst) { limits.idle_timeout } else { limits.header_read_timeout };
+            let limit = if shared.near_cap() { base / 10 } else { base };
+            let wait = match self.idle_for() {
+                None => base,
+                Some(idle) if idle >= limit => return,
+                Some(idle) => limit.saturating_sub(idle),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = pressure => {}
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+/// Held while a request is in progress (moved into its response body).
+struct ActiveGuard(Arc<Activity>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.idle_since_ms.store(self.0.now_ms(), Ordering::SeqCst);
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}
+
+/// A response body that keeps its request counted as in progress.
+struct Guarded {
+    inner: Body,
+    _guard: ActiveGuard,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -200,7 +383,8 @@ struct ConnTask<S: Service> {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    shared: Arc<Shared>,
+    drain: tokio::sync::watch::Receiver<bool>,
 }
 
 impl<S: Service> ConnTask<S> {
@@ -240,19 +424,54 @@ impl<S: Service> ConnTask<S> {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        let remote = ctx.remote;
         let ctx = Arc::new(ctx);
+        let activity = Activity::new();
         let (svc, limits, metrics) = (self.svc, self.limits, self.metrics);
-        let service = service_fn(move |req| {
-            let (svc, ctx, limits, metrics) = (svc.clone(), ctx.clone(), limits.clone(), metrics.clone());
-            async move {
-                let start = Instant::now();
-                let (label, resp) = dispatch(req, &*svc, &ctx, &limits).await;
-                metrics.request(label, u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
-                Ok::<_, Infallible>(resp)
+        let service = {
+            let (limits, metrics, activity) = (limits.clone(), metrics.clone(), activity.clone());
+            service_fn(move |req| {
+                let guard = activity.begin();
+                let (svc, ctx, limits, metrics) = (svc.clone(), ctx.clone(), limits.clone(), metrics.clone());
+                async move {
+                    let start = Instant::now();
+                    let (label, resp) = dispatch(req, &*svc, &ctx, &limits).await;
+                    metrics.request(label, u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    Ok::<_, Infallible>(resp.map(|inner| Guarded { inner, _guard: guard }))
+                }
+            })
+        };
+        let mut conn = std::pin::pin!(self.builder.serve_connection(io, service).into_owned());
+        let mut drain = self.drain;
+        let draining = async move {
+            if drain.wait_for(|v| *v).await.is_err() {
+                std::future::pending::<()>().await;
             }
-        });
-        let conn = self.builder.serve_connection(io, service);
-        if let Err(e) = self.watcher.watch(conn.into_owned()).await {
+        };
+        let idle = tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            _ = activity.expired(&limits, &self.shared) => true,
+            _ = draining => false,
+        };
+        conn.as_mut().graceful_shutdown();
+        if idle {
+            metrics.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("closing the idle connection from {remote}");
+            // Nothing is in progress: the close is quick; a peer that does
+            // not let go is dropped after one more header timeout.
+            match tokio::time::timeout(limits.header_read_timeout, conn.as_mut()).await {
+                Ok(Err(e)) => tracing::debug!("connection ended: {e}"),
+                Ok(Ok(())) => {}
+                Err(_) => tracing::debug!("idle connection from {remote} did not close; dropped"),
+            }
+        } else if let Err(e) = conn.as_mut().await {
+            // Draining: in-flight requests finish; the server aborts what
+            // outlives its grace period.
             tracing::debug!("connection ended: {e}");
         }
     }
@@ -318,9 +537,20 @@ fn http_failure(source: signpost_schemas::Name, f: HttpFailure) -> (&'static str
                 r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
             }
         }
-        HttpFailure::UnsupportedMediaType | HttpFailure::PayloadTooLarge | HttpFailure::NotFound => {}
+        HttpFailure::UnsupportedMediaType | HttpFailure::PayloadTooLarge | HttpFailure::NotFound | HttpFailure::RequestTimeout => {}
     }
     (label, r)
+}
+
+/// Reads a request body within the size limit and the request timeout (a
+/// sender that trickles or stalls its body does not hold the connection
+/// and its slot for longer).
+async fn read_body(body: Incoming, limits: &Limits) -> Result<Bytes, HttpFailure> {
+    match tokio::time::timeout(limits.request_timeout, Limited::new(body, limits.max_body).collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(HttpFailure::PayloadTooLarge),
+        Err(_) => Err(HttpFailure::RequestTimeout),
+    }
 }
 
 async fn dispatch<S: Service>(
@@ -337,9 +567,9 @@ async fn dispatch<S: Service>(
             }
         } else if req.method() == Method::POST {
             let headers = req.headers().clone();
-            let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return http_failure(svc.id(), HttpFailure::PayloadTooLarge),
+            let body = match read_body(req.into_body(), limits).await {
+                Ok(b) => b,
+                Err(f) => return http_failure(svc.id(), f),
             };
             if let Some(reply) = svc.post(&path, &headers, body, ctx).await {
                 return ("found", reply_response(reply));
@@ -363,9 +593,9 @@ async fn dispatch<S: Service>(
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return http_failure(svc.id(), HttpFailure::PayloadTooLarge);
     }
-    let body = match Limited::new(req.into_body(), limits.max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return http_failure(svc.id(), HttpFailure::PayloadTooLarge),
+    let body = match read_body(req.into_body(), limits).await {
+        Ok(b) => b,
+        Err(f) => return http_failure(svc.id(), f),
     };
     let result = match Request::decode(&body, &XmlLimits::MESSAGE) {
         Err(e) => Err(Failure::Decode(e)),
@@ -387,11 +617,16 @@ async fn dispatch<S: Service>(
         Err(f) => (Response::Errors(failure_errors(svc.id(), f)), None),
     };
     if let Some(secs) = limited {
-        let mut r = lost_body(429, resp.encode());
+        // A rate-limited LoST request is answered 200 with the LoST error
+        // (`<forbidden>` carrying `<sp:retryAfter>`): RFC 5222 §13 carries
+        // LoST errors in 200 bodies and deployed clients (Kamailio's lost
+        // module) read no other status. The Retry-After header stays for
+        // HTTP-aware clients. Non-LoST paths keep 429 (HttpFailure).
+        let mut r = lost_body(200, resp.encode());
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
         }
-        return ("http_429", r);
+        return ("forbidden", r);
     }
     let label = outcome(&resp);
     (label, lost_body(200, resp.encode()))

@@ -1,6 +1,8 @@
 //! The shell's own limits, with a trivial service on 127.0.0.1:0: the
 //! connection cap, the TLS handshake timeout, plaintext refusal by clients,
-//! unknown paths, and the admin plane's readiness latch.
+//! unknown paths, the admin plane's readiness latch, and connection
+//! hygiene (silent and idle connections, the per-address cap, idle
+//! connections yielding near the cap).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
@@ -111,6 +113,205 @@ async fn connection_cap_and_handshake_timeout() {
     assert!(m.connections_rejected.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert!(m.handshake_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(m.requests("notFound"), 1);
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection that completes the handshake and then sends nothing.
+async fn silent_tls(s: &Setup, addr: std::net::SocketAddr) -> std::io::Result<Tls> {
+    let mut cfg = client_config(&s.anchor, Some(&s.client)).unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("echo.example").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await
+}
+
+/// Reads until the server closes the connection (EOF or an error), within
+/// a generous bound; whether it closed, not how fast, is what counts.
+async fn closed_by_server(c: &mut Tls) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(end, c.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn lost_client(s: &Setup) -> Client {
+    Client::new(Arc::new(client_config(&s.anchor, Some(&s.client)).unwrap()), Duration::from_secs(5))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed_while_a_sending_client_is_served() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup();
+    let limits = Limits {
+        max_connections: 64,
+        max_connections_per_ip: 64,
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (addr, m, _stop) = start(&s, limits, ClientAuth::Required).await;
+    let ep = Endpoint::parse(&format!("https://{addr}/lost")).unwrap();
+    let id = Name::parse("echo.example").unwrap();
+    // 50 connections complete TLS and send nothing.
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        if let Ok(c) = silent_tls(&s, addr).await {
+            silent.push(c);
+        }
+    }
+    assert!(!silent.is_empty());
+    // One connection gets an answer over HTTP/1.1 keep-alive, then idles
+    // (a few tries: on a loaded machine the 300 ms may pass before the
+    // request is written).
+    let mut kept = None;
+    for _ in 0..5 {
+        let Ok(mut c) = silent_tls(&s, addr).await else { continue };
+        let req = body();
+        let head = format!("POST /lost HTTP/1.1\r\nHost: echo.example\r\nContent-Type: application/lost+xml\r\nContent-Length: {}\r\n\r\n", req.len());
+        let mut msg = head.into_bytes();
+        msg.extend_from_slice(&req);
+        if c.write_all(&msg).await.is_err() {
+            continue;
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(8).any(|w| w == b"</errors") {
+            match tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut c, &mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        if got.starts_with(b"HTTP/1.1 200") && got.windows(8).any(|w| w == b"</errors") {
+            kept = Some(c);
+            break;
+        }
+    }
+    let mut kept = kept.expect("no HTTP/1.1 answer in five tries");
+    // A client that keeps sending is served the whole time (bounded loop).
+    let busy_client = Arc::new(lost_client(&s));
+    let busy = {
+        let c = busy_client.clone();
+        let (ep, id) = (ep.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..20 {
+                // A connection closed while the client was not sending (a
+                // stall on a loaded machine can pass 300 ms) is reopened by
+                // the client: up to three tries per request.
+                for _ in 0..3 {
+                    if c.post_lost(&ep, &id, body()).await.is_ok_and(|a| a.status == 200) {
+                        ok += 1;
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ok
+        })
+    };
+    for c in &mut silent {
+        assert!(closed_by_server(c).await, "a silent connection stayed open");
+    }
+    assert!(closed_by_server(&mut kept).await, "an idle keep-alive connection stayed open");
+    assert_eq!(busy.await.unwrap(), 20, "the sending client was not always served");
+    // The silent ones were closed by the idle supervision (the kept-alive
+    // HTTP/1.1 one may go by hyper's own header timeout first).
+    let closed = m.connections_idle_closed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(closed >= silent.len() as u64, "{closed} of {} closed for idleness", silent.len());
+    // The busy client's HTTP/2 connection, now idle, is closed by the
+    // server too (bounded wait; the client is still holding it).
+    let mut open = u64::MAX;
+    for _ in 0..200 {
+        open = m.connections_open.load(std::sync::atomic::Ordering::Relaxed);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "an idle HTTP/2 connection stayed open");
+    // And a client is served afterwards too (a new connection).
+    assert_eq!(busy_client.post_lost(&ep, &id, body()).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup();
+    let limits = Limits { request_timeout: Duration::from_millis(300), ..Limits::default() };
+    let (addr, m, _stop) = start(&s, limits, ClientAuth::Required).await;
+    let mut c = silent_tls(&s, addr).await.unwrap();
+    // Headers promise 1000 bytes; ten arrive, then nothing.
+    c.write_all(b"POST /lost HTTP/1.1\r\nHost: echo.example\r\nContent-Type: application/lost+xml\r\nContent-Length: 1000\r\n\r\n<findServi").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(9).any(|w| w == b"</errors>") {
+        match tokio::time::timeout(Duration::from_secs(20), c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("<badRequest"), "{text}");
+    assert_eq!(m.requests("http_408"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_cap_and_idle_connections_yield_near_the_cap() {
+    let s = setup();
+    // Per address: 5 silent connections hold the address's share; a 6th is
+    // closed at accept.
+    let limits = Limits { max_connections_per_ip: 5, header_read_timeout: Duration::from_secs(30), ..Limits::default() };
+    let (addr, m, _stop) = start(&s, limits, ClientAuth::Required).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(silent_tls(&s, addr).await.unwrap());
+    }
+    let refused = silent_tls(&s, addr).await;
+    assert!(refused.is_err(), "a sixth connection from one address got through");
+    assert!(m.connections_rejected.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    drop(held);
+    // Once they are gone the address is served again (bounded retries).
+    let ep = Endpoint::parse(&format!("https://{addr}/lost")).unwrap();
+    let id = Name::parse("echo.example").unwrap();
+    let c = lost_client(&s);
+    let mut served = false;
+    for _ in 0..100 {
+        if c.post_lost(&ep, &id, body()).await.is_ok_and(|a| a.status == 200) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served);
+
+    // Near the cap: 18 of 20 slots held by silent connections whose own
+    // limit (10 s) is far away; the busy client's arrival pushes the server
+    // over 90 %, so the silent ones are closed on the shortened limit while
+    // the busy client is served.
+    let limits = Limits { max_connections: 20, max_connections_per_ip: 100, header_read_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(10), ..Limits::default() };
+    let (addr, m, _stop2) = start(&s, limits, ClientAuth::Required).await;
+    let ep = Endpoint::parse(&format!("https://{addr}/lost")).unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..18 {
+        silent.push(silent_tls(&s, addr).await.unwrap());
+    }
+    let c = lost_client(&s);
+    for _ in 0..5 {
+        assert_eq!(c.post_lost(&ep, &id, body()).await.unwrap().status, 200);
+    }
+    for conn in &mut silent {
+        assert!(closed_by_server(conn).await, "an idle connection kept its slot near the cap");
+    }
+    assert!(m.connections_idle_closed.load(std::sync::atomic::Ordering::Relaxed) >= 18);
+    assert_eq!(c.post_lost(&ep, &id, body()).await.unwrap().status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
