@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use signpost_net::limits::Limiter;
 use signpost_net::{Ctx, Failure, LostReply, Reply, Service};
-use signpost_schemas::lost::{SERVICE_MIMI, Uri};
+use signpost_schemas::lost::SERVICE_MIMI;
 use signpost_schemas::{ListServicesResponse, Name, Path, Request, Response};
 
 use crate::resolver::Resolver;
@@ -39,12 +39,15 @@ impl Service for ResolverService {
         }
         match req {
             Request::FindService(f) => self.r.resolve(f).await,
-            Request::ListServices(_) => Ok(Response::Services(ListServicesResponse {
-                services: Uri::parse(SERVICE_MIMI).map(|u| vec![u]).unwrap_or_default(),
-                warnings: vec![],
-                path: Path::new(self.r.settings().id.clone()),
-            })
-            .into()),
+            Request::ListServices(l) => {
+                let id = self.r.settings().id.clone();
+                if l.path.as_ref().is_some_and(|p| p.contains(&id)) {
+                    return Err(Failure::Loop(format!("{id} is already in the path")));
+                }
+                // RFC 5222 §10: the sub-services of the service asked about.
+                let services = signpost_schemas::failure::list_services(&l, &id, &[SERVICE_MIMI])?;
+                Ok(Response::Services(ListServicesResponse { services, warnings: vec![], path: Path::new(id) }).into())
+            }
         }
     }
 

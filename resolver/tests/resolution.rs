@@ -544,3 +544,44 @@ async fn answers_do_not_pass_the_authoritys_feed_position_to_clients() {
     assert_eq!(f.feed_position, None);
     assert!(!docs.0[0].1.contains("feedPosition"));
 }
+
+/// RFC 5222's own example asks for urn:service:sos.police with a geodetic
+/// location: both errors that apply are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_service_and_a_wrong_profile_are_both_reported() {
+    let t = Topology::start().await;
+    let r = t.resolver(t.plan()).await;
+    let mut g = FindService::for_csi(csi("tel:+33612345678"), true);
+    g.locations = vec![signpost_schemas::Location::Other { id: "g".into(), profile: Some("geodetic-2d".into()) }];
+    g.service = Some(Uri::parse("urn:service:sos.police").unwrap());
+    let mut docs = Docs::default();
+    let a = ask_req(&t.ap(), &r, g, &mut docs).await;
+    let Response::Errors(e) = &a else { panic!("{a:?}") };
+    let kinds: Vec<ErrorKind> = e.list.issues().iter().map(|i| i.kind).collect();
+    assert!(kinds.contains(&ErrorKind::LocationProfileUnrecognized) && kinds.contains(&ErrorKind::ServiceNotImplemented), "{kinds:?}");
+    xmllint_all(&docs);
+}
+
+/// RFC 5222 §10: listServices lists the sub-services of the service asked
+/// about; the resolver offers urn:service:mimi, which has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_services_follows_the_service_asked_about() {
+    let t = Topology::start().await;
+    let r = t.resolver(t.plan()).await;
+    let ask_list = |service: Option<&str>| {
+        let l = signpost_schemas::ListServices { service: service.map(|s| Uri::parse(s).unwrap()), path: None };
+        Bytes::from(Request::ListServices(l).encode())
+    };
+    let ap = t.ap();
+    let ep = r.running.endpoint().unwrap();
+    let all = ap.post_lost(&ep, &name(RES), ask_list(None)).await.unwrap();
+    let Response::Services(s) = Response::decode(&all.body, &signpost_schemas::Limits::MESSAGE).unwrap() else { panic!() };
+    assert_eq!(s.services.iter().map(Uri::as_str).collect::<Vec<_>>(), ["urn:service:mimi"]);
+    let sos = ap.post_lost(&ep, &name(RES), ask_list(Some("urn:service:sos"))).await.unwrap();
+    let r2 = Response::decode(&sos.body, &signpost_schemas::Limits::MESSAGE).unwrap();
+    assert_eq!(kind(&r2), ErrorKind::ServiceNotImplemented, "never urn:service:mimi for the children of urn:service:sos");
+    let mut docs = Docs::default();
+    docs.0.push(("all".into(), String::from_utf8(all.body.to_vec()).unwrap()));
+    docs.0.push(("sos".into(), String::from_utf8(sos.body.to_vec()).unwrap()));
+    xmllint_all(&docs);
+}

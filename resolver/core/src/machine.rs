@@ -599,15 +599,11 @@ impl<V: Verify> Resolver<V> {
     /// [`Resolver::poll_answer`] — at once for a hit, else later.
     pub fn handle_query(&mut self, q: QueryId, f: FindService, now: Timestamp) {
         let own = &self.cfg.id;
-        if let Some(s) = &f.service
-            && s.as_str() != signpost_schemas::lost::SERVICE_MIMI
-        {
-            let m = format!("{own} resolves {} only", signpost_schemas::lost::SERVICE_MIMI);
-            return self.answer(q, Answer::Failed(Failure::ServiceNotImplemented(m)));
-        }
-        let (loc, csi) = match f.csi_location() {
+        // RFC 5222 lets one <errors> carry every error that applies: a
+        // wrong service and a wrong profile are both reported.
+        let (loc, csi) = match signpost_schemas::failure::check_find_service(&f, own, signpost_schemas::lost::SERVICE_MIMI) {
             Ok((l, c)) => (l, c),
-            Err(issue) => return self.answer(q, Answer::Failed(Failure::ProfileUnrecognized(issue))),
+            Err(e) => return self.answer(q, Answer::Failed(e)),
         };
         // RFC 5222 §6: "a server whose id is already in the path answers loop".
         let client_path: &[Name] = f.path.as_ref().map_or(&[], |p| p.vias());
