@@ -23,6 +23,7 @@ pub mod b64;
 pub mod csi;
 pub mod error;
 pub mod failure;
+mod fast;
 pub mod lost;
 pub mod name;
 pub mod route;

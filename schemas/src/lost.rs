@@ -49,6 +49,12 @@ impl Message {
     }
 }
 
+/// XML `token` normalisation: runs of whitespace become one space, none at
+/// either end.
+pub(crate) fn collapse_ws(s: &str) -> String {
+    collapse(s)
+}
+
 fn collapse(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for w in s.split_whitespace() {
@@ -103,6 +109,9 @@ impl Tag {
     }
     fn list(s: &str) -> Result<Vec<Tag>, DecodeError> {
         s.split_whitespace().map(Tag::parse).collect()
+    }
+    pub(crate) fn list_of(s: &str) -> Result<Vec<Tag>, DecodeError> {
+        Tag::list(s)
     }
 }
 
@@ -1520,8 +1529,19 @@ fn wrong_ns(e: &Element<'_>, want: &str) -> DecodeError {
 }
 
 impl Request {
-    /// Decodes a request body.
+    /// Decodes a request body. The findService clients send in the
+    /// canonical form is read in one pass without a tree (`fast`); every
+    /// other document takes the full decoder, with the same result.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Request, DecodeError> {
+        if let Some(f) = crate::fast::find_service(bytes, limits) {
+            return Ok(Request::FindService(f));
+        }
+        Request::decode_full(bytes, limits)
+    }
+
+    /// The full decoder alone (tests compare the one-pass reader with it).
+    #[doc(hidden)]
+    pub fn decode_full(bytes: &[u8], limits: &Limits) -> Result<Request, DecodeError> {
         with_root(bytes, limits, |e| {
             if e.ns != Ns::Lost {
                 return Err(wrong_ns(e, xml::LOST_NS));
