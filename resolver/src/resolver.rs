@@ -343,6 +343,15 @@ impl Resolver {
         self.lock().core.root_table()
     }
 
+    /// An operator's flush (one identifier, a prefix or domain, the
+    /// negatives, everything); how many cached answers went.
+    pub fn flush(&self, what: &signpost_resolver_core::Flush) -> usize {
+        let mut g = self.lock();
+        let n = g.core.flush(what);
+        self.drain(&mut g, None);
+        n
+    }
+
     /// Runs the core's due timers now (tests that move a manual clock call
     /// this instead of waiting for the timer task to look).
     pub fn tick(&self) {

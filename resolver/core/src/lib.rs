@@ -13,7 +13,8 @@
 //! with `now` —
 //! [`Resolver::handle_query`], [`Resolver::handle_upstream`],
 //! [`Resolver::handle_fetch`], [`Resolver::handle_feed`],
-//! [`Resolver::handle_timeout`] — and carries out outputs —
+//! [`Resolver::handle_timeout`], and an operator's [`Resolver::flush`] —
+//! and carries out outputs —
 //! [`Resolver::poll_answer`], [`Resolver::poll_transmit`],
 //! [`Resolver::poll_timeout`], [`Resolver::poll_event`]. The async server
 //! (`signpost-resolver`) and the testbed's simulator drive the same code;
@@ -50,5 +51,5 @@ pub mod feed;
 pub mod machine;
 pub mod policy;
 
-pub use machine::{Answer, Config, Event, FeedEvent, Fetched, QueryId, Resolver, Stats, StreamId, Transmit, TransmitId, Upstream, Verify};
+pub use machine::{Answer, Config, Event, FeedEvent, Fetched, Flush, QueryId, Resolver, Stats, StreamId, Transmit, TransmitId, Upstream, Verify};
 pub use policy::Policy;

@@ -293,6 +293,19 @@ pub enum Event {
     },
 }
 
+/// What an operator flushes (like `unbound-control flush*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Every answer of one identifier.
+    Identifier(Csi),
+    /// Every answer and referral under a prefix or domain.
+    Cover(signpost_schemas::Cover),
+    /// Every cached `notFound`.
+    Negatives,
+    /// Everything: answers and referrals (the preloaded root table stays).
+    All,
+}
+
 /// Counters (monotonic unless noted).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -553,6 +566,22 @@ impl<V: Verify> Resolver<V> {
     /// Resolutions in progress (single-flight: at most one per key).
     pub fn resolutions_in_flight(&self) -> usize {
         self.resolutions.len()
+    }
+
+    /// An operator's flush; returns how many cached answers went.
+    pub fn flush(&mut self, what: &Flush) -> usize {
+        match what {
+            Flush::Identifier(c) => self.answers.remove_where(c, |_| true).len(),
+            Flush::Cover(cover) => {
+                self.delegations.retain(|l| !covers_cover(cover, &l.delegation.cover));
+                self.answers.retain(|c, _| !cover.covers(c))
+            }
+            Flush::Negatives => self.answers.retain(|_, e| e.found),
+            Flush::All => {
+                self.delegations.retain(|_| false);
+                self.answers.retain(|_, _| false)
+            }
+        }
     }
 
     // -----------------------------------------------------------------

@@ -813,3 +813,25 @@ fn a_delegation_change_flushes_only_what_came_through_that_referral() {
     let (_, server, _) = next(&mut w);
     assert_eq!(server.as_str(), "dp.de.example");
 }
+
+#[test]
+fn an_operator_flushes_one_identifier_a_prefix_the_negatives_or_everything() {
+    use signpost_resolver_core::Flush;
+    let mut w = World::new();
+    w.a.commit(0);
+    w.a.commit(1);
+    for i in 0..4 {
+        w.lookup(i); // 0 and 1 found, 2 and 3 notFound
+        w.flush();
+    }
+    assert_eq!(w.r.answers().len(), 4);
+    assert_eq!(w.r.flush(&Flush::Negatives), 2);
+    assert_eq!(w.r.flush(&Flush::Identifier(csi(0))), 1);
+    assert_eq!(w.r.flush(&Flush::Cover(Cover::Prefix(E164Prefix::parse("+33").unwrap()))), 0);
+    assert_eq!(w.r.flush(&Flush::Cover(Cover::Prefix(E164Prefix::parse("+4915").unwrap()))), 1);
+    assert!(w.r.answers().is_empty());
+    w.lookup(1);
+    w.flush();
+    assert_eq!(w.r.flush(&Flush::All), 1);
+    assert!(w.r.answers().is_empty());
+}
