@@ -106,7 +106,7 @@ impl RootService {
     }
 
     fn find(&self, f: &signpost_schemas::FindService) -> Result<Response, Failure> {
-        // RFC 5222 §6 / DESIGN §3: a server whose id is already in the path
+        // RFC 5222 §6: a server whose id is already in the path
         // answers loop and forwards nothing.
         if let Some(p) = &f.path
             && p.contains(&self.id)

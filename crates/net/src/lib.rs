@@ -135,7 +135,8 @@ impl HttpFailure {
     }
 }
 
-/// How a CSI appears in logs at the default level (DESIGN §9): a short
+/// How a CSI appears in logs at the default level (the house rule: logs at
+/// info and above never show a raw identifier): a short
 /// hash, salted per process so it cannot be looked up in a table of all
 /// numbers, yet stable within a run so one identifier's lines can be
 /// followed. The raw identifier only goes to debug-level logs.
