@@ -187,6 +187,8 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
 
 async fn serve(p: Prepared) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
+    metrics.build_info("authority", env!("CARGO_PKG_VERSION"));
+    metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     let key_id = signpost_trust::peer::key_id_of(p.tls.me.public_key()).as_str().to_owned();
     let limiter = Limiter::new(LimitSettings {
         rate: p.cfg.rate.queries_per_s,
@@ -196,6 +198,10 @@ async fn serve(p: Prepared) -> Result<(), String> {
     });
     let feed = FeedSettings { heartbeat: Duration::from_millis(p.cfg.feed.heartbeat_ms), page: 512 };
     let svc = Arc::new(AuthorityService::new(p.core.clone(), limiter, feed, Bytes::from(p.tls.cert_pem.clone()), key_id, metrics.clone()));
+    // Registered now, so a scrape before the first reading sees them.
+    for g in ["signpost_store_records", "signpost_feed_head", "signpost_feed_subscribers"] {
+        metrics.gauge(g);
+    }
     // Feed retention and the store-size gauge.
     let (core, keep, age_ms, m) = (p.core.clone(), p.cfg.feed.retention_count, p.cfg.feed.retention_h * 3_600_000, metrics.clone());
     tokio::spawn(async move {
@@ -208,8 +214,8 @@ async fn serve(p: Prepared) -> Result<(), String> {
                 Err(e) => tracing::error!("feed prune failed: {e}"),
             }
             if let Ok(st) = core.store().stats().await {
-                m.counter("signpost_store_records").store(st.records, std::sync::atomic::Ordering::Relaxed);
-                m.counter("signpost_feed_head").store(st.head, std::sync::atomic::Ordering::Relaxed);
+                m.gauge("signpost_store_records").set_u64(st.records);
+                m.gauge("signpost_feed_head").set_u64(st.head);
             }
             tokio::time::sleep(Duration::from_secs(60)).await;
         }

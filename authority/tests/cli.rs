@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
+#[path = "../../crates/net/tests/support/prometheus.rs"]
+mod prom;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -146,6 +148,36 @@ async fn serve_logs_listeners_answers_and_drains() {
     // Out of scope with a root configured: redirect toward the root.
     let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
     assert!(matches!(r, signpost_schemas::Response::Redirect(ref x) if x.target.as_str() == "root.signpost.example"), "{r:?}");
+    // The admin plane's /metrics, read by an independent parser.
+    let admin: std::net::SocketAddr =
+        log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
+    let page = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    })
+    .await
+    .unwrap();
+    if let Some(s) = prom::parse(&page) {
+        prom::expect(
+            &s,
+            &[
+                ("signpost_build_info", "gauge"),
+                ("signpost_requests_total", "counter"),
+                ("signpost_request_duration_seconds", "histogram"),
+                ("signpost_tls_certificate_expiry_seconds", "gauge"),
+                ("signpost_store_records", "gauge"),
+                ("signpost_feed_head", "gauge"),
+            ],
+        );
+        assert_eq!(s.value("signpost_build_info", &format!("role=authority,version={}", env!("CARGO_PKG_VERSION"))), Some(1.0), "{page}");
+        assert_eq!(s.value("signpost_requests_total", "outcome=redirect"), Some(1.0), "{page}");
+        let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
+        assert!(cert > 29.0 * 86_400.0 && cert <= 30.0 * 86_400.0, "{cert}");
+    }
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let st = child.wait().unwrap();
     assert!(st.success());

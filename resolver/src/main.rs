@@ -210,6 +210,8 @@ async fn lookup(csi: &str, resolver: &str, resolver_id: &str, ca: &Path, cert: O
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {
+    p.metrics.build_info("resolver", env!("CARGO_PKG_VERSION"));
+    p.metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     p.resolver.start().await;
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
     let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));

@@ -134,6 +134,8 @@ struct Inner {
     waiters: HashMap<QueryId, oneshot::Sender<Answer>>,
     next_query: QueryId,
     streams: HashMap<StreamId, JoinHandle<()>>,
+    /// Every authority a feed was opened to (for the feed-connected gauge).
+    feeds: std::collections::BTreeSet<Name>,
     /// The earliest timer the timer task sleeps towards.
     armed: Option<Timestamp>,
     stopped: bool,
@@ -150,11 +152,10 @@ struct Counters {
     refreshes: &'static std::sync::atomic::AtomicU64,
     reasks: &'static std::sync::atomic::AtomicU64,
     resyncs: &'static std::sync::atomic::AtomicU64,
-    entries: &'static std::sync::atomic::AtomicU64,
-    bytes: &'static std::sync::atomic::AtomicU64,
+    entries: &'static signpost_net::metrics::Gauge,
+    bytes: &'static signpost_net::metrics::Gauge,
     hit_latency: &'static signpost_net::metrics::Histogram,
     miss_latency: &'static signpost_net::metrics::Histogram,
-    feed_lag: &'static signpost_net::metrics::Histogram,
 }
 
 impl Counters {
@@ -170,8 +171,8 @@ impl Counters {
         self.refreshes.store(s.refreshes, Relaxed);
         self.reasks.store(s.reasks, Relaxed);
         self.resyncs.store(s.resyncs, Relaxed);
-        self.entries.store(s.entries, Relaxed);
-        self.bytes.store(s.bytes, Relaxed);
+        self.entries.set_u64(s.entries);
+        self.bytes.set_u64(s.bytes);
     }
 }
 
@@ -185,6 +186,7 @@ pub struct Resolver {
     c: Counters,
     me: Weak<Resolver>,
     timer_task: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -215,22 +217,59 @@ impl Resolver {
             refreshes: metrics.counter("signpost_resolver_refreshes_total"),
             reasks: metrics.counter("signpost_resolver_superseded_answers_total"),
             resyncs: metrics.counter("signpost_resolver_resyncs_total"),
-            entries: metrics.counter("signpost_resolver_cache_entries"),
-            bytes: metrics.counter("signpost_resolver_cache_bytes"),
+            entries: metrics.gauge("signpost_resolver_cache_entries"),
+            bytes: metrics.gauge("signpost_resolver_cache_bytes"),
             hit_latency: metrics.histogram("signpost_resolver_hit_duration_seconds"),
             miss_latency: metrics.histogram("signpost_resolver_miss_duration_seconds"),
-            feed_lag: metrics.histogram("signpost_resolver_feed_lag_seconds"),
         };
-        Ok(Arc::new_cyclic(|me| Resolver {
+        let r = Arc::new_cyclic(|me| Resolver {
             s,
             clock,
             client,
-            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), armed: None, stopped: false }),
+            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), feeds: std::collections::BTreeSet::new(), armed: None, stopped: false }),
             wake: Notify::new(),
             c,
             me: me.clone(),
             timer_task: Mutex::new(None),
-        }))
+            metrics: metrics.clone(),
+        });
+        Self::register_gauges(&r, &metrics);
+        Ok(r)
+    }
+
+    /// Gauges read at scrape time: the root table in use (serial, seconds
+    /// until its validUntil) and the link state of every authority's feed.
+    fn register_gauges(r: &Arc<Resolver>, metrics: &Metrics) {
+        let w = Arc::downgrade(r);
+        metrics.gauge_fn(
+            "signpost_root_table_expiry_seconds",
+            Box::new(move || {
+                w.upgrade()
+                    .and_then(|r| r.root_table().map(|(_, until)| (String::new(), signpost_net::metrics::seconds_until(until, r.clock.now()))))
+                    .into_iter()
+                    .collect()
+            }),
+        );
+        let w = Arc::downgrade(r);
+        metrics.gauge_fn(
+            "signpost_root_table_serial",
+            Box::new(move || w.upgrade().and_then(|r| r.root_table()).map(|(serial, _)| (String::new(), serial as f64)).into_iter().collect()),
+        );
+        let w = Arc::downgrade(r);
+        metrics.gauge_fn(
+            "signpost_resolver_feed_connected",
+            Box::new(move || {
+                let Some(r) = w.upgrade() else { return Vec::new() };
+                let g = r.lock();
+                g.feeds
+                    .iter()
+                    .map(|a| {
+                        let up = if g.core.feed_connected(a) { 1.0 } else { 0.0 };
+                        (format!("authority=\"{}\"", signpost_net::metrics::label_value(a.as_str())), up)
+                    })
+                    .collect()
+            }),
+        );
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -439,6 +478,7 @@ impl Resolver {
                 });
             }
             Transmit::Subscribe { stream, authority, endpoint, since } => {
+                g.feeds.insert(authority.clone());
                 let h = tokio::spawn(async move { feed_stream(me, stream, authority, endpoint, since).await });
                 g.streams.insert(stream, h);
             }
@@ -548,6 +588,7 @@ async fn feed_stream(me: Arc<Resolver>, stream: StreamId, authority: Name, endpo
     let weak = Arc::downgrade(&me);
     drop(me);
     let mut buf: Vec<u8> = Vec::new();
+    let mut lag: Option<&'static signpost_net::metrics::Histogram> = None;
     let end = loop {
         let chunk = match body.frame().await {
             Some(Ok(f)) => match f.into_data() {
@@ -573,7 +614,10 @@ async fn feed_stream(me: Arc<Resolver>, stream: StreamId, authority: Name, endpo
         let now = r.clock.now();
         for f in &frames {
             if let FeedEvent::Frame(FeedFrame::Change(c)) = f {
-                r.c.feed_lag.observe_us(now.millis_since(c.time).saturating_mul(1000));
+                lag.get_or_insert_with(|| {
+                    r.metrics.histogram(&format!("signpost_resolver_feed_lag_seconds{{authority=\"{}\"}}", signpost_net::metrics::label_value(authority.as_str())))
+                })
+                .observe_us(now.millis_since(c.time).saturating_mul(1000));
             }
         }
         r.input(|core, now| {

@@ -401,7 +401,12 @@ async fn dispatch<S: Service>(
 /// the admin listener (each logs `listening for <kind> on <addr>`), mark
 /// ready, serve until SIGTERM/SIGINT, then drain.
 pub async fn run<S: Service>(server: Server<S>, listen: &crate::config::Listen, metrics: Arc<Metrics>) -> Result<(), String> {
-    let ready = crate::admin::Ready::new();
+    run_with(server, listen, metrics, crate::admin::Ready::new()).await
+}
+
+/// [`run`] with a readiness latch that may carry conditions
+/// ([`crate::admin::Ready::check`]); it is set once the listeners are bound.
+pub async fn run_with<S: Service>(server: Server<S>, listen: &crate::config::Listen, metrics: Arc<Metrics>, ready: crate::admin::Ready) -> Result<(), String> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stop = move || {
         let mut rx = rx.clone();

@@ -76,6 +76,11 @@ impl Peer {
     pub fn public_key(&self) -> &[u8] {
         &self.public_key
     }
+    /// The end of the chain's validity: the earliest `notAfter` of its
+    /// certificates.
+    pub fn not_after(&self) -> Timestamp {
+        self.not_after
+    }
     /// Whether every certificate of the chain is valid at `now`.
     pub fn valid_at(&self, now: Timestamp) -> bool {
         self.not_before <= now && now <= self.not_after
