@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use signpost_net::{Metrics, Server};
 use signpost_root::config::{Config, resolve};
-use signpost_root::{RootService, load_table_file, reload_loop};
+use signpost_root::{Expiry, RootService, load_table_file, reload_loop};
 use signpost_schemas::sp::RootTable;
 use signpost_schemas::{Clock, Limits, Name, SystemClock, Timestamp};
 use signpost_trust::ca::{Ca, LeafRequest, write_private};
@@ -234,6 +234,12 @@ fn sign_table(key: &Path, table: &Path, out: Option<&Path>, now: Timestamp) -> E
         return fail(EX_USAGE, format!("{}: validUntil {} is in the past", table.display(), t.valid_until));
     }
     let until = t.valid_until;
+    if Expiry::of(until, now) != Expiry::Fine {
+        eprintln!(
+            "signpost-root: warning: {} is valid for under 7 days (validUntil {until}); the root warns from 7 days before and resolvers refuse it once expired",
+            table.display()
+        );
+    }
     if let Err(e) = signer.sign_root_table(&mut t, now, until) {
         return fail(1, e);
     }
@@ -256,6 +262,8 @@ struct Prepared {
     anchor: Option<TrustAnchor>,
     table_path: PathBuf,
     signer_pem: Vec<u8>,
+    /// The end of the server's own certificate chain (TLS on).
+    cert_not_after: Option<Timestamp>,
 }
 
 fn read(base: &Path, p: &Path) -> Result<Vec<u8>, String> {
@@ -268,12 +276,12 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
     let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
     let now = SystemClock.now();
-    let (tls, anchor, default_signer) = match &cfg.tls {
+    let (tls, anchor, default_signer, cert_not_after) = match &cfg.tls {
         Some(t) => {
             let l = t.load(&base, &id, now)?;
-            (Some(l.server), Some(l.anchor), Some(l.cert_pem))
+            (Some(l.server), Some(l.anchor), Some(l.cert_pem), Some(l.me.not_after()))
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     let signer_pem = match (&cfg.table.signer_cert, default_signer) {
         (Some(p), _) => read(&base, p)?,
@@ -286,14 +294,36 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     };
     let table_path = resolve(&base, &cfg.table.path);
     let table = load_table_file(&table_path, &signer_pem, &anchor_for_table, &id, now)?;
-    Ok(Prepared { service: Arc::new(RootService::new(id, table)), tls, anchor, table_path, signer_pem, cfg })
+    Ok(Prepared { service: Arc::new(RootService::new(id, table)), tls, anchor, table_path, signer_pem, cert_not_after, cfg })
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());
+    metrics.build_info("root", env!("CARGO_PKG_VERSION"));
+    if let Some(na) = p.cert_not_after {
+        metrics.certificate_expiry(na, clock.clone());
+    }
     let t = p.service.current();
     tracing::info!(serial = t.table().serial, delegations = t.table().delegations.len(), "root table loaded");
+    let (svc, c) = (p.service.clone(), clock.clone());
+    metrics.gauge_fn(
+        "signpost_root_table_expiry_seconds",
+        Box::new(move || vec![(String::new(), signpost_net::metrics::seconds_until(svc.current().table().valid_until, c.now()))]),
+    );
+    let svc = p.service.clone();
+    metrics.gauge_fn("signpost_root_table_serial", Box::new(move || vec![(String::new(), svc.current().table().serial as f64)]));
+    metrics.describe("signpost_root_table_expiry_stage", "How close the served root table is to validUntil: 0 more than a week, 1 under a week, 2 under a day, 3 expired.");
+    tokio::spawn(signpost_root::expiry_watch(
+        p.service.clone(),
+        clock.clone(),
+        metrics.gauge("signpost_root_table_expiry_stage"),
+        Duration::from_secs(60),
+        Duration::from_secs(6 * 3600),
+    ));
+    let ready = signpost_net::admin::Ready::new();
+    let (svc, c) = (p.service.clone(), clock.clone());
+    ready.check(Box::new(move || signpost_root::table_unready(&svc.current(), c.now())));
     tokio::spawn(reload_loop(
         p.service.clone(),
         p.table_path.clone(),
@@ -303,5 +333,5 @@ async fn serve(p: Prepared) -> Result<(), String> {
         Duration::from_millis(p.cfg.table.reload_interval_ms),
     ));
     let server = Server::new(p.service.clone(), p.tls.clone(), p.anchor.clone(), p.cfg.limits.to_limits(), metrics.clone(), clock);
-    signpost_net::run(server, &p.cfg.listen, metrics).await
+    signpost_net::run_with(server, &p.cfg.listen, metrics, ready).await
 }

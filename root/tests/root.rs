@@ -5,6 +5,8 @@
 
 #[path = "../../schemas/tests/common/mod.rs"]
 mod common;
+#[path = "../../crates/net/tests/support/prometheus.rs"]
+mod prom;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -61,8 +63,13 @@ impl Pki {
         Client::new(Arc::new(client_config(&self.anchor(), id.as_ref()).unwrap()), Duration::from_secs(5))
     }
     fn write_table(&self, serial: u64, extra: &str) {
+        let o = self.sign_table(serial, "2099-01-01T00:00:00Z", extra);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    /// Writes and signs a table valid until `until`; `table sign`'s output.
+    fn sign_table(&self, serial: u64, until: &str, extra: &str) -> std::process::Output {
         let t = format!(
-            r#"<sp:rootTable xmlns:sp="urn:signpost:params:xml:ns:disc1" source="{ROOT_ID}" serial="{serial}" validUntil="2099-01-01T00:00:00Z" negativeLifetime="120">
+            r#"<sp:rootTable xmlns:sp="urn:signpost:params:xml:ns:disc1" source="{ROOT_ID}" serial="{serial}" validUntil="{until}" negativeLifetime="120">
   <sp:delegation prefix="+49" lifetime="86400"><sp:authority id="dp.de.example"><sp:endpoint url="https://127.0.0.1:7402/lost"/></sp:authority></sp:delegation>
   <sp:delegation prefix="+1" lifetime="86400"><sp:authority id="dp.nanp.example"><sp:endpoint url="https://127.0.0.1:7404/lost"/></sp:authority></sp:delegation>
   <sp:delegation prefix="+1204" lifetime="600"><sp:authority id="dp.mb.example"><sp:endpoint url="https://127.0.0.1:7405/lost"/></sp:authority></sp:delegation>
@@ -73,8 +80,11 @@ impl Pki {
         );
         let tmp = self.path("new-table.xml");
         std::fs::write(&tmp, t).unwrap();
-        ok(&["table", "sign", "--key", &self.path("root/key.pem").display().to_string(), &tmp.display().to_string()]);
-        std::fs::rename(&tmp, self.path("root-table.xml")).unwrap();
+        let o = run(&["table", "sign", "--key", &self.path("root/key.pem").display().to_string(), &tmp.display().to_string()]);
+        if o.status.success() {
+            std::fs::rename(&tmp, self.path("root-table.xml")).unwrap();
+        }
+        o
     }
     fn config(&self, client_auth: &str, reload_ms: u64) -> PathBuf {
         let c = format!(
@@ -157,6 +167,63 @@ impl Running {
     fn logged(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
+    /// Waits (without a time threshold of its own beyond a generous
+    /// deadline) until a line containing `needle` is logged.
+    fn wait_logged(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.logged(needle) {
+            assert!(Instant::now() < deadline, "never logged {needle:?}: {:?}", self.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn admin_body(&self, path: &str) -> String {
+        let page = self.admin_get(path);
+        page.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_page_parses_as_prometheus_text_and_a_table_near_its_end_is_warned_about() {
+    use signpost_schemas::{Clock, SystemClock};
+    let pki = Pki::new();
+    // Three days of validity: `table sign` signs, with a warning.
+    let until = SystemClock.now().plus_secs(3 * 86_400).to_string();
+    let o = pki.sign_table(1, &until, "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("valid for under 7 days"), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = Running::start(&pki.config("optional", 1000));
+    r.wait_logged("the root table expires in under a week");
+    // One answer, so the request families have samples.
+    let c = pki.client(Some("resolver"));
+    let req = Request::FindService(FindService::for_csi(Csi::from_wire("tel:+4915112345678").unwrap(), false));
+    c.post_lost(&r.endpoint(), &Name::parse(ROOT_ID).unwrap(), Bytes::from(req.encode())).await.unwrap();
+    assert!(r.admin_get("/readyz").starts_with("HTTP/1.1 200"), "not expired yet: ready");
+    let page = r.admin_body("/metrics");
+    let Some(s) = prom::parse(&page) else { return };
+    prom::expect(
+        &s,
+        &[
+            ("signpost_build_info", "gauge"),
+            ("signpost_requests_total", "counter"),
+            ("signpost_request_duration_seconds", "histogram"),
+            ("signpost_connections_open", "gauge"),
+            ("signpost_connections_total", "counter"),
+            ("signpost_tls_handshake_failures_total", "counter"),
+            ("signpost_tls_certificate_expiry_seconds", "gauge"),
+            ("signpost_root_table_expiry_seconds", "gauge"),
+            ("signpost_root_table_expiry_stage", "gauge"),
+            ("signpost_root_table_serial", "gauge"),
+        ],
+    );
+    assert_eq!(s.value("signpost_build_info", &format!("role=root,version={}", env!("CARGO_PKG_VERSION"))), Some(1.0), "{page}");
+    assert_eq!(s.value("signpost_requests_total", "outcome=redirect"), Some(1.0), "{page}");
+    let left = s.value("signpost_root_table_expiry_seconds", "").unwrap();
+    assert!(left > 2.0 * 86_400.0 && left <= 3.0 * 86_400.0, "{left}");
+    assert_eq!(s.value("signpost_root_table_expiry_stage", ""), Some(1.0), "{page}");
+    assert_eq!(s.value("signpost_root_table_serial", ""), Some(1.0), "{page}");
+    // `ca issue` defaults to 365 days.
+    let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
+    assert!(cert > 300.0 * 86_400.0 && cert <= 366.0 * 86_400.0, "{cert}");
 }
 
 impl Drop for Running {

@@ -104,3 +104,22 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Ready, s
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ready;
+
+    #[test]
+    fn a_failing_condition_makes_a_ready_server_unready_with_its_reason() {
+        let r = Ready::new();
+        assert_eq!(r.why_not().as_deref(), Some("not ready"));
+        r.set();
+        assert_eq!(r.why_not(), None);
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        r.check(Box::new(move || f.load(std::sync::atomic::Ordering::SeqCst).then(|| "the root table expired".to_owned())));
+        assert_eq!(r.why_not(), None);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r.why_not().as_deref(), Some("the root table expired"));
+    }
+}
