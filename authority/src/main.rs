@@ -18,11 +18,13 @@ use signpost_schemas::{Clock, Name, Region, SystemClock};
 use signpost_trust::Role;
 use signpost_trust::sign::Signer;
 
-const EX_USAGE: u8 = 64;
-const EX_DATAERR: u8 = 65;
+use signpost_net::exit;
+
+const EX_USAGE: u8 = exit::USAGE;
+const EX_DATAERR: u8 = exit::DATA;
 
 #[derive(Parser)]
-#[command(name = "signpost-authority", version, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
+#[command(name = "signpost-authority", version, after_help = exit::HELP, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -100,10 +102,19 @@ async fn prepare(config: &Path) -> Result<Prepared, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout and exit 0; every other clap
+            // error is a usage error (64), not clap's default 2.
+            let _ = e.print();
+            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return ExitCode::from(exit::clap_code(help));
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail(exit::INTERNAL, e),
     };
     rt.block_on(async move {
         match cli.cmd {
@@ -131,7 +142,7 @@ fn main() -> ExitCode {
                 p.cfg.log.init();
                 match serve(p).await {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(1, e),
+                    Err(e) => fail(exit::UNAVAILABLE, e),
                 }
             }
         }

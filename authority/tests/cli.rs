@@ -183,3 +183,13 @@ async fn serve_logs_listeners_answers_and_drains() {
     assert!(st.success());
     assert!(!log.lock().unwrap().iter().any(|l| l.contains("33612345678")), "identifiers must not be logged");
 }
+
+#[test]
+fn help_prints_the_exit_codes_and_usage_errors_exit_64() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit codes") && help.contains("65  bad data"), "{help}");
+    assert_eq!(run(&["serve"]).status.code(), Some(64), "missing --config");
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(64));
+}

@@ -19,10 +19,12 @@ use signpost_schemas::{Clock, Csi, Name, Region, SenderContext, SystemClock};
 use signpost_trust::tls::{Identity, client_config};
 use signpost_trust::{Role, TrustAnchor};
 
-const EX_USAGE: u8 = 64;
+use signpost_net::exit;
+
+const EX_USAGE: u8 = exit::USAGE;
 
 #[derive(Parser)]
-#[command(name = "signpost-resolver", version, about = "Signpost resolver: recursive, verifying, caching discovery for a carrier's clients; and a lookup client")]
+#[command(name = "signpost-resolver", version, after_help = exit::HELP, about = "Signpost resolver: recursive, verifying, caching discovery for a carrier's clients; and a lookup client")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -73,6 +75,10 @@ enum Cmd {
         /// Print the raw LoST XML.
         #[arg(long)]
         xml: bool,
+        /// Development only: allow a plain-HTTP (`http://`) resolver URL.
+        /// Nothing is encrypted or authenticated; never use it in production.
+        #[arg(long)]
+        dev_plaintext: bool,
     },
 }
 
@@ -139,10 +145,19 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout and exit 0; every other clap
+            // error is a usage error (64), not clap's default 2.
+            let _ = e.print();
+            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return ExitCode::from(exit::clap_code(help));
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail(exit::INTERNAL, e),
     };
     rt.block_on(async move {
         match cli.cmd {
@@ -161,13 +176,13 @@ fn main() -> ExitCode {
                 p.cfg.log.init();
                 match serve(p).await {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(1, e),
+                    Err(e) => fail(exit::UNAVAILABLE, e),
                 }
             }
-            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml } => {
-                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml).await {
+            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml, dev_plaintext } => {
+                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml, dev_plaintext).await {
                     Ok(code) => code,
-                    Err(e) => fail(EX_USAGE, e),
+                    Err((code, e)) => fail(code, e),
                 }
             }
         }
@@ -175,38 +190,54 @@ fn main() -> ExitCode {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn lookup(csi: &str, resolver: &str, resolver_id: &str, ca: &Path, cert: Option<&Path>, key: Option<&Path>, sender: Option<String>, tags: &[String], region: Option<&str>, xml: bool) -> Result<ExitCode, String> {
-    let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| e.to_string())?;
-    let csi = Csi::parse(csi, region).map_err(|e| format!("{csi:?}: {e}"))?;
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| e.to_string())?;
+async fn lookup(
+    csi: &str,
+    resolver: &str,
+    resolver_id: &str,
+    ca: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    sender: Option<String>,
+    tags: &[String],
+    region: Option<&str>,
+    xml: bool,
+    dev_plaintext: bool,
+) -> Result<ExitCode, (u8, String)> {
+    let usage = |e: String| (EX_USAGE, e);
+    let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| usage(e.to_string()))?;
+    let csi = Csi::parse(csi, region).map_err(|e| usage(format!("{csi:?}: {e}")))?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())));
+    let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| usage(format!("{}: {e}", ca.display())))?;
     let identity = match (cert, key) {
-        (Some(c), Some(k)) => Some(Identity::from_pem(&read(c)?, &read(k)?).map_err(|e| e.to_string())?),
+        (Some(c), Some(k)) => Some(Identity::from_pem(&read(c)?, &read(k)?).map_err(|e| usage(format!("{} / {}: {e}", c.display(), k.display())))?),
         (None, None) => None,
-        _ => return Err("--cert and --key go together".into()),
+        _ => return Err(usage("--cert and --key go together".into())),
     };
-    let client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| e.to_string())?), Duration::from_secs(5));
-    let ep = Endpoint::parse(resolver).map_err(|e| e.to_string())?;
-    let rid = Name::parse(resolver_id).map_err(|e| e.to_string())?;
+    let mut client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| usage(e.to_string()))?), Duration::from_secs(5));
+    let ep = Endpoint::parse(resolver).map_err(|e| usage(format!("--resolver: {e}")))?;
+    if !ep.is_https() && !dev_plaintext {
+        return Err(usage(signpost_resolver::lookup::LookupError::Plaintext(resolver.to_owned()).to_string()));
+    }
+    if dev_plaintext {
+        eprintln!("signpost-resolver: WARNING: --dev-plaintext: a plain-HTTP resolver is neither encrypted nor authenticated; development only");
+        client = client.allow_plaintext();
+    }
+    let rid = Name::parse(resolver_id).map_err(|e| usage(format!("--resolver-id: {e}")))?;
     let context = if sender.is_some() || !tags.is_empty() {
         Some(SenderContext {
-            sender_provider: sender.map(|s| Name::parse(&s)).transpose().map_err(|e| e.to_string())?,
-            tags: tags.iter().map(|t| Tag::parse(t)).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
+            sender_provider: sender.map(|s| Name::parse(&s)).transpose().map_err(|e| usage(format!("--sender: {e}")))?,
+            tags: tags.iter().map(|t| Tag::parse(t)).collect::<Result<_, _>>().map_err(|e| usage(format!("--tag: {e}")))?,
         })
     } else {
         None
     };
-    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await?;
+    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await.map_err(|e| (e.exit_code(), e.to_string()))?;
     if xml {
         print!("{}", l.xml);
     } else {
         print!("{}", signpost_resolver::lookup::describe(&csi, &l));
     }
-    Ok(match &l.response {
-        signpost_schemas::Response::Found(_) if l.verified.iter().all(Result::is_ok) => ExitCode::SUCCESS,
-        signpost_schemas::Response::Errors(e) if signpost_resolver::resolver::is_not_found(e) => ExitCode::from(2),
-        _ => ExitCode::from(1),
-    })
+    Ok(ExitCode::from(signpost_resolver::lookup::exit_code(&l)))
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {

@@ -20,11 +20,13 @@ use signpost_trust::ca::{Ca, LeafRequest, write_private};
 use signpost_trust::sign::Signer;
 use signpost_trust::{Role, ScopeEntry, TrustAnchor};
 
-const EX_USAGE: u8 = 64;
+use signpost_net::exit;
+
+const EX_USAGE: u8 = exit::USAGE;
 const DAY: u64 = 86_400;
 
 #[derive(Parser)]
-#[command(name = "signpost-root", version, about = "Signpost root: delegations to discovery authorities, and the root operator's CA and table tools")]
+#[command(name = "signpost-root", version, after_help = exit::HELP, about = "Signpost root: delegations to discovery authorities, and the root operator's CA and table tools")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -121,21 +123,30 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout and exit 0; every other clap
+            // error is a usage error (64), not clap's default 2.
+            let _ = e.print();
+            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return ExitCode::from(exit::clap_code(help));
+        }
+    };
     let clock = SystemClock;
     match cli.cmd {
         Cmd::Ca { cmd: CaCmd::Init { out, name, days } } => {
             let now = clock.now();
             let ca = match Ca::generate(&name, Timestamp::from_secs(now.as_secs().saturating_sub(3600)), now.plus_secs(days * DAY)) {
                 Ok(c) => c,
-                Err(e) => return fail(1, e),
+                Err(e) => return fail(exit::INTERNAL, e),
             };
             match ca.write_dir(&out) {
                 Ok(()) => {
                     println!("wrote {} and {}", out.join("ca.pem").display(), out.join("ca-key.pem").display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(1, e),
+                Err(e) => fail(exit::INTERNAL, e),
             }
         }
         Cmd::Ca { cmd: CaCmd::Issue { ca, role, id, scope, out, days, ip, force } } => issue(&ca, &role, &id, &scope, &out, days, ip, force, clock.now()),
@@ -162,11 +173,11 @@ fn main() -> ExitCode {
             p.cfg.log.init();
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
-                Err(e) => return fail(1, e),
+                Err(e) => return fail(exit::INTERNAL, e),
             };
             match rt.block_on(serve(p)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(1, e),
+                Err(e) => fail(exit::UNAVAILABLE, e),
             }
         }
     }
@@ -203,7 +214,7 @@ fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u6
     };
     let issued = match ca.issue(&req) {
         Ok(i) => i,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail(exit::INTERNAL, e),
     };
     let written = std::fs::create_dir_all(out)
         .and_then(|()| std::fs::write(out.join("cert.pem"), &issued.chain_pem))
@@ -213,7 +224,7 @@ fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u6
             println!("wrote {} and {}", out.join("cert.pem").display(), out.join("key.pem").display());
             ExitCode::SUCCESS
         }
-        Err(e) => fail(1, format!("{}: {e}", out.display())),
+        Err(e) => fail(exit::INTERNAL, format!("{}: {e}", out.display())),
     }
 }
 
@@ -228,10 +239,10 @@ fn sign_table(key: &Path, table: &Path, out: Option<&Path>, now: Timestamp) -> E
     };
     let mut t = match RootTable::decode(&bytes, &Limits::DOCUMENT) {
         Ok(t) => t,
-        Err(e) => return fail(EX_USAGE, format!("{}: {e}", table.display())),
+        Err(e) => return fail(exit::DATA, format!("{}: {e}", table.display())),
     };
     if t.valid_until <= now {
-        return fail(EX_USAGE, format!("{}: validUntil {} is in the past", table.display(), t.valid_until));
+        return fail(exit::DATA, format!("{}: validUntil {} is in the past", table.display(), t.valid_until));
     }
     let until = t.valid_until;
     if Expiry::of(until, now) != Expiry::Fine {
@@ -241,7 +252,7 @@ fn sign_table(key: &Path, table: &Path, out: Option<&Path>, now: Timestamp) -> E
         );
     }
     if let Err(e) = signer.sign_root_table(&mut t, now, until) {
-        return fail(1, e);
+        return fail(exit::INTERNAL, e);
     }
     let dest = out.unwrap_or(table);
     // Write beside and rename, so a watching server never reads half a file.
@@ -251,7 +262,7 @@ fn sign_table(key: &Path, table: &Path, out: Option<&Path>, now: Timestamp) -> E
             println!("signed {} (serial {}, key {}, valid until {})", dest.display(), t.serial, signer.key_id().as_str(), until);
             ExitCode::SUCCESS
         }
-        Err(e) => fail(1, format!("{}: {e}", dest.display())),
+        Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dest.display())),
     }
 }
 

@@ -508,3 +508,16 @@ fn check_config_and_samples() {
     let o = run(&["ca", "init", "--out", &pki.path("ca").display().to_string()]);
     assert!(!o.status.success(), "ca init must not overwrite a CA");
 }
+
+#[test]
+fn help_prints_the_exit_codes_and_usage_errors_exit_64() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit codes") && help.contains("64  usage") && help.contains("69  unavailable"), "{help}");
+    // clap's own usage errors exit 64 (its default, 2, means "not found").
+    assert_eq!(run(&["--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(run(&[]).status.code(), Some(64));
+    assert_eq!(run(&["ca", "issue", "--ca", "x"]).status.code(), Some(64));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
+}
