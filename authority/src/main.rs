@@ -22,6 +22,8 @@ use signpost_net::exit;
 
 const EX_USAGE: u8 = exit::USAGE;
 const EX_DATAERR: u8 = exit::DATA;
+/// Bad rows reported per import run, at most.
+const MAX_IMPORT_ERRORS: usize = 50;
 
 #[derive(Parser)]
 #[command(name = "signpost-authority", version, after_help = exit::HELP, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
@@ -162,15 +164,27 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         Ok(t) => t,
         Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
     };
-    let items = match signpost_authority::import::parse(&text, region, 50) {
+    let items = match signpost_authority::import::parse(&text, region, MAX_IMPORT_ERRORS) {
         Ok(i) => i,
         Err(errors) => {
             for e in &errors {
                 eprintln!("{}: {e}", data.display());
             }
-            return fail(EX_DATAERR, format!("{} bad row(s); nothing was imported", errors.len()));
+            let more = if errors.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
+            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()));
         }
     };
+    match p.core.import_problems(&items, MAX_IMPORT_ERRORS).await {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => {
+            for e in &problems {
+                eprintln!("{}: {e}", data.display());
+            }
+            let more = if problems.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
+            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), problems.len()));
+        }
+        Err(e) => return fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
+    }
     let n = items.len() as u64;
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
     bar.set_style(
@@ -192,7 +206,7 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(EX_DATAERR, format!("{e}; nothing was imported")),
+        Err(e) => fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
     }
 }
 

@@ -68,10 +68,13 @@ fn import_all_or_nothing_and_check_config() {
 
     // Out of scope: refused as a whole, too.
     let oos = dir.path().join("oos.csv");
-    std::fs::write(&oos, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,,,,,,,\n+33612345678,assigned,tnsp.fr.example,,,,,,,\n", signpost_authority::import::HEADER)).unwrap();
+    std::fs::write(&oos, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,,,,,,,\n+33612345678,assigned,tnsp.fr.example,,,,,,,\n+447700900123,assigned,tnsp.uk.example,,,,,,,\n", signpost_authority::import::HEADER)).unwrap();
     let o = run(&["import", "--config", &c, "--quiet", &oos.display().to_string()]);
     assert_eq!(o.status.code(), Some(65));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 3"));
+    // Every out-of-scope row, each with the file name.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let f = oos.display().to_string();
+    assert!(err.contains(&format!("{f}: line 3")) && err.contains(&format!("{f}: line 4")) && err.contains("2 bad row(s)"), "{err}");
 
     // A good file (national numbers with --region).
     let good = dir.path().join("good.csv");
@@ -86,9 +89,14 @@ fn import_all_or_nothing_and_check_config() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("imported 201 identifiers"));
     let o = run(&["check-config", "--config", &c]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("201 stored identifiers (feed head 201)"), "{}", String::from_utf8_lossy(&o.stdout));
-    // Importing again: the identifiers exist, refused as a whole.
+    // Importing again: the identifiers exist, refused as a whole, every
+    // duplicate reported (up to the cap) with the file name.
     let o = run(&["import", "--config", &c, "--quiet", "--region", "DE", &good.display().to_string()]);
     assert_eq!(o.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let f = good.display().to_string();
+    assert_eq!(err.lines().filter(|l| l.starts_with(&format!("{f}: line ")) && l.contains("already in the store")).count(), 50, "{err}");
+    assert!(err.contains("there may be more"), "{err}");
 }
 
 #[test]

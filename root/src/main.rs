@@ -109,6 +109,10 @@ enum TableCmd {
         /// The private key (key.pem of a root-role certificate).
         #[arg(long)]
         key: PathBuf,
+        /// The key's certificate, to check it is the root's (default:
+        /// cert.pem beside the key, as `ca issue` writes them).
+        #[arg(long)]
+        cert: Option<PathBuf>,
         /// The table file.
         table: PathBuf,
         /// Write here instead of in place.
@@ -136,6 +140,9 @@ fn main() -> ExitCode {
     let clock = SystemClock;
     match cli.cmd {
         Cmd::Ca { cmd: CaCmd::Init { out, name, days } } => {
+            if days == 0 {
+                return fail(EX_USAGE, "--days 0 makes a CA that is already expired; give at least 1");
+            }
             let now = clock.now();
             let ca = match Ca::generate(&name, Timestamp::from_secs(now.as_secs().saturating_sub(3600)), now.plus_secs(days * DAY)) {
                 Ok(c) => c,
@@ -150,7 +157,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Ca { cmd: CaCmd::Issue { ca, role, id, scope, out, days, ip, force } } => issue(&ca, &role, &id, &scope, &out, days, ip, force, clock.now()),
-        Cmd::Table { cmd: TableCmd::Sign { key, table, out } } => sign_table(&key, &table, out.as_deref(), clock.now()),
+        Cmd::Table { cmd: TableCmd::Sign { key, cert, table, out } } => sign_table(&key, cert.as_deref(), &table, out.as_deref(), clock.now()),
         Cmd::CheckConfig { config } => match prepare(&config) {
             Ok(p) => {
                 let t = p.service.current();
@@ -183,6 +190,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// A certificate request that is surely a mistake, in words.
+fn issue_mistake(role: Role, scope: &[ScopeEntry], days: u64) -> Option<String> {
+    if days == 0 {
+        return Some("--days 0 issues a certificate that is already expired; give at least 1".into());
+    }
+    if role == Role::Authority && scope.is_empty() {
+        return Some("an authority certificate needs at least one --scope (an E.164 prefix like +49 or an email domain like mail.example): it answers only for its scope".into());
+    }
+    None
+}
+
 #[allow(clippy::too_many_arguments)]
 fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u64, ip: Vec<IpAddr>, force: bool, now: Timestamp) -> ExitCode {
     let role: Role = match role.parse() {
@@ -197,9 +215,12 @@ fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u6
         Ok(s) => s,
         Err(e) => return fail(EX_USAGE, e),
     };
+    if let Some(why) = issue_mistake(role, &scope, days) {
+        return fail(EX_USAGE, why);
+    }
     let ca = match Ca::load_dir(ca) {
         Ok(c) => c,
-        Err(e) => return fail(EX_USAGE, e),
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", ca.display())),
     };
     if !force && (out.join("key.pem").exists() || out.join("cert.pem").exists()) {
         return fail(EX_USAGE, format!("{} already holds a certificate; pass --force to replace it", out.display()));
@@ -228,11 +249,35 @@ fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u6
     }
 }
 
-fn sign_table(key: &Path, table: &Path, out: Option<&Path>, now: Timestamp) -> ExitCode {
+/// Refuses a key that is not the root's: its certificate (`cert`, or
+/// cert.pem beside it) must hold this key and the root role.
+fn check_root_key(signer: &Signer, key: &Path, cert: Option<&Path>) -> Result<(), String> {
+    let cert = cert.map_or_else(|| key.with_file_name("cert.pem"), Path::to_path_buf);
+    let pem = std::fs::read(&cert).map_err(|e| format!("{}: {e}; pass --cert with the root certificate of {}", cert.display(), key.display()))?;
+    let (auth, key_id) = signpost_trust::peer::inspect_pem(&pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+    if &key_id != signer.key_id() {
+        return Err(format!("{} is not the key of {} (the certificate holds key {}, the file key {})", key.display(), cert.display(), key_id.as_str(), signer.key_id().as_str()));
+    }
+    if auth.role != Role::Root {
+        return Err(format!(
+            "{} is the key of {} {} ({}); a root table is signed with the root's key (ca issue --role root)",
+            key.display(),
+            auth.role.as_str(),
+            auth.id,
+            cert.display()
+        ));
+    }
+    Ok(())
+}
+
+fn sign_table(key: &Path, cert: Option<&Path>, table: &Path, out: Option<&Path>, now: Timestamp) -> ExitCode {
     let signer = match std::fs::read(key).map_err(|e| e.to_string()).and_then(|b| Signer::from_pem(&b).map_err(|e| e.to_string())) {
         Ok(s) => s,
         Err(e) => return fail(EX_USAGE, format!("{}: {e}", key.display())),
     };
+    if let Err(e) = check_root_key(&signer, key, cert) {
+        return fail(EX_USAGE, e);
+    }
     let bytes = match std::fs::read(table) {
         Ok(b) => b,
         Err(e) => return fail(EX_USAGE, format!("{}: {e}", table.display())),

@@ -480,9 +480,23 @@ fn check_config_and_samples() {
     let o = run(&["check-config", "--config", &bad.display().to_string()]);
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("reload_intervall_ms"), "{}", String::from_utf8_lossy(&o.stderr));
-    // A table signed by a non-root key is refused.
+    // `table sign` refuses an authority's key, naming the file and the role.
     let t = pki.path("root-table.xml");
-    ok(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), &t.display().to_string()]);
+    let o = run(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), &t.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("dp/key.pem") && e.contains("authority dp.de.example") && e.contains("root's key"), "{e}");
+    // … and a key with another key's certificate.
+    let o = run(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), "--cert", &pki.path("root/cert.pem").display().to_string(), &t.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not the key of"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A table signed by a non-root key anyway (not through `table sign`) is
+    // refused by the server.
+    let mut table = RootTable::decode(&std::fs::read(&t).unwrap(), &Limits::DOCUMENT).unwrap();
+    let dp = signpost_trust::sign::Signer::from_pem(&std::fs::read(pki.path("dp/key.pem")).unwrap()).unwrap();
+    let until = table.valid_until;
+    dp.sign_root_table(&mut table, signpost_schemas::Clock::now(&signpost_schemas::SystemClock), until).unwrap();
+    std::fs::write(&t, table.encode()).unwrap();
     let o = run(&["check-config", "--config", &cfg.display().to_string()]);
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("signature refused"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -520,4 +534,29 @@ fn help_prints_the_exit_codes_and_usage_errors_exit_64() {
     assert_eq!(run(&[]).status.code(), Some(64));
     assert_eq!(run(&["ca", "issue", "--ca", "x"]).status.code(), Some(64));
     assert_eq!(run(&["--version"]).status.code(), Some(0));
+}
+
+#[test]
+fn issuing_refuses_mistakes_with_a_message() {
+    let pki = Pki::new();
+    let d = |s: &str| pki.path(s).display().to_string();
+    let refused = |args: &[&str], words: &str| {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(words), "{args:?}: {e}");
+        assert!(!e.contains("UnixTime") && !e.contains("KeyMismatch"), "{e}");
+    };
+    refused(&["ca", "issue", "--ca", &d("ca"), "--role", "authority", "--id", "dp.fr.example", "--out", &d("fr")], "needs at least one --scope");
+    refused(&["ca", "issue", "--ca", &d("ca"), "--role", "authority", "--id", "dp.fr.example", "--scope", "33", "--out", &d("fr")], "+33");
+    refused(&["ca", "issue", "--ca", &d("ca"), "--role", "resolver", "--id", "r.example", "--days", "0", "--out", &d("r0")], "--days 0");
+    refused(&["ca", "init", "--out", &d("ca2"), "--days", "0"], "--days 0");
+    assert!(!pki.path("fr").exists() && !pki.path("r0").exists(), "nothing written");
+    // A server whose key is not its certificate's says so in words, naming both files.
+    pki.write_table(1, "");
+    std::fs::copy(pki.path("resolver/key.pem"), pki.path("root/key.pem")).unwrap();
+    let o = run(&["check-config", "--config", &pki.config("required", 1000).display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("does not belong to the certificate") && e.contains("root/cert.pem") && e.contains("root/key.pem"), "{e}");
 }

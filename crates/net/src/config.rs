@@ -175,7 +175,7 @@ impl Tls {
         let key_pem = read(base, &self.key)?;
         let identity = Identity::from_pem(&cert_pem, &key_pem).map_err(|e| format!("tls: {e}"))?;
         let me = signpost_trust::peer::validate(&anchor, &identity.chain, now, signpost_trust::peer::Usage::Server)
-            .map_err(|e| format!("tls.cert: {e}"))?;
+            .map_err(|e| format!("tls.cert {}: {e}", resolve(base, &self.cert).display()))?;
         if me.id() != id {
             return Err(format!("tls.cert is for {}, but id = {id}", me.id()));
         }
@@ -185,7 +185,10 @@ impl Tls {
             "none" => ClientAuth::None,
             other => return Err(format!("tls.client_auth = {other:?}: use required, optional or none")),
         };
-        let server = Arc::new(server_config(&identity, &anchor, auth).map_err(|e| e.to_string())?);
+        let server = Arc::new(
+            server_config(&identity, &anchor, auth)
+                .map_err(|e| format!("tls.cert {} and tls.key {}: {e}", resolve(base, &self.cert).display(), resolve(base, &self.key).display()))?,
+        );
         Ok(LoadedTls { server, anchor, cert_pem, key_pem, me })
     }
 }
