@@ -201,3 +201,31 @@ fn help_prints_the_exit_codes_and_usage_errors_exit_64() {
     assert_eq!(run(&["serve"]).status.code(), Some(64), "missing --config");
     assert_eq!(run(&["frobnicate"]).status.code(), Some(64));
 }
+
+#[test]
+fn a_present_section_may_list_only_what_it_changes_and_the_sample_shows_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "id = \"dp.de.example\"\n[listen]\nlost = \"127.0.0.1:0\"\n[tls]\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[store]\npath = \"a.redb\"\n";
+    let partial = dir.path().join("partial.toml");
+    std::fs::write(&partial, format!("{base}[answers]\nmapping_ttl_s = 60\n[feed]\nheartbeat_ms = 1000\n[rate]\nburst = 5.0\n[limits]\nmax_body = 1024\n[log]\nlevel = \"debug\"\n")).unwrap();
+    let (c, _) = signpost_authority::config::Config::load(&partial).unwrap();
+    assert_eq!((c.answers.mapping_ttl_s, c.answers.negative_ttl_s), (60, 60));
+    assert_eq!((c.feed.heartbeat_ms, c.feed.retention_h), (1000, 168));
+    assert_eq!((c.rate.burst, c.rate.queries_per_s), (5.0, 500.0));
+    assert_eq!((c.limits.max_body, c.limits.max_connections), (1024, 4096));
+    assert_eq!((c.log.level.as_str(), c.log.format.as_str()), ("debug", "human"));
+    // The sample's values are the defaults.
+    let minimal = dir.path().join("minimal.toml");
+    std::fs::write(&minimal, base).unwrap();
+    let (m, _) = signpost_authority::config::Config::load(&minimal).unwrap();
+    let (s, _) = signpost_authority::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml")).unwrap();
+    for (a, b) in [
+        (format!("{:?}", m.answers), format!("{:?}", s.answers)),
+        (format!("{:?}", m.feed), format!("{:?}", s.feed)),
+        (format!("{:?}", m.rate), format!("{:?}", s.rate)),
+        (format!("{:?}", m.limits), format!("{:?}", s.limits)),
+        (format!("{:?}", m.log), format!("{:?}", s.log)),
+    ] {
+        assert_eq!(a, b);
+    }
+}

@@ -560,3 +560,21 @@ fn issuing_refuses_mistakes_with_a_message() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("does not belong to the certificate") && e.contains("root/cert.pem") && e.contains("root/key.pem"), "{e}");
 }
+
+#[test]
+fn a_present_section_may_list_only_what_it_changes_and_the_sample_shows_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("id = \"{ROOT_ID}\"\n[listen]\nlost = \"127.0.0.1:0\"\n[tls]\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[table]\npath = \"t.xml\"\n");
+    let partial = dir.path().join("partial.toml");
+    std::fs::write(&partial, format!("{base}[limits]\nrequest_timeout_ms = 2000\n[log]\nformat = \"json\"\n")).unwrap();
+    let (c, _) = signpost_root::config::Config::load(&partial).unwrap();
+    assert_eq!((c.limits.request_timeout_ms, c.limits.max_body), (2000, 65536));
+    assert_eq!((c.log.format.as_str(), c.log.level.as_str()), ("json", "info"));
+    let minimal = dir.path().join("minimal.toml");
+    std::fs::write(&minimal, &base).unwrap();
+    let (m, _) = signpost_root::config::Config::load(&minimal).unwrap();
+    let (s, _) = signpost_root::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("root.sample.toml")).unwrap();
+    assert_eq!(format!("{:?}", m.limits), format!("{:?}", s.limits));
+    assert_eq!(format!("{:?}", m.log), format!("{:?}", s.log));
+    assert_eq!((m.table.reload_interval_ms, s.table.reload_interval_ms), (1000, 1000));
+}

@@ -43,7 +43,9 @@ fn required() -> String {
 
 /// Bounds.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A section that is present may list only the keys it changes; the rest
+/// keep their defaults (as the sample configs document).
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest request body, bytes.
     pub max_body: usize,
@@ -102,7 +104,7 @@ impl LimitsConfig {
 
 /// Logging.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Log {
     /// `human` (default) or `json`.
     #[serde(default = "human")]
