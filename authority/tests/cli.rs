@@ -229,3 +229,12 @@ fn a_present_section_may_list_only_what_it_changes_and_the_sample_shows_the_defa
         assert_eq!(a, b);
     }
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let o = run(&["completions", "fish"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("signpost-authority"));
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["man", "--out", &dir.path().display().to_string()]).status.success());
+    assert!(std::fs::read_to_string(dir.path().join("signpost-authority-import.1")).unwrap().contains(".TH"));
+}

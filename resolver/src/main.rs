@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signpost_net::client::Client;
 use signpost_net::limits::{LimitSettings, Limiter};
 use signpost_net::{Metrics, Server};
@@ -32,6 +32,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// generated from this command-line definition.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: signpost_net::docs::Shell,
+    },
+    /// Print the man page, or with --out write one per subcommand (NAME.1,
+    /// NAME-SUB.1) into a directory, generated from this command-line
+    /// definition.
+    Man {
+        /// Directory to write the pages into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Serve LoST to clients (and the admin plane).
     Serve {
         /// The TOML config (see resolver/resolver.sample.toml).
@@ -144,6 +159,26 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     Ok(Prepared { cfg, resolver, tls, metrics })
 }
 
+/// `man`: the main page on stdout, or every page into `out`.
+fn man(out: Option<&Path>) -> ExitCode {
+    use std::io::Write;
+    match out {
+        Some(dir) => match signpost_net::docs::write_man_pages(Cli::command(), dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dir.display())),
+        },
+        None => match signpost_net::docs::man_page(&Cli::command()).and_then(|p| std::io::stdout().write_all(&p)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(exit::INTERNAL, e),
+        },
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -161,6 +196,11 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.cmd {
+            Cmd::Completions { shell } => {
+                signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Cmd::Man { out } => man(out.as_deref()),
             Cmd::CheckConfig { config } => match prepare(&config) {
                 Ok(p) => {
                     println!("configuration OK: resolver {} using root {}", p.cfg.id, p.cfg.root.id);

@@ -123,3 +123,13 @@ fn lookup_exit_codes_tell_usage_from_unavailable() {
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(help.contains("Exit codes") && help.contains("2   not found"), "{help}");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let o = run(&["completions", "bash"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--dev-plaintext"));
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["man", "--out", &dir.path().display().to_string()]).status.success());
+    assert!(std::fs::read_to_string(dir.path().join("signpost-resolver-lookup.1")).unwrap().contains(".TH"));
+}

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signpost_net::{Metrics, Server};
 use signpost_root::config::{Config, resolve};
 use signpost_root::{Expiry, RootService, load_table_file, reload_loop};
@@ -34,6 +34,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// generated from this command-line definition.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: signpost_net::docs::Shell,
+    },
+    /// Print the man page, or with --out write one per subcommand (NAME.1,
+    /// NAME-SUB.1) into a directory, generated from this command-line
+    /// definition.
+    Man {
+        /// Directory to write the pages into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The deployment's certificate authority (the trust anchor).
     Ca {
         #[command(subcommand)]
@@ -126,6 +141,26 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `man`: the main page on stdout, or every page into `out`.
+fn man(out: Option<&Path>) -> ExitCode {
+    use std::io::Write;
+    match out {
+        Some(dir) => match signpost_net::docs::write_man_pages(Cli::command(), dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dir.display())),
+        },
+        None => match signpost_net::docs::man_page(&Cli::command()).and_then(|p| std::io::stdout().write_all(&p)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(exit::INTERNAL, e),
+        },
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -139,6 +174,11 @@ fn main() -> ExitCode {
     };
     let clock = SystemClock;
     match cli.cmd {
+        Cmd::Completions { shell } => {
+            signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Cmd::Man { out } => man(out.as_deref()),
         Cmd::Ca { cmd: CaCmd::Init { out, name, days } } => {
             if days == 0 {
                 return fail(EX_USAGE, "--days 0 makes a CA that is already expired; give at least 1");

@@ -578,3 +578,21 @@ fn a_present_section_may_list_only_what_it_changes_and_the_sample_shows_the_defa
     assert_eq!(format!("{:?}", m.log), format!("{:?}", s.log));
     assert_eq!((m.table.reload_interval_ms, s.table.reload_interval_ms), (1000, 1000));
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let o = run(&["completions", "bash"]);
+    assert!(o.status.success());
+    let script = String::from_utf8_lossy(&o.stdout);
+    assert!(script.contains("signpost-root") && script.contains("table") && script.contains("--scope"), "{script}");
+    assert!(run(&["completions", "zsh"]).status.success());
+    assert_eq!(run(&["completions", "tcsh-ish"]).status.code(), Some(64));
+    let o = run(&["man"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains(".TH"));
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["man", "--out", &dir.path().display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let issue = std::fs::read_to_string(dir.path().join("signpost-root-ca-issue.1")).unwrap();
+    assert!(issue.contains(".TH") && issue.contains("scope"), "{issue}");
+    assert!(dir.path().join("signpost-root.1").exists() && dir.path().join("signpost-root-table-sign.1").exists());
+}

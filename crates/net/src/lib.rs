@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod docs;
 pub mod exit;
 pub mod limits;
 pub mod client;
