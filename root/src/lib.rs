@@ -259,6 +259,41 @@ pub async fn reload_loop(
     }
 }
 
+/// The signed table `signed` written into the operator's own file `src`
+/// (comments, order, indentation kept): the old `<sp:signature>` is removed
+/// and the new one goes before `</sp:rootTable>`. `None` when that cannot
+/// be done safely (another namespace prefix, or the result does not decode
+/// to exactly `signed`); then the caller writes `signed.encode()`.
+pub fn splice_signature(src: &str, signed: &RootTable) -> Option<String> {
+    let encoded = signed.encode();
+    let new_sig = {
+        let start = encoded.find("<sp:signature")?;
+        let end = encoded.find("</sp:signature>")? + "</sp:signature>".len();
+        encoded.get(start..end)?.to_owned()
+    };
+    if !src.contains("<sp:rootTable") || !src.contains(signpost_schemas::xml::SP_NS) {
+        return None;
+    }
+    let mut out = src.to_owned();
+    // Remove every old signature, with the indentation before it and the
+    // line end after it.
+    while let Some(start) = out.find("<sp:signature") {
+        let end = match (out.get(start..)?.find("</sp:signature>"), out.get(start..)?.find("/>")) {
+            (Some(c), _) => start + c + "</sp:signature>".len(),
+            (None, Some(sc)) => start + sc + 2,
+            (None, None) => return None,
+        };
+        let line_start = out.get(..start)?.trim_end_matches([' ', '\t']).len();
+        let line_start = if out.get(line_start.saturating_sub(1)..line_start) == Some("\n") { line_start - 1 } else { line_start };
+        out.replace_range(line_start..end, "");
+    }
+    let close = out.rfind("</sp:rootTable>")?;
+    let before = out.get(..close)?.trim_end_matches([' ', '\t', '\n', '\r']).len();
+    out.replace_range(before..close, &format!("\n  {new_sig}\n"));
+    let back = RootTable::decode(out.as_bytes(), &Limits::DOCUMENT).ok()?;
+    (&back == signed).then_some(out)
+}
+
 /// Seconds before `validUntil` from which the root warns: a week, so an
 /// operator has time to re-sign, and again in the last day.
 pub const EXPIRY_WARN_EARLY_S: u64 = 7 * 86_400;

@@ -134,6 +134,25 @@ enum TableCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Verify a signed table as a server would (signature by a root-role
+    /// certificate from the CA, source, validUntil) and say how long it
+    /// stays valid. Exits 65 when a server would refuse it.
+    Verify {
+        /// The deployment CA certificate.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The certificate of the key that signed it (role root).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The table file.
+        table: PathBuf,
+    },
+    /// Print a table's delegations, serial, validity and signature, one
+    /// line each (no verification; see `table verify`).
+    Show {
+        /// The table file.
+        table: PathBuf,
+    },
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -198,6 +217,8 @@ fn main() -> ExitCode {
         }
         Cmd::Ca { cmd: CaCmd::Issue { ca, role, id, scope, out, days, ip, force } } => issue(&ca, &role, &id, &scope, &out, days, ip, force, clock.now()),
         Cmd::Table { cmd: TableCmd::Sign { key, cert, table, out } } => sign_table(&key, cert.as_deref(), &table, out.as_deref(), clock.now()),
+        Cmd::Table { cmd: TableCmd::Verify { ca, cert, table } } => verify_table(&ca, &cert, &table, clock.now()),
+        Cmd::Table { cmd: TableCmd::Show { table } } => show_table(&table),
         Cmd::CheckConfig { config } => match prepare(&config) {
             Ok(p) => {
                 let t = p.service.current();
@@ -289,6 +310,67 @@ fn issue(ca: &Path, role: &str, id: &str, scope: &[String], out: &Path, days: u6
     }
 }
 
+fn read_table(table: &Path) -> Result<RootTable, ExitCode> {
+    let bytes = std::fs::read(table).map_err(|e| fail(EX_USAGE, format!("{}: {e}", table.display())))?;
+    RootTable::decode(&bytes, &Limits::DOCUMENT).map_err(|e| fail(exit::DATA, format!("{}: {e}", table.display())))
+}
+
+fn verify_table(ca: &Path, cert: &Path, table: &Path, now: Timestamp) -> ExitCode {
+    let anchor = match std::fs::read(ca).map_err(|e| e.to_string()).and_then(|b| TrustAnchor::from_pem(&b).map_err(|e| e.to_string())) {
+        Ok(a) => a,
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", ca.display())),
+    };
+    let signer = match std::fs::read(cert) {
+        Ok(b) => b,
+        Err(e) => return fail(EX_USAGE, format!("{}: {e}", cert.display())),
+    };
+    let t = match read_table(table) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    match load_table_file(table, &signer, &anchor, &t.source, now) {
+        Ok(l) => {
+            let t = l.table();
+            let days = t.valid_until.as_millis().saturating_sub(now.as_millis()) / 86_400_000;
+            println!(
+                "{}: OK: serial {}, {} delegations, source {}, valid until {} ({days} days), signed by key {}",
+                table.display(),
+                t.serial,
+                t.delegations.len(),
+                t.source,
+                t.valid_until,
+                t.signature.as_ref().map_or("?", |s| s.key_id.as_str())
+            );
+            if Expiry::of(t.valid_until, now) != Expiry::Fine {
+                eprintln!("signpost-root: warning: {} expires in under 7 days; sign a new one", table.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::DATA, format!("{e}; a server would refuse this table")),
+    }
+}
+
+fn show_table(table: &Path) -> ExitCode {
+    let t = match read_table(table) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    println!("source {}  serial {}  valid until {}  negative lifetime {} s", t.source, t.serial, t.valid_until, t.negative_lifetime);
+    match &t.signature {
+        Some(s) => println!("signed by key {} at {}", s.key_id.as_str(), s.signed_at),
+        None => println!("not signed (signpost-root table sign)"),
+    }
+    for d in &t.delegations {
+        let to: Vec<String> = d
+            .authorities
+            .iter()
+            .map(|a| format!("{} [{}]", a.id, a.endpoints.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(" ")))
+            .collect();
+        println!("{:<24} lifetime {:>6} s  → {}", d.cover.to_string(), d.lifetime, to.join(", "));
+    }
+    ExitCode::SUCCESS
+}
+
 /// Refuses a key that is not the root's: its certificate (`cert`, or
 /// cert.pem beside it) must hold this key and the root role.
 fn check_root_key(signer: &Signer, key: &Path, cert: Option<&Path>) -> Result<(), String> {
@@ -342,7 +424,14 @@ fn sign_table(key: &Path, cert: Option<&Path>, table: &Path, out: Option<&Path>,
     let dest = out.unwrap_or(table);
     // Write beside and rename, so a watching server never reads half a file.
     let tmp = dest.with_extension("xml.tmp");
-    match std::fs::write(&tmp, t.encode()).and_then(|()| std::fs::rename(&tmp, dest)) {
+    let text = match std::str::from_utf8(&bytes).ok().and_then(|src| signpost_root::splice_signature(src, &t)) {
+        Some(kept) => kept,
+        None => {
+            eprintln!("signpost-root: note: {} is rewritten in the canonical layout (its comments and layout could not be kept)", table.display());
+            t.encode()
+        }
+    };
+    match std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, dest)) {
         Ok(()) => {
             println!("signed {} (serial {}, key {}, valid until {})", dest.display(), t.serial, signer.key_id().as_str(), until);
             ExitCode::SUCCESS

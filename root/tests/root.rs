@@ -596,3 +596,32 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     assert!(issue.contains(".TH") && issue.contains("scope"), "{issue}");
     assert!(dir.path().join("signpost-root.1").exists() && dir.path().join("signpost-root-table-sign.1").exists());
 }
+
+#[test]
+fn table_sign_keeps_layout_and_comments_and_verify_and_show_read_it() {
+    let pki = Pki::new();
+    let t = pki.path("commented.xml");
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Deployment root table: raise the serial on every edit. -->\n<sp:rootTable xmlns:sp=\"urn:signpost:params:xml:ns:disc1\" source=\"{ROOT_ID}\" serial=\"7\" validUntil=\"2099-01-01T00:00:00Z\" negativeLifetime=\"120\">\n    <!-- Germany -->\n    <sp:delegation prefix=\"+49\" lifetime=\"86400\"><sp:authority id=\"dp.de.example\"><sp:endpoint url=\"https://127.0.0.1:7402/lost\"/></sp:authority></sp:delegation>\n</sp:rootTable>\n"
+    );
+    std::fs::write(&t, &text).unwrap();
+    let key = pki.path("root/key.pem").display().to_string();
+    for _ in 0..2 {
+        ok(&["table", "sign", "--key", &key, &t.display().to_string()]);
+    }
+    let signed = std::fs::read_to_string(&t).unwrap();
+    assert!(signed.contains("<!-- Deployment root table: raise the serial on every edit. -->") && signed.contains("    <!-- Germany -->"), "{signed}");
+    assert_eq!(signed.matches("<sp:signature").count(), 1, "re-signing replaces the signature: {signed}");
+    let o = run(&["table", "verify", "--ca", &pki.path("ca/ca.pem").display().to_string(), "--cert", &pki.path("root/cert.pem").display().to_string(), &t.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("OK: serial 7, 1 delegations"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = run(&["table", "show", &t.display().to_string()]);
+    assert!(o.status.success());
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("serial 7") && shown.contains("+49") && shown.contains("dp.de.example [https://127.0.0.1:7402/lost]"), "{shown}");
+    // A tampered table: verify says a server would refuse it (65).
+    std::fs::write(&t, signed.replace("lifetime=\"86400\"", "lifetime=\"60\"")).unwrap();
+    let o = run(&["table", "verify", "--ca", &pki.path("ca/ca.pem").display().to_string(), "--cert", &pki.path("root/cert.pem").display().to_string(), &t.display().to_string()]);
+    assert_eq!(o.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("would refuse"), "{}", String::from_utf8_lossy(&o.stderr));
+}
