@@ -89,6 +89,17 @@ fn import_all_or_nothing_and_check_config() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("imported 201 identifiers"));
     let o = run(&["check-config", "--config", &c]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("201 stored identifiers (feed head 201)"), "{}", String::from_utf8_lossy(&o.stdout));
+    // One record, and a prefix listing, without XML.
+    let o = run(&["show", "--config", &c, "--region", "DE", "0151 12340007"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("tel:+4915112340007  assigned to tnsp-a.de.example") && shown.contains("ott.example \"OTT, 7\"") && shown.contains("mimi://ott.example/u/7"), "{shown}");
+    assert_eq!(run(&["show", "--config", &c, "+4915199998888"]).status.code(), Some(2));
+    let o = run(&["list", "--config", &c, "+49151123400", "--limit", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(listed.lines().filter(|l| l.starts_with("tel:")).count(), 5, "{listed}");
+    assert!(listed.starts_with("tel:+4915112340000"), "{listed}");
     // Importing again: the identifiers exist, refused as a whole, every
     // duplicate reported (up to the cap) with the file name.
     let o = run(&["import", "--config", &c, "--quiet", "--region", "DE", &good.display().to_string()]);
@@ -186,6 +197,42 @@ async fn serve_logs_listeners_answers_and_drains() {
         let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
         assert!(cert > 29.0 * 86_400.0 && cert <= 30.0 * 86_400.0, "{cert}");
     }
+    // Provisioning one record without writing XML, through the running server.
+    let (cc, ck) = issue(&ca, Role::Csip, "tnsp-a.de.example", &["+4915"]);
+    let (mc, mk) = issue(&ca, Role::Msp, "ott.example", &[]);
+    for (n, (c, k)) in [("csip", (&cc, &ck)), ("msp", (&mc, &mk))] {
+        std::fs::write(dir.path().join(format!("{n}-cert.pem")), c).unwrap();
+        std::fs::write(dir.path().join(format!("{n}-key.pem")), k).unwrap();
+    }
+    let d = dir.path().to_path_buf();
+    let prov = move |who: &str, op: &[&str]| {
+        let mut a: Vec<String> = ["provision", "--server", &format!("https://{addr}"), "--server-id", "dp.de.example", "--ca"].iter().map(|s| s.to_string()).collect();
+        a.push(d.join("ca/ca.pem").display().to_string());
+        a.extend(["--cert".into(), d.join(format!("{who}-cert.pem")).display().to_string(), "--key".into(), d.join(format!("{who}-key.pem")).display().to_string()]);
+        a.extend(op.iter().map(|s| s.to_string()));
+        Command::new(BIN).args(a).output().unwrap()
+    };
+    let o = tokio::task::spawn_blocking({
+        let prov = prov.clone();
+        move || {
+            (
+                prov("csip", &["assign", "+49 151 1234 5678"]),
+                prov("msp", &["put-entry", "+4915112345678", "--provider", "ott.example", "--uri", "mimi://ott.example/u/1", "--tag", "personal"]),
+                prov("csip", &["assign", "+4930123456"]),
+                prov("msp", &["remove-entry", "+4915112345678", "--provider", "ott.example"]),
+                prov("csip", &["release", "+4915112345678"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    for (what, out) in [("assign", &o.0), ("put-entry", &o.1), ("remove-entry", &o.3), ("release", &o.4)] {
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 changed"), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // Outside the CSIP's scope: refused in words, exit 65.
+    assert_eq!(o.2.status.code(), Some(65), "{}", String::from_utf8_lossy(&o.2.stderr));
+    assert!(String::from_utf8_lossy(&o.2.stderr).contains("refused (HTTP"), "{}", String::from_utf8_lossy(&o.2.stderr));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let st = child.wait().unwrap();
     assert!(st.success());
