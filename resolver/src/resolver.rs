@@ -356,6 +356,66 @@ impl Resolver {
         self.lock().core.stats()
     }
 
+    /// The control plane's `stats`: the core's counters and gauges, the
+    /// root table in use and every feed's link, one `key value` per line.
+    pub fn control_stats(&self) -> String {
+        let g = self.lock();
+        let st = g.core.stats();
+        let mut out = String::new();
+        for (k, v) in [
+            ("hits", st.hits),
+            ("misses", st.misses),
+            ("stale", st.stale),
+            ("upstream_ok", st.upstream_ok),
+            ("upstream_failed", st.upstream_failed),
+            ("rejected", st.rejected),
+            ("invalidations", st.invalidations),
+            ("refreshes", st.refreshes),
+            ("reasks", st.reasks),
+            ("frames", st.frames),
+            ("resyncs", st.resyncs),
+            ("entries", st.entries),
+            ("bytes", st.bytes),
+            ("waiting", st.waiting),
+        ] {
+            out.push_str(&format!("{k} {v}\n"));
+        }
+        match g.core.root_table() {
+            Some((serial, until)) => out.push_str(&format!("root_table serial {serial} valid_until {until}\n")),
+            None => out.push_str("root_table none\n"),
+        }
+        for a in &g.feeds {
+            let pos = g.core.feed_position(a).map_or_else(|| "-".to_owned(), |p| p.to_string());
+            out.push_str(&format!("feed {a} {} through {pos}\n", if g.core.feed_connected(a) { "connected" } else { "down" }));
+        }
+        out
+    }
+
+    /// The control plane's `dump`: at most `limit` cached answers, one line
+    /// each (identifier, found or notFound, the answering authority, the
+    /// sender variant, fresh and stale ends, hits). Identifiers appear in
+    /// full: this goes to an authenticated admin, never to the logs.
+    pub fn control_dump(&self, limit: usize) -> String {
+        let g = self.lock();
+        let mut out = String::new();
+        for (csi, e) in g.core.answers().iter().take(limit) {
+            let v = &e.variant;
+            let tags: Vec<&str> = v.tags.iter().map(|t| t.as_str()).collect();
+            out.push_str(&format!(
+                "{} {} from {} sender {} tags {} fresh_until {} stale_until {} hits {}\n",
+                csi.uri(),
+                if e.found { "found" } else { "notFound" },
+                e.authority,
+                v.sender.as_ref().map_or("-", |n| n.as_str()),
+                if tags.is_empty() { "-".to_owned() } else { tags.join(",") },
+                e.fresh_until,
+                e.stale_until,
+                e.hits
+            ));
+        }
+        out
+    }
+
     /// Cached answers now.
     pub fn cache_len(&self) -> u64 {
         self.stats().entries
