@@ -625,3 +625,19 @@ fn table_sign_keeps_layout_and_comments_and_verify_and_show_read_it() {
     assert_eq!(o.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&o.stderr).contains("would refuse"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn a_failed_tls_handshake_is_logged_at_info() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let r = Running::start(&pki.config("required", 1000));
+    // Plain HTTP to the TLS listener: the handshake fails.
+    let mut s = std::net::TcpStream::connect(r.lost).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    r.wait_logged("TLS handshake with 127.0.0.1:");
+    let line = r.log.lock().unwrap().iter().find(|l| l.contains("TLS handshake with")).cloned().unwrap();
+    assert!(line.contains("INFO") && line.contains("failed"), "{line}");
+    assert!(r.admin_body("/metrics").contains("signpost_tls_handshake_failures_total 1\n"));
+}
