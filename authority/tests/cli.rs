@@ -167,6 +167,15 @@ async fn serve_logs_listeners_answers_and_drains() {
     // Out of scope with a root configured: redirect toward the root.
     let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
     assert!(matches!(r, signpost_schemas::Response::Redirect(ref x) if x.target.as_str() == "root.signpost.example"), "{r:?}");
+    // A feed subscriber is logged at info with its id (never an identifier).
+    let (st, feed) = client.get_stream(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/feed")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), "/feed").await.unwrap();
+    assert_eq!(st, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !log.lock().unwrap().iter().any(|l| l.contains("feed subscriber connected") && l.contains("resolver.example") && l.contains("INFO")) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(feed);
     // The admin plane's /metrics, read by an independent parser.
     let admin: std::net::SocketAddr =
         log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
