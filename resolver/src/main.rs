@@ -253,7 +253,11 @@ async fn lookup(
         (None, None) => None,
         _ => return Err(usage("--cert and --key go together".into())),
     };
-    let mut client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| usage(e.to_string()))?), Duration::from_secs(5));
+    let files = match (cert, key) {
+        (Some(c), Some(k)) => format!("{} and {}: ", c.display(), k.display()),
+        _ => String::new(),
+    };
+    let mut client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| usage(format!("{files}{e}")))?), Duration::from_secs(5));
     let ep = Endpoint::parse(resolver).map_err(|e| usage(format!("--resolver: {e}")))?;
     if !ep.is_https() && !dev_plaintext {
         return Err(usage(signpost_resolver::lookup::LookupError::Plaintext(resolver.to_owned()).to_string()));
