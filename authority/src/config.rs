@@ -53,7 +53,7 @@ pub struct StoreConfig {
 
 /// Answer lifetimes and signatures.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Answers {
     /// Cache lifetime of a mapping, seconds.
     pub mapping_ttl_s: u32,
@@ -83,7 +83,7 @@ pub struct RootRef {
 
 /// The change feed.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Feed {
     /// Heartbeat interval on an idle feed, ms.
     pub heartbeat_ms: u64,
@@ -101,7 +101,7 @@ impl Default for Feed {
 
 /// Per-client limits (R8).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Rate {
     /// Sustained queries per second per client.
     pub queries_per_s: f64,

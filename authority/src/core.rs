@@ -558,6 +558,25 @@ impl<S: Store> Authority<S> {
         Ok(ProvisionResult { seq, epoch, affected })
     }
 
+    /// What [`Authority::import`] would refuse, row by row: identifiers
+    /// outside this authority's scope and identifiers already in the store,
+    /// each as `line N: …`, up to `max` of them (so an operator fixes a
+    /// file in one pass, not one row per run).
+    pub async fn import_problems(&self, items: &[crate::import::ImportItem], max: usize) -> Result<Vec<String>, ProvisionError> {
+        let mut out = Vec::new();
+        for it in items {
+            if out.len() >= max {
+                break;
+            }
+            if let Err(e) = self.require_scope(&it.csi) {
+                out.push(format!("line {}: {e}", it.line));
+            } else if self.store.get(&it.csi).await?.is_some() {
+                out.push(format!("line {}: {} is already in the store", it.line, it.csi.uri()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Bulk import (offline tool): every CSI must be new; all records are
     /// built and signed first, then written in one transaction, so a
     /// failure leaves nothing behind. `progress` is called per CSI.

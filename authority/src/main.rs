@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signpost_authority::config::{Config, resolve};
 use signpost_authority::core::{Authority, Settings};
 use signpost_authority::limits::{LimitSettings, Limiter};
@@ -18,18 +18,88 @@ use signpost_schemas::{Clock, Name, Region, SystemClock};
 use signpost_trust::Role;
 use signpost_trust::sign::Signer;
 
-const EX_USAGE: u8 = 64;
-const EX_DATAERR: u8 = 65;
+use signpost_net::exit;
+
+const EX_USAGE: u8 = exit::USAGE;
+const EX_DATAERR: u8 = exit::DATA;
+/// Bad rows reported per import run, at most.
+const MAX_IMPORT_ERRORS: usize = 50;
 
 #[derive(Parser)]
-#[command(name = "signpost-authority", version, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
+#[command(name = "signpost-authority", version, after_help = exit::HELP, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum Cmd {
+    /// Show the stored record of one identifier: state, serving TNSP, epoch
+    /// and every MSP entry. Reads the store: stop the server first.
+    Show {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// A phone number or email address.
+        csi: String,
+        /// Default region for national-format numbers, e.g. DE.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// List stored identifiers under an E.164 prefix (+4915) or whose URI
+    /// starts with a text (mailto:alice), one line each. Reads the store:
+    /// stop the server first.
+    List {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// +<digits>, or the start of a CSI URI.
+        prefix: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Provision one record through a running authority's `POST
+    /// /v1/provision` (mTLS; the client certificate's role decides what is
+    /// allowed), without writing XML.
+    Provision {
+        /// The authority's provisioning URL base, e.g. https://127.0.0.1:7402.
+        #[arg(long)]
+        server: String,
+        /// The authority's id (its certificate name).
+        #[arg(long)]
+        server_id: String,
+        /// The deployment CA certificate.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The client certificate (role msp, csip or admin).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Default region for national-format numbers, e.g. DE.
+        #[arg(long)]
+        region: Option<String>,
+        #[command(subcommand)]
+        op: ProvisionOp,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// generated from this command-line definition.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: signpost_net::docs::Shell,
+    },
+    /// Print the man page, or with --out write one per subcommand (NAME.1,
+    /// NAME-SUB.1) into a directory, generated from this command-line
+    /// definition.
+    Man {
+        /// Directory to write the pages into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Serve LoST, provisioning, the change feed and the admin plane.
     Serve {
         /// The TOML config (see authority/authority.sample.toml).
@@ -56,6 +126,66 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+/// One provisioning operation.
+#[derive(Subcommand)]
+enum ProvisionOp {
+    /// CSIP: assign a number (new epoch), to the caller unless --tnsp.
+    Assign {
+        /// The identifier.
+        csi: String,
+        /// The serving TNSP / email provider.
+        #[arg(long)]
+        tnsp: Option<String>,
+    },
+    /// CSIP: release (every entry removed, epoch bumped).
+    Release {
+        /// The identifier.
+        csi: String,
+    },
+    /// CSIP: port to another TNSP (donor-bound entries removed).
+    Port {
+        /// The identifier.
+        csi: String,
+        /// The recipient TNSP.
+        #[arg(long)]
+        to: String,
+    },
+    /// MSP: create or replace the caller's entry.
+    PutEntry {
+        /// The identifier.
+        csi: String,
+        /// The MSP (the caller's own id for an MSP).
+        #[arg(long)]
+        provider: String,
+        /// A messaging URI, e.g. mimi://provider.example/u/alice; repeatable.
+        #[arg(long, required = true)]
+        uri: Vec<String>,
+        /// Lower is preferred.
+        #[arg(long, default_value_t = 10)]
+        priority: u32,
+        /// A tag (business, personal, …); repeatable.
+        #[arg(long)]
+        tag: Vec<String>,
+        /// msp-verified or csip-attested.
+        #[arg(long, default_value = "msp-verified")]
+        assurance: String,
+        /// A display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Removed when the number is ported away.
+        #[arg(long)]
+        bound_to_tnsp: bool,
+    },
+    /// MSP: remove an entry.
+    RemoveEntry {
+        /// The identifier.
+        csi: String,
+        /// Whose entry.
+        #[arg(long)]
+        provider: String,
     },
 }
 
@@ -99,14 +229,48 @@ async fn prepare(config: &Path) -> Result<Prepared, String> {
     Ok(Prepared { cfg, core: Arc::new(core), tls })
 }
 
+/// `man`: the main page on stdout, or every page into `out`.
+fn man(out: Option<&Path>) -> ExitCode {
+    use std::io::Write;
+    match out {
+        Some(dir) => match signpost_net::docs::write_man_pages(Cli::command(), dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dir.display())),
+        },
+        None => match signpost_net::docs::man_page(&Cli::command()).and_then(|p| std::io::stdout().write_all(&p)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(exit::INTERNAL, e),
+        },
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout and exit 0; every other clap
+            // error is a usage error (64), not clap's default 2.
+            let _ = e.print();
+            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return ExitCode::from(exit::clap_code(help));
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail(exit::INTERNAL, e),
     };
     rt.block_on(async move {
         match cli.cmd {
+            Cmd::Completions { shell } => {
+                signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Cmd::Man { out } => man(out.as_deref()),
             Cmd::CheckConfig { config } => match prepare(&config).await {
                 Ok(p) => {
                     let st = p.core.store().stats().await.unwrap_or_default();
@@ -123,6 +287,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(EX_USAGE, e),
             },
             Cmd::Import { config, data, region, quiet } => import(&config, &data, region.as_deref(), quiet).await,
+            Cmd::Show { config, csi, region } => show(&config, &csi, region.as_deref()).await,
+            Cmd::List { config, prefix, limit } => list(&config, &prefix, limit).await,
+            Cmd::Provision { server, server_id, ca, cert, key, region, op } => {
+                match provision(&server, &server_id, &ca, &cert, &key, region.as_deref(), op).await {
+                    Ok(code) => code,
+                    Err((code, e)) => fail(code, e),
+                }
+            }
             Cmd::Serve { config } => {
                 let p = match prepare(&config).await {
                     Ok(p) => p,
@@ -131,11 +303,151 @@ fn main() -> ExitCode {
                 p.cfg.log.init();
                 match serve(p).await {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(1, e),
+                    Err(e) => fail(exit::UNAVAILABLE, e),
                 }
             }
         }
     })
+}
+
+fn parse_csi(csi: &str, region: Option<&str>) -> Result<signpost_schemas::Csi, String> {
+    let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| e.to_string())?;
+    signpost_schemas::Csi::parse(csi, region).map_err(|e| format!("{csi:?}: {e}"))
+}
+
+fn describe(r: &signpost_authority::model::NumberRecord) -> String {
+    use signpost_authority::model::State;
+    let state = match &r.state {
+        State::Assigned { tnsp } => format!("assigned to {tnsp}"),
+        State::Released => "released".to_owned(),
+    };
+    let mut out = format!("{}  {state}  epoch {}  {} entr{}\n", r.csi.uri(), r.epoch.0, r.entries.len(), if r.entries.len() == 1 { "y" } else { "ies" });
+    for e in &r.entries {
+        let e = &e.record;
+        let uris: Vec<&str> = e.uris.iter().map(|u| u.as_str()).collect();
+        let tags: Vec<&str> = e.tags.iter().map(|t| t.as_str()).collect();
+        out.push_str(&format!(
+            "  {}{}  priority {}  {}{}{}  {}\n",
+            e.provider,
+            e.display_name.as_ref().map_or_else(String::new, |d| format!(" {:?}", d.text)),
+            e.priority,
+            e.assurance.as_str(),
+            if tags.is_empty() { String::new() } else { format!("  tags {}", tags.join(",")) },
+            if e.bound_to_tnsp { "  bound to tnsp" } else { "" },
+            uris.join(" ")
+        ));
+    }
+    out
+}
+
+/// Opens only the store (no TLS material is needed to read it).
+fn open_store(config: &Path) -> Result<RedbStore, String> {
+    let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
+    RedbStore::open(&resolve(&base, &cfg.store.path)).map_err(|e| format!("{e} (is the server running? stop it first)"))
+}
+
+async fn show(config: &Path, csi: &str, region: Option<&str>) -> ExitCode {
+    signpost_schemas::csi::warm_up();
+    let csi = match parse_csi(csi, region) {
+        Ok(c) => c,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let store = match open_store(config) {
+        Ok(s) => s,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    match store.get(&csi).await {
+        Ok(Some(r)) => {
+            print!("{}", describe(&r));
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("{}: not in the store", csi.uri());
+            ExitCode::from(exit::NOT_FOUND)
+        }
+        Err(e) => fail(exit::INTERNAL, e),
+    }
+}
+
+async fn list(config: &Path, prefix: &str, limit: usize) -> ExitCode {
+    let key = if prefix.starts_with('+') {
+        match signpost_schemas::E164Prefix::parse(prefix) {
+            Ok(p) => format!("tel:{}", p.as_str()),
+            Err(e) => return fail(EX_USAGE, format!("{prefix:?}: {e}")),
+        }
+    } else {
+        prefix.to_owned()
+    };
+    let store = match open_store(config) {
+        Ok(s) => s,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    match store.list(&key, limit).await {
+        Ok(rs) => {
+            for r in &rs {
+                print!("{}", describe(r));
+            }
+            if rs.len() >= limit {
+                eprintln!("signpost-authority: the first {limit}; raise --limit for more");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::INTERNAL, e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn provision(server: &str, server_id: &str, ca: &Path, cert: &Path, key: &Path, region: Option<&str>, op: ProvisionOp) -> Result<ExitCode, (u8, String)> {
+    use signpost_schemas::lost::{Assurance, Tag, Uri};
+    use signpost_schemas::sp::{EntryRecord, Provision, ProvisionResult, Visibility};
+    let usage = |e: String| (EX_USAGE, e);
+    signpost_schemas::csi::warm_up();
+    let name = |s: &str| Name::parse(s).map_err(|e| usage(format!("{s:?}: {e}")));
+    let csi = |s: &str| parse_csi(s, region).map_err(usage);
+    let p = match op {
+        ProvisionOp::Assign { csi: c, tnsp } => Provision::Assign { csi: csi(&c)?, tnsp: tnsp.as_deref().map(name).transpose()? },
+        ProvisionOp::Release { csi: c } => Provision::Release { csi: csi(&c)? },
+        ProvisionOp::Port { csi: c, to } => Provision::Port { csi: csi(&c)?, to: name(&to)? },
+        ProvisionOp::RemoveEntry { csi: c, provider } => Provision::RemoveEntry { csi: csi(&c)?, provider: name(&provider)? },
+        ProvisionOp::PutEntry { csi: c, provider, uri, priority, tag, assurance, display_name, bound_to_tnsp } => Provision::PutEntry {
+            csi: csi(&c)?,
+            entry: EntryRecord {
+                provider: name(&provider)?,
+                display_name: display_name.map(|text| signpost_schemas::DisplayName { text, lang: "en".into() }),
+                uris: uri.iter().map(|u| Uri::parse(u).map_err(|e| usage(format!("--uri {u:?}: {e}")))).collect::<Result<_, _>>()?,
+                priority,
+                tags: tag.iter().map(|t| Tag::parse(t).map_err(|e| usage(format!("--tag {t:?}: {e}")))).collect::<Result<_, _>>()?,
+                assurance: Assurance::parse(&assurance).map_err(|e| usage(format!("--assurance: {e}")))?,
+                bound_to_tnsp,
+                visibility: Visibility::All,
+            },
+        },
+    };
+    let read = |p: &Path| std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())));
+    let anchor = signpost_trust::TrustAnchor::from_pem(&read(ca)?).map_err(|e| usage(format!("{}: {e}", ca.display())))?;
+    let id = signpost_trust::tls::Identity::from_pem(&read(cert)?, &read(key)?).map_err(|e| usage(format!("{} / {}: {e}", cert.display(), key.display())))?;
+    let tls = signpost_trust::tls::client_config(&anchor, Some(&id)).map_err(|e| usage(e.to_string()))?;
+    let client = signpost_net::client::Client::new(Arc::new(tls), Duration::from_secs(10));
+    let url = format!("{}/v1/provision", server.trim_end_matches('/'));
+    let ep = Endpoint::parse(&url).map_err(|e| usage(format!("--server: {e}")))?;
+    let sid = name(server_id)?;
+    let a = client
+        .raw(&ep, &sid, signpost_net::hyper::Method::POST, signpost_authority::service::PROVISION_CONTENT_TYPE, Bytes::from(p.encode()))
+        .await
+        .map_err(|e| (exit::UNAVAILABLE, format!("{url}: {e}")))?;
+    if a.status == 200
+        && let Ok(r) = ProvisionResult::decode(&a.body)
+    {
+        println!("ok: {} changed, feed position {}{}", r.affected, r.seq, r.epoch.map_or_else(String::new, |e| format!(", epoch {}", e.0)));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let body = String::from_utf8_lossy(&a.body);
+    let why = match signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE) {
+        Ok(signpost_schemas::Response::Errors(e)) => e.list.issues().iter().map(|i| format!("{}: {}", i.kind.element(), i.message.as_ref().map_or("", |m| m.text.as_str()))).collect::<Vec<_>>().join("; "),
+        _ => body.chars().take(500).collect(),
+    };
+    let code = if a.status >= 500 { exit::UNAVAILABLE } else { exit::DATA };
+    Err((code, format!("refused (HTTP {}): {why}", a.status)))
 }
 
 async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -> ExitCode {
@@ -151,15 +463,27 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         Ok(t) => t,
         Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
     };
-    let items = match signpost_authority::import::parse(&text, region, 50) {
+    let items = match signpost_authority::import::parse(&text, region, MAX_IMPORT_ERRORS) {
         Ok(i) => i,
         Err(errors) => {
             for e in &errors {
                 eprintln!("{}: {e}", data.display());
             }
-            return fail(EX_DATAERR, format!("{} bad row(s); nothing was imported", errors.len()));
+            let more = if errors.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
+            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()));
         }
     };
+    match p.core.import_problems(&items, MAX_IMPORT_ERRORS).await {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => {
+            for e in &problems {
+                eprintln!("{}: {e}", data.display());
+            }
+            let more = if problems.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
+            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), problems.len()));
+        }
+        Err(e) => return fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
+    }
     let n = items.len() as u64;
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
     bar.set_style(
@@ -181,12 +505,14 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(EX_DATAERR, format!("{e}; nothing was imported")),
+        Err(e) => fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
     }
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
+    metrics.build_info("authority", env!("CARGO_PKG_VERSION"));
+    metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     let key_id = signpost_trust::peer::key_id_of(p.tls.me.public_key()).as_str().to_owned();
     let limiter = Limiter::new(LimitSettings {
         rate: p.cfg.rate.queries_per_s,
@@ -196,6 +522,10 @@ async fn serve(p: Prepared) -> Result<(), String> {
     });
     let feed = FeedSettings { heartbeat: Duration::from_millis(p.cfg.feed.heartbeat_ms), page: 512 };
     let svc = Arc::new(AuthorityService::new(p.core.clone(), limiter, feed, Bytes::from(p.tls.cert_pem.clone()), key_id, metrics.clone()));
+    // Registered now, so a scrape before the first reading sees them.
+    for g in ["signpost_store_records", "signpost_feed_head", "signpost_feed_subscribers"] {
+        metrics.gauge(g);
+    }
     // Feed retention and the store-size gauge.
     let (core, keep, age_ms, m) = (p.core.clone(), p.cfg.feed.retention_count, p.cfg.feed.retention_h * 3_600_000, metrics.clone());
     tokio::spawn(async move {
@@ -208,8 +538,8 @@ async fn serve(p: Prepared) -> Result<(), String> {
                 Err(e) => tracing::error!("feed prune failed: {e}"),
             }
             if let Ok(st) = core.store().stats().await {
-                m.counter("signpost_store_records").store(st.records, std::sync::atomic::Ordering::Relaxed);
-                m.counter("signpost_feed_head").store(st.head, std::sync::atomic::Ordering::Relaxed);
+                m.gauge("signpost_store_records").set_u64(st.records);
+                m.gauge("signpost_feed_head").set_u64(st.head);
             }
             tokio::time::sleep(Duration::from_secs(60)).await;
         }

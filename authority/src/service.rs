@@ -120,11 +120,14 @@ impl<S: Store> AuthorityService<S> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let core = self.core.clone();
         let settings = self.feed;
-        let gauge = self.metrics.counter("signpost_feed_subscribers");
-        gauge.fetch_add(1, Ordering::Relaxed);
+        let gauge = self.metrics.gauge("signpost_feed_subscribers");
+        gauge.add(1);
+        let who = ctx.peer.as_ref().map_or_else(String::new, |p| p.id().to_string());
+        tracing::info!(subscriber = %who, since, "feed subscriber connected");
         tokio::spawn(async move {
             feed_task(core, since, settings, tx).await;
-            gauge.fetch_sub(1, Ordering::Relaxed);
+            gauge.add(-1);
+            tracing::info!(subscriber = %who, "feed subscriber gone");
         });
         Reply { status: 200, content_type: FEED_CONTENT_TYPE, headers: vec![("cache-control", "no-store".into())], body: Bytes::new(), stream: Some(rx) }
     }

@@ -84,6 +84,9 @@ pub trait Store: Send + Sync + 'static {
     fn prune(&self, keep: u64, older_than: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Counts.
     fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+    /// At most `limit` records whose CSI URI starts with `prefix` (e.g.
+    /// `tel:+4915`), in URI order (operator tooling, not the hot path).
+    fn list(&self, prefix: &str, limit: usize) -> impl Future<Output = Result<Vec<NumberRecord>, StoreError>> + Send;
 }
 
 const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
@@ -262,5 +265,19 @@ impl Store for RedbStore {
         let changes = r.open_table(CHANGES).map_err(se)?.len().map_err(se)?;
         let head = r.open_table(META).map_err(se)?.get("head").map_err(se)?.map_or(0, |v| v.value());
         Ok(Stats { records, changes, head })
+    }
+
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(NUMBERS).map_err(se)?;
+        let mut out = Vec::new();
+        for item in t.range(prefix..).map_err(se)? {
+            let (k, v) = item.map_err(se)?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(NumberRecord::decode(v.value()).map_err(se)?);
+        }
+        Ok(out)
     }
 }

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
+#[path = "../../crates/net/tests/support/prometheus.rs"]
+mod prom;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -66,10 +68,13 @@ fn import_all_or_nothing_and_check_config() {
 
     // Out of scope: refused as a whole, too.
     let oos = dir.path().join("oos.csv");
-    std::fs::write(&oos, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,,,,,,,\n+33612345678,assigned,tnsp.fr.example,,,,,,,\n", signpost_authority::import::HEADER)).unwrap();
+    std::fs::write(&oos, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,,,,,,,\n+33612345678,assigned,tnsp.fr.example,,,,,,,\n+447700900123,assigned,tnsp.uk.example,,,,,,,\n", signpost_authority::import::HEADER)).unwrap();
     let o = run(&["import", "--config", &c, "--quiet", &oos.display().to_string()]);
     assert_eq!(o.status.code(), Some(65));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 3"));
+    // Every out-of-scope row, each with the file name.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let f = oos.display().to_string();
+    assert!(err.contains(&format!("{f}: line 3")) && err.contains(&format!("{f}: line 4")) && err.contains("2 bad row(s)"), "{err}");
 
     // A good file (national numbers with --region).
     let good = dir.path().join("good.csv");
@@ -84,9 +89,25 @@ fn import_all_or_nothing_and_check_config() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("imported 201 identifiers"));
     let o = run(&["check-config", "--config", &c]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("201 stored identifiers (feed head 201)"), "{}", String::from_utf8_lossy(&o.stdout));
-    // Importing again: the identifiers exist, refused as a whole.
+    // One record, and a prefix listing, without XML.
+    let o = run(&["show", "--config", &c, "--region", "DE", "0151 12340007"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("tel:+4915112340007  assigned to tnsp-a.de.example") && shown.contains("ott.example \"OTT, 7\"") && shown.contains("mimi://ott.example/u/7"), "{shown}");
+    assert_eq!(run(&["show", "--config", &c, "+4915199998888"]).status.code(), Some(2));
+    let o = run(&["list", "--config", &c, "+49151123400", "--limit", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(listed.lines().filter(|l| l.starts_with("tel:")).count(), 5, "{listed}");
+    assert!(listed.starts_with("tel:+4915112340000"), "{listed}");
+    // Importing again: the identifiers exist, refused as a whole, every
+    // duplicate reported (up to the cap) with the file name.
     let o = run(&["import", "--config", &c, "--quiet", "--region", "DE", &good.display().to_string()]);
     assert_eq!(o.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let f = good.display().to_string();
+    assert_eq!(err.lines().filter(|l| l.starts_with(&format!("{f}: line ")) && l.contains("already in the store")).count(), 50, "{err}");
+    assert!(err.contains("there may be more"), "{err}");
 }
 
 #[test]
@@ -146,8 +167,130 @@ async fn serve_logs_listeners_answers_and_drains() {
     // Out of scope with a root configured: redirect toward the root.
     let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
     assert!(matches!(r, signpost_schemas::Response::Redirect(ref x) if x.target.as_str() == "root.signpost.example"), "{r:?}");
+    // A feed subscriber is logged at info with its id (never an identifier).
+    let (st, feed) = client.get_stream(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/feed")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), "/feed").await.unwrap();
+    assert_eq!(st, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !log.lock().unwrap().iter().any(|l| l.contains("feed subscriber connected") && l.contains("resolver.example") && l.contains("INFO")) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(feed);
+    // The admin plane's /metrics, read by an independent parser.
+    let admin: std::net::SocketAddr =
+        log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
+    let page = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    })
+    .await
+    .unwrap();
+    if let Some(s) = prom::parse(&page) {
+        prom::expect(
+            &s,
+            &[
+                ("signpost_build_info", "gauge"),
+                ("signpost_requests_total", "counter"),
+                ("signpost_request_duration_seconds", "histogram"),
+                ("signpost_tls_certificate_expiry_seconds", "gauge"),
+                ("signpost_store_records", "gauge"),
+                ("signpost_feed_head", "gauge"),
+            ],
+        );
+        assert_eq!(s.value("signpost_build_info", &format!("role=authority,version={}", env!("CARGO_PKG_VERSION"))), Some(1.0), "{page}");
+        assert_eq!(s.value("signpost_requests_total", "outcome=redirect"), Some(1.0), "{page}");
+        let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
+        assert!(cert > 29.0 * 86_400.0 && cert <= 30.0 * 86_400.0, "{cert}");
+    }
+    // Provisioning one record without writing XML, through the running server.
+    let (cc, ck) = issue(&ca, Role::Csip, "tnsp-a.de.example", &["+4915"]);
+    let (mc, mk) = issue(&ca, Role::Msp, "ott.example", &[]);
+    for (n, (c, k)) in [("csip", (&cc, &ck)), ("msp", (&mc, &mk))] {
+        std::fs::write(dir.path().join(format!("{n}-cert.pem")), c).unwrap();
+        std::fs::write(dir.path().join(format!("{n}-key.pem")), k).unwrap();
+    }
+    let d = dir.path().to_path_buf();
+    let prov = move |who: &str, op: &[&str]| {
+        let mut a: Vec<String> = ["provision", "--server", &format!("https://{addr}"), "--server-id", "dp.de.example", "--ca"].iter().map(|s| s.to_string()).collect();
+        a.push(d.join("ca/ca.pem").display().to_string());
+        a.extend(["--cert".into(), d.join(format!("{who}-cert.pem")).display().to_string(), "--key".into(), d.join(format!("{who}-key.pem")).display().to_string()]);
+        a.extend(op.iter().map(|s| s.to_string()));
+        Command::new(BIN).args(a).output().unwrap()
+    };
+    let o = tokio::task::spawn_blocking({
+        let prov = prov.clone();
+        move || {
+            (
+                prov("csip", &["assign", "+49 151 1234 5678"]),
+                prov("msp", &["put-entry", "+4915112345678", "--provider", "ott.example", "--uri", "mimi://ott.example/u/1", "--tag", "personal"]),
+                prov("csip", &["assign", "+4930123456"]),
+                prov("msp", &["remove-entry", "+4915112345678", "--provider", "ott.example"]),
+                prov("csip", &["release", "+4915112345678"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    for (what, out) in [("assign", &o.0), ("put-entry", &o.1), ("remove-entry", &o.3), ("release", &o.4)] {
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 changed"), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // Outside the CSIP's scope: refused in words, exit 65.
+    assert_eq!(o.2.status.code(), Some(65), "{}", String::from_utf8_lossy(&o.2.stderr));
+    assert!(String::from_utf8_lossy(&o.2.stderr).contains("refused (HTTP"), "{}", String::from_utf8_lossy(&o.2.stderr));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let st = child.wait().unwrap();
     assert!(st.success());
     assert!(!log.lock().unwrap().iter().any(|l| l.contains("33612345678")), "identifiers must not be logged");
+}
+
+#[test]
+fn help_prints_the_exit_codes_and_usage_errors_exit_64() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit codes") && help.contains("65  bad data"), "{help}");
+    assert_eq!(run(&["serve"]).status.code(), Some(64), "missing --config");
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(64));
+}
+
+#[test]
+fn a_present_section_may_list_only_what_it_changes_and_the_sample_shows_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "id = \"dp.de.example\"\n[listen]\nlost = \"127.0.0.1:0\"\n[tls]\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[store]\npath = \"a.redb\"\n";
+    let partial = dir.path().join("partial.toml");
+    std::fs::write(&partial, format!("{base}[answers]\nmapping_ttl_s = 60\n[feed]\nheartbeat_ms = 1000\n[rate]\nburst = 5.0\n[limits]\nmax_body = 1024\n[log]\nlevel = \"debug\"\n")).unwrap();
+    let (c, _) = signpost_authority::config::Config::load(&partial).unwrap();
+    assert_eq!((c.answers.mapping_ttl_s, c.answers.negative_ttl_s), (60, 60));
+    assert_eq!((c.feed.heartbeat_ms, c.feed.retention_h), (1000, 168));
+    assert_eq!((c.rate.burst, c.rate.queries_per_s), (5.0, 500.0));
+    assert_eq!((c.limits.max_body, c.limits.max_connections), (1024, 4096));
+    assert_eq!((c.log.level.as_str(), c.log.format.as_str()), ("debug", "human"));
+    // The sample's values are the defaults.
+    let minimal = dir.path().join("minimal.toml");
+    std::fs::write(&minimal, base).unwrap();
+    let (m, _) = signpost_authority::config::Config::load(&minimal).unwrap();
+    let (s, _) = signpost_authority::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml")).unwrap();
+    for (a, b) in [
+        (format!("{:?}", m.answers), format!("{:?}", s.answers)),
+        (format!("{:?}", m.feed), format!("{:?}", s.feed)),
+        (format!("{:?}", m.rate), format!("{:?}", s.rate)),
+        (format!("{:?}", m.limits), format!("{:?}", s.limits)),
+        (format!("{:?}", m.log), format!("{:?}", s.log)),
+    ] {
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let o = run(&["completions", "fish"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("signpost-authority"));
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["man", "--out", &dir.path().display().to_string()]).status.success());
+    assert!(std::fs::read_to_string(dir.path().join("signpost-authority-import.1")).unwrap().contains(".TH"));
 }

@@ -62,6 +62,16 @@ async fn feed_pages_and_retention<S: Store>(s: S) {
     assert!(matches!(s.changes_since(6, 10).await.unwrap(), FeedPage::Gone { oldest: 9, .. }));
 }
 
+async fn list_by_prefix<S: Store>(s: S) {
+    let other = NumberRecord { csi: Csi::from_wire("tel:+4930123456").unwrap(), ..rec(9, 1) };
+    s.commit(Commit { records: vec![rec(3, 1), rec(1, 1), rec(2, 1), other.clone()], time: t(0), ..Commit::default() }).await.unwrap();
+    let all: Vec<String> = s.list("tel:+49151", 100).await.unwrap().into_iter().map(|r| r.csi.uri().to_owned()).collect();
+    assert_eq!(all, ["tel:+4915100000001", "tel:+4915100000002", "tel:+4915100000003"]);
+    assert_eq!(s.list("tel:+49151", 2).await.unwrap().len(), 2);
+    assert_eq!(s.list("tel:+4930", 10).await.unwrap(), vec![other]);
+    assert!(s.list("tel:+33", 10).await.unwrap().is_empty());
+}
+
 async fn delegations<S: Store>(s: S) {
     let d = Delegation {
         cover: Cover::Prefix(E164Prefix::parse("+4916").unwrap()),
@@ -87,6 +97,11 @@ macro_rules! conformance {
             async fn feed_pages_and_retention() {
                 let (s, _g) = $make;
                 super::feed_pages_and_retention(s).await;
+            }
+            #[tokio::test]
+            async fn list_by_prefix() {
+                let (s, _g) = $make;
+                super::list_by_prefix(s).await;
             }
             #[tokio::test]
             async fn delegations() {

@@ -20,13 +20,67 @@ pub struct Lookup {
     pub verified: Vec<Result<(), String>>,
 }
 
+/// Why a lookup produced no answer to describe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// The resolver's URL is `http://` and plain HTTP was not allowed
+    /// (`--dev-plaintext`): a usage error.
+    Plaintext(String),
+    /// The resolver cannot be reached, or failed at the HTTP level.
+    Unavailable(String),
+    /// The resolver answered something that is not LoST.
+    Garbled(String),
+}
+
+impl LookupError {
+    /// The exit code (`signpost_net::exit`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LookupError::Plaintext(_) => signpost_net::exit::USAGE,
+            LookupError::Unavailable(_) => signpost_net::exit::UNAVAILABLE,
+            LookupError::Garbled(_) => signpost_net::exit::DATA,
+        }
+    }
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::Plaintext(a) => write!(f, "refusing plain HTTP to {a}: pass --dev-plaintext to reach a development resolver (never in production)"),
+            LookupError::Unavailable(e) | LookupError::Garbled(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The exit code for an answer: 0 found and verified, 2 not found, 65 a
+/// mapping that does not verify or an error that is the client's or the
+/// data's, 69 the resolver's or an upstream's failure.
+pub fn exit_code(l: &Lookup) -> u8 {
+    use signpost_schemas::ErrorKind as K;
+    match &l.response {
+        Response::Found(_) if l.verified.iter().all(Result::is_ok) => signpost_net::exit::OK,
+        Response::Errors(e) => match e.kind() {
+            Some(K::NotFound) => signpost_net::exit::NOT_FOUND,
+            Some(K::ServerError | K::ServerTimeout | K::InternalError) => signpost_net::exit::UNAVAILABLE,
+            _ => signpost_net::exit::DATA,
+        },
+        _ => signpost_net::exit::DATA,
+    }
+}
+
 /// Asks `resolver` (server id `resolver_id`) for `csi`.
-pub async fn lookup(client: &Client, resolver: &Endpoint, resolver_id: &Name, anchor: &TrustAnchor, csi: &Csi, context: Option<SenderContext>) -> Result<Lookup, String> {
+pub async fn lookup(client: &Client, resolver: &Endpoint, resolver_id: &Name, anchor: &TrustAnchor, csi: &Csi, context: Option<SenderContext>) -> Result<Lookup, LookupError> {
     let mut f = FindService::for_csi(csi.clone(), true);
     f.context = context;
-    let a = client.post_lost(resolver, resolver_id, Bytes::from(Request::FindService(f).encode())).await.map_err(|e| e.to_string())?;
+    let a = client.post_lost(resolver, resolver_id, Bytes::from(Request::FindService(f).encode())).await.map_err(|e| match e {
+        signpost_net::client::ClientError::Plaintext(a) => LookupError::Plaintext(a),
+        e => LookupError::Unavailable(format!("the resolver at {} cannot be reached: {e}", resolver.as_str())),
+    })?;
     let xml = String::from_utf8_lossy(&a.body).into_owned();
-    let response = Response::decode(&a.body, &Limits::MESSAGE).map_err(|e| format!("the resolver's answer (HTTP {}) does not decode: {e}", a.status))?;
+    let response = Response::decode(&a.body, &Limits::MESSAGE).map_err(|e| {
+        let why = format!("the resolver's answer (HTTP {}) does not decode: {e}", a.status);
+        if a.status >= 500 { LookupError::Unavailable(why) } else { LookupError::Garbled(why) }
+    })?;
     let mut verified = Vec::new();
     if let Response::Found(f) = &response {
         let mut v = Verifier::new(anchor.clone());

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signpost_net::client::Client;
 use signpost_net::limits::{LimitSettings, Limiter};
 use signpost_net::{Metrics, Server};
@@ -19,10 +19,12 @@ use signpost_schemas::{Clock, Csi, Name, Region, SenderContext, SystemClock};
 use signpost_trust::tls::{Identity, client_config};
 use signpost_trust::{Role, TrustAnchor};
 
-const EX_USAGE: u8 = 64;
+use signpost_net::exit;
+
+const EX_USAGE: u8 = exit::USAGE;
 
 #[derive(Parser)]
-#[command(name = "signpost-resolver", version, about = "Signpost resolver: recursive, verifying, caching discovery for a carrier's clients; and a lookup client")]
+#[command(name = "signpost-resolver", version, after_help = exit::HELP, about = "Signpost resolver: recursive, verifying, caching discovery for a carrier's clients; and a lookup client")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -30,6 +32,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// generated from this command-line definition.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: signpost_net::docs::Shell,
+    },
+    /// Print the man page, or with --out write one per subcommand (NAME.1,
+    /// NAME-SUB.1) into a directory, generated from this command-line
+    /// definition.
+    Man {
+        /// Directory to write the pages into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Serve LoST to clients (and the admin plane).
     Serve {
         /// The TOML config (see resolver/resolver.sample.toml).
@@ -73,6 +90,10 @@ enum Cmd {
         /// Print the raw LoST XML.
         #[arg(long)]
         xml: bool,
+        /// Development only: allow a plain-HTTP (`http://`) resolver URL.
+        /// Nothing is encrypted or authenticated; never use it in production.
+        #[arg(long)]
+        dev_plaintext: bool,
     },
 }
 
@@ -138,14 +159,48 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     Ok(Prepared { cfg, resolver, tls, metrics })
 }
 
+/// `man`: the main page on stdout, or every page into `out`.
+fn man(out: Option<&Path>) -> ExitCode {
+    use std::io::Write;
+    match out {
+        Some(dir) => match signpost_net::docs::write_man_pages(Cli::command(), dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dir.display())),
+        },
+        None => match signpost_net::docs::man_page(&Cli::command()).and_then(|p| std::io::stdout().write_all(&p)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(exit::INTERNAL, e),
+        },
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout and exit 0; every other clap
+            // error is a usage error (64), not clap's default 2.
+            let _ = e.print();
+            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return ExitCode::from(exit::clap_code(help));
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => return fail(1, e),
+        Err(e) => return fail(exit::INTERNAL, e),
     };
     rt.block_on(async move {
         match cli.cmd {
+            Cmd::Completions { shell } => {
+                signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Cmd::Man { out } => man(out.as_deref()),
             Cmd::CheckConfig { config } => match prepare(&config) {
                 Ok(p) => {
                     println!("configuration OK: resolver {} using root {}", p.cfg.id, p.cfg.root.id);
@@ -161,13 +216,13 @@ fn main() -> ExitCode {
                 p.cfg.log.init();
                 match serve(p).await {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(1, e),
+                    Err(e) => fail(exit::UNAVAILABLE, e),
                 }
             }
-            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml } => {
-                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml).await {
+            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml, dev_plaintext } => {
+                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml, dev_plaintext).await {
                     Ok(code) => code,
-                    Err(e) => fail(EX_USAGE, e),
+                    Err((code, e)) => fail(code, e),
                 }
             }
         }
@@ -175,41 +230,63 @@ fn main() -> ExitCode {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn lookup(csi: &str, resolver: &str, resolver_id: &str, ca: &Path, cert: Option<&Path>, key: Option<&Path>, sender: Option<String>, tags: &[String], region: Option<&str>, xml: bool) -> Result<ExitCode, String> {
-    let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| e.to_string())?;
-    let csi = Csi::parse(csi, region).map_err(|e| format!("{csi:?}: {e}"))?;
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| e.to_string())?;
+async fn lookup(
+    csi: &str,
+    resolver: &str,
+    resolver_id: &str,
+    ca: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    sender: Option<String>,
+    tags: &[String],
+    region: Option<&str>,
+    xml: bool,
+    dev_plaintext: bool,
+) -> Result<ExitCode, (u8, String)> {
+    let usage = |e: String| (EX_USAGE, e);
+    let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| usage(e.to_string()))?;
+    let csi = Csi::parse(csi, region).map_err(|e| usage(format!("{csi:?}: {e}")))?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())));
+    let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| usage(format!("{}: {e}", ca.display())))?;
     let identity = match (cert, key) {
-        (Some(c), Some(k)) => Some(Identity::from_pem(&read(c)?, &read(k)?).map_err(|e| e.to_string())?),
+        (Some(c), Some(k)) => Some(Identity::from_pem(&read(c)?, &read(k)?).map_err(|e| usage(format!("{} / {}: {e}", c.display(), k.display())))?),
         (None, None) => None,
-        _ => return Err("--cert and --key go together".into()),
+        _ => return Err(usage("--cert and --key go together".into())),
     };
-    let client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| e.to_string())?), Duration::from_secs(5));
-    let ep = Endpoint::parse(resolver).map_err(|e| e.to_string())?;
-    let rid = Name::parse(resolver_id).map_err(|e| e.to_string())?;
+    let files = match (cert, key) {
+        (Some(c), Some(k)) => format!("{} and {}: ", c.display(), k.display()),
+        _ => String::new(),
+    };
+    let mut client = Client::new(Arc::new(client_config(&anchor, identity.as_ref()).map_err(|e| usage(format!("{files}{e}")))?), Duration::from_secs(5));
+    let ep = Endpoint::parse(resolver).map_err(|e| usage(format!("--resolver: {e}")))?;
+    if !ep.is_https() && !dev_plaintext {
+        return Err(usage(signpost_resolver::lookup::LookupError::Plaintext(resolver.to_owned()).to_string()));
+    }
+    if dev_plaintext {
+        eprintln!("signpost-resolver: WARNING: --dev-plaintext: a plain-HTTP resolver is neither encrypted nor authenticated; development only");
+        client = client.allow_plaintext();
+    }
+    let rid = Name::parse(resolver_id).map_err(|e| usage(format!("--resolver-id: {e}")))?;
     let context = if sender.is_some() || !tags.is_empty() {
         Some(SenderContext {
-            sender_provider: sender.map(|s| Name::parse(&s)).transpose().map_err(|e| e.to_string())?,
-            tags: tags.iter().map(|t| Tag::parse(t)).collect::<Result<_, _>>().map_err(|e| e.to_string())?,
+            sender_provider: sender.map(|s| Name::parse(&s)).transpose().map_err(|e| usage(format!("--sender: {e}")))?,
+            tags: tags.iter().map(|t| Tag::parse(t)).collect::<Result<_, _>>().map_err(|e| usage(format!("--tag: {e}")))?,
         })
     } else {
         None
     };
-    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await?;
+    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await.map_err(|e| (e.exit_code(), e.to_string()))?;
     if xml {
         print!("{}", l.xml);
     } else {
         print!("{}", signpost_resolver::lookup::describe(&csi, &l));
     }
-    Ok(match &l.response {
-        signpost_schemas::Response::Found(_) if l.verified.iter().all(Result::is_ok) => ExitCode::SUCCESS,
-        signpost_schemas::Response::Errors(e) if signpost_resolver::resolver::is_not_found(e) => ExitCode::from(2),
-        _ => ExitCode::from(1),
-    })
+    Ok(ExitCode::from(signpost_resolver::lookup::exit_code(&l)))
 }
 
 async fn serve(p: Prepared) -> Result<(), String> {
+    p.metrics.build_info("resolver", env!("CARGO_PKG_VERSION"));
+    p.metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     p.resolver.start().await;
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
     let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));

@@ -134,6 +134,8 @@ struct Inner {
     waiters: HashMap<QueryId, oneshot::Sender<Answer>>,
     next_query: QueryId,
     streams: HashMap<StreamId, JoinHandle<()>>,
+    /// Every authority a feed was opened to (for the feed-connected gauge).
+    feeds: std::collections::BTreeSet<Name>,
     /// The earliest timer the timer task sleeps towards.
     armed: Option<Timestamp>,
     stopped: bool,
@@ -150,11 +152,10 @@ struct Counters {
     refreshes: &'static std::sync::atomic::AtomicU64,
     reasks: &'static std::sync::atomic::AtomicU64,
     resyncs: &'static std::sync::atomic::AtomicU64,
-    entries: &'static std::sync::atomic::AtomicU64,
-    bytes: &'static std::sync::atomic::AtomicU64,
+    entries: &'static signpost_net::metrics::Gauge,
+    bytes: &'static signpost_net::metrics::Gauge,
     hit_latency: &'static signpost_net::metrics::Histogram,
     miss_latency: &'static signpost_net::metrics::Histogram,
-    feed_lag: &'static signpost_net::metrics::Histogram,
 }
 
 impl Counters {
@@ -170,8 +171,8 @@ impl Counters {
         self.refreshes.store(s.refreshes, Relaxed);
         self.reasks.store(s.reasks, Relaxed);
         self.resyncs.store(s.resyncs, Relaxed);
-        self.entries.store(s.entries, Relaxed);
-        self.bytes.store(s.bytes, Relaxed);
+        self.entries.set_u64(s.entries);
+        self.bytes.set_u64(s.bytes);
     }
 }
 
@@ -185,6 +186,7 @@ pub struct Resolver {
     c: Counters,
     me: Weak<Resolver>,
     timer_task: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -215,22 +217,59 @@ impl Resolver {
             refreshes: metrics.counter("signpost_resolver_refreshes_total"),
             reasks: metrics.counter("signpost_resolver_superseded_answers_total"),
             resyncs: metrics.counter("signpost_resolver_resyncs_total"),
-            entries: metrics.counter("signpost_resolver_cache_entries"),
-            bytes: metrics.counter("signpost_resolver_cache_bytes"),
+            entries: metrics.gauge("signpost_resolver_cache_entries"),
+            bytes: metrics.gauge("signpost_resolver_cache_bytes"),
             hit_latency: metrics.histogram("signpost_resolver_hit_duration_seconds"),
             miss_latency: metrics.histogram("signpost_resolver_miss_duration_seconds"),
-            feed_lag: metrics.histogram("signpost_resolver_feed_lag_seconds"),
         };
-        Ok(Arc::new_cyclic(|me| Resolver {
+        let r = Arc::new_cyclic(|me| Resolver {
             s,
             clock,
             client,
-            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), armed: None, stopped: false }),
+            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), feeds: std::collections::BTreeSet::new(), armed: None, stopped: false }),
             wake: Notify::new(),
             c,
             me: me.clone(),
             timer_task: Mutex::new(None),
-        }))
+            metrics: metrics.clone(),
+        });
+        Self::register_gauges(&r, &metrics);
+        Ok(r)
+    }
+
+    /// Gauges read at scrape time: the root table in use (serial, seconds
+    /// until its validUntil) and the link state of every authority's feed.
+    fn register_gauges(r: &Arc<Resolver>, metrics: &Metrics) {
+        let w = Arc::downgrade(r);
+        metrics.gauge_fn(
+            "signpost_root_table_expiry_seconds",
+            Box::new(move || {
+                w.upgrade()
+                    .and_then(|r| r.root_table().map(|(_, until)| (String::new(), signpost_net::metrics::seconds_until(until, r.clock.now()))))
+                    .into_iter()
+                    .collect()
+            }),
+        );
+        let w = Arc::downgrade(r);
+        metrics.gauge_fn(
+            "signpost_root_table_serial",
+            Box::new(move || w.upgrade().and_then(|r| r.root_table()).map(|(serial, _)| (String::new(), serial as f64)).into_iter().collect()),
+        );
+        let w = Arc::downgrade(r);
+        metrics.gauge_fn(
+            "signpost_resolver_feed_connected",
+            Box::new(move || {
+                let Some(r) = w.upgrade() else { return Vec::new() };
+                let g = r.lock();
+                g.feeds
+                    .iter()
+                    .map(|a| {
+                        let up = if g.core.feed_connected(a) { 1.0 } else { 0.0 };
+                        (format!("authority=\"{}\"", signpost_net::metrics::label_value(a.as_str())), up)
+                    })
+                    .collect()
+            }),
+        );
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -315,6 +354,66 @@ impl Resolver {
     /// Counters and gauges of the core.
     pub fn stats(&self) -> Stats {
         self.lock().core.stats()
+    }
+
+    /// The control plane's `stats`: the core's counters and gauges, the
+    /// root table in use and every feed's link, one `key value` per line.
+    pub fn control_stats(&self) -> String {
+        let g = self.lock();
+        let st = g.core.stats();
+        let mut out = String::new();
+        for (k, v) in [
+            ("hits", st.hits),
+            ("misses", st.misses),
+            ("stale", st.stale),
+            ("upstream_ok", st.upstream_ok),
+            ("upstream_failed", st.upstream_failed),
+            ("rejected", st.rejected),
+            ("invalidations", st.invalidations),
+            ("refreshes", st.refreshes),
+            ("reasks", st.reasks),
+            ("frames", st.frames),
+            ("resyncs", st.resyncs),
+            ("entries", st.entries),
+            ("bytes", st.bytes),
+            ("waiting", st.waiting),
+        ] {
+            out.push_str(&format!("{k} {v}\n"));
+        }
+        match g.core.root_table() {
+            Some((serial, until)) => out.push_str(&format!("root_table serial {serial} valid_until {until}\n")),
+            None => out.push_str("root_table none\n"),
+        }
+        for a in &g.feeds {
+            let pos = g.core.feed_position(a).map_or_else(|| "-".to_owned(), |p| p.to_string());
+            out.push_str(&format!("feed {a} {} through {pos}\n", if g.core.feed_connected(a) { "connected" } else { "down" }));
+        }
+        out
+    }
+
+    /// The control plane's `dump`: at most `limit` cached answers, one line
+    /// each (identifier, found or notFound, the answering authority, the
+    /// sender variant, fresh and stale ends, hits). Identifiers appear in
+    /// full: this goes to an authenticated admin, never to the logs.
+    pub fn control_dump(&self, limit: usize) -> String {
+        let g = self.lock();
+        let mut out = String::new();
+        for (csi, e) in g.core.answers().iter().take(limit) {
+            let v = &e.variant;
+            let tags: Vec<&str> = v.tags.iter().map(|t| t.as_str()).collect();
+            out.push_str(&format!(
+                "{} {} from {} sender {} tags {} fresh_until {} stale_until {} hits {}\n",
+                csi.uri(),
+                if e.found { "found" } else { "notFound" },
+                e.authority,
+                v.sender.as_ref().map_or("-", |n| n.as_str()),
+                if tags.is_empty() { "-".to_owned() } else { tags.join(",") },
+                e.fresh_until,
+                e.stale_until,
+                e.hits
+            ));
+        }
+        out
     }
 
     /// Cached answers now.
@@ -448,6 +547,7 @@ impl Resolver {
                 });
             }
             Transmit::Subscribe { stream, authority, endpoint, since } => {
+                g.feeds.insert(authority.clone());
                 let h = tokio::spawn(async move { feed_stream(me, stream, authority, endpoint, since).await });
                 g.streams.insert(stream, h);
             }
@@ -557,6 +657,7 @@ async fn feed_stream(me: Arc<Resolver>, stream: StreamId, authority: Name, endpo
     let weak = Arc::downgrade(&me);
     drop(me);
     let mut buf: Vec<u8> = Vec::new();
+    let mut lag: Option<&'static signpost_net::metrics::Histogram> = None;
     let end = loop {
         let chunk = match body.frame().await {
             Some(Ok(f)) => match f.into_data() {
@@ -582,7 +683,10 @@ async fn feed_stream(me: Arc<Resolver>, stream: StreamId, authority: Name, endpo
         let now = r.clock.now();
         for f in &frames {
             if let FeedEvent::Frame(FeedFrame::Change(c)) = f {
-                r.c.feed_lag.observe_us(now.millis_since(c.time).saturating_mul(1000));
+                lag.get_or_insert_with(|| {
+                    r.metrics.histogram(&format!("signpost_resolver_feed_lag_seconds{{authority=\"{}\"}}", signpost_net::metrics::label_value(authority.as_str())))
+                })
+                .observe_us(now.millis_since(c.time).saturating_mul(1000));
             }
         }
         r.input(|core, now| {

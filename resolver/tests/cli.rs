@@ -87,3 +87,49 @@ fn sample_config_is_strict() {
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("max_entrys"));
 }
+
+fn ca_file(dir: &std::path::Path) -> PathBuf {
+    let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock);
+    let ca = signpost_trust::ca::Ca::generate("t", signpost_schemas::Timestamp::from_secs(now.as_secs() - DAY), now.plus_secs(DAY)).unwrap();
+    let p = dir.join("ca.pem");
+    std::fs::write(&p, ca.cert_pem()).unwrap();
+    p
+}
+
+#[test]
+fn lookup_exit_codes_tell_usage_from_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca_file(dir.path()).display().to_string();
+    // A port nothing listens on (loopback).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let https = format!("https://127.0.0.1:{port}/lost");
+    let o = run(&["lookup", "+49 151 1234 5678", "--resolver", &https, "--ca", &ca]);
+    assert_eq!(o.status.code(), Some(69), "resolver down: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be reached"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Plain HTTP names the flag that allows it, and the flag exists.
+    let http = format!("http://127.0.0.1:{port}/lost");
+    let o = run(&["lookup", "+49 151 1234 5678", "--resolver", &http, "--ca", &ca]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dev-plaintext"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["lookup", "+49 151 1234 5678", "--resolver", &http, "--ca", &ca, "--dev-plaintext"]);
+    assert_eq!(o.status.code(), Some(69), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("WARNING: --dev-plaintext"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Usage errors are 64, never 2 (2 is "not found").
+    assert_eq!(run(&["lookup"]).status.code(), Some(64));
+    assert_eq!(run(&["lookup", "+4915112345678", "--ca", &ca, "--bogus"]).status.code(), Some(64));
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit codes") && help.contains("2   not found"), "{help}");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let o = run(&["completions", "bash"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--dev-plaintext"));
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["man", "--out", &dir.path().display().to_string()]).status.success());
+    assert!(std::fs::read_to_string(dir.path().join("signpost-resolver-lookup.1")).unwrap().contains(".TH"));
+}

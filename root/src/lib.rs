@@ -106,7 +106,7 @@ impl RootService {
     }
 
     fn find(&self, f: &signpost_schemas::FindService) -> Result<Response, Failure> {
-        // RFC 5222 §6 / DESIGN §3: a server whose id is already in the path
+        // RFC 5222 §6: a server whose id is already in the path
         // answers loop and forwards nothing.
         if let Some(p) = &f.path
             && p.contains(&self.id)
@@ -252,5 +252,155 @@ pub async fn reload_loop(
             }
             Err(e) => tracing::error!("root table reload refused, still serving the previous table: {e}"),
         }
+    }
+}
+
+/// The signed table `signed` written into the operator's own file `src`
+/// (comments, order, indentation kept): the old `<sp:signature>` is removed
+/// and the new one goes before `</sp:rootTable>`. `None` when that cannot
+/// be done safely (another namespace prefix, or the result does not decode
+/// to exactly `signed`); then the caller writes `signed.encode()`.
+pub fn splice_signature(src: &str, signed: &RootTable) -> Option<String> {
+    let encoded = signed.encode();
+    let new_sig = {
+        let start = encoded.find("<sp:signature")?;
+        let end = encoded.find("</sp:signature>")? + "</sp:signature>".len();
+        encoded.get(start..end)?.to_owned()
+    };
+    if !src.contains("<sp:rootTable") || !src.contains(signpost_schemas::xml::SP_NS) {
+        return None;
+    }
+    let mut out = src.to_owned();
+    // Remove every old signature, with the indentation before it and the
+    // line end after it.
+    while let Some(start) = out.find("<sp:signature") {
+        let end = match (out.get(start..)?.find("</sp:signature>"), out.get(start..)?.find("/>")) {
+            (Some(c), _) => start + c + "</sp:signature>".len(),
+            (None, Some(sc)) => start + sc + 2,
+            (None, None) => return None,
+        };
+        let line_start = out.get(..start)?.trim_end_matches([' ', '\t']).len();
+        let line_start = if out.get(line_start.saturating_sub(1)..line_start) == Some("\n") { line_start - 1 } else { line_start };
+        out.replace_range(line_start..end, "");
+    }
+    let close = out.rfind("</sp:rootTable>")?;
+    let before = out.get(..close)?.trim_end_matches([' ', '\t', '\n', '\r']).len();
+    out.replace_range(before..close, &format!("\n  {new_sig}\n"));
+    let back = RootTable::decode(out.as_bytes(), &Limits::DOCUMENT).ok()?;
+    (&back == signed).then_some(out)
+}
+
+/// Seconds before `validUntil` from which the root warns: a week, so an
+/// operator has time to re-sign, and again in the last day.
+pub const EXPIRY_WARN_EARLY_S: u64 = 7 * 86_400;
+/// The second, louder warning: the last day.
+pub const EXPIRY_WARN_LATE_S: u64 = 86_400;
+
+/// How close a table is to its `validUntil`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Expiry {
+    /// More than [`EXPIRY_WARN_EARLY_S`] left.
+    Fine,
+    /// Less than a week left.
+    Week,
+    /// Less than a day left.
+    Day,
+    /// `validUntil` has passed: resolvers refuse the table.
+    Expired,
+}
+
+impl Expiry {
+    /// The stage of a table ending at `valid_until`, seen at `now`.
+    pub fn of(valid_until: signpost_schemas::Timestamp, now: signpost_schemas::Timestamp) -> Expiry {
+        let left_ms = valid_until.as_millis().saturating_sub(now.as_millis());
+        if valid_until < now {
+            Expiry::Expired
+        } else if left_ms < EXPIRY_WARN_LATE_S * 1000 {
+            Expiry::Day
+        } else if left_ms < EXPIRY_WARN_EARLY_S * 1000 {
+            Expiry::Week
+        } else {
+            Expiry::Fine
+        }
+    }
+    /// The value of `signpost_root_table_expiry_stage` (0 fine, 1 week,
+    /// 2 day, 3 expired).
+    pub fn gauge(self) -> i64 {
+        match self {
+            Expiry::Fine => 0,
+            Expiry::Week => 1,
+            Expiry::Day => 2,
+            Expiry::Expired => 3,
+        }
+    }
+}
+
+/// Why `/readyz` should fail for this table at `now`, if it should.
+pub fn table_unready(t: &LoadedTable, now: signpost_schemas::Timestamp) -> Option<String> {
+    (t.table.valid_until < now).then(|| {
+        format!("the root table (serial {}) expired at {}: sign a new one (signpost-root table sign)", t.table.serial, t.table.valid_until)
+    })
+}
+
+/// Logs the table's expiry stage when it is not [`Expiry::Fine`] (warn a
+/// week and a day ahead, error once expired) and returns it.
+pub fn expiry_log(t: &RootTable, now: signpost_schemas::Timestamp) -> Expiry {
+    let stage = Expiry::of(t.valid_until, now);
+    let hours = t.valid_until.as_millis().saturating_sub(now.as_millis()) / 3_600_000;
+    match stage {
+        Expiry::Fine => {}
+        Expiry::Week | Expiry::Day => tracing::warn!(
+            serial = t.serial,
+            valid_until = %t.valid_until,
+            hours_left = hours,
+            "the root table expires in under {}: sign a new one with a later validUntil (signpost-root table sign)",
+            if stage == Expiry::Day { "a day" } else { "a week" }
+        ),
+        Expiry::Expired => tracing::error!(
+            serial = t.serial,
+            valid_until = %t.valid_until,
+            "the root table has expired: resolvers refuse it and /readyz fails; sign a new one (signpost-root table sign)"
+        ),
+    }
+    stage
+}
+
+/// Watches the served table's expiry: sets `stage` (the
+/// `signpost_root_table_expiry_stage` gauge) and logs through
+/// [`expiry_log`] on every change of stage or serial, and every `repeat`
+/// while the table is in a warning stage.
+pub async fn expiry_watch(svc: Arc<RootService>, clock: Arc<dyn Clock>, stage: &'static signpost_net::metrics::Gauge, every: Duration, repeat: Duration) {
+    let mut last: Option<(u64, Expiry)> = None;
+    let mut since_log = Duration::ZERO;
+    loop {
+        let cur = svc.current();
+        let now = clock.now();
+        let s = Expiry::of(cur.table.valid_until, now);
+        stage.set(s.gauge());
+        if last != Some((cur.table.serial, s)) || (s != Expiry::Fine && since_log >= repeat) {
+            expiry_log(&cur.table, now);
+            last = Some((cur.table.serial, s));
+            since_log = Duration::ZERO;
+        }
+        tokio::time::sleep(every).await;
+        since_log = since_log.saturating_add(every);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod expiry_tests {
+    use super::*;
+    use signpost_schemas::Timestamp;
+
+    #[test]
+    fn stages_warn_a_week_and_a_day_before_valid_until() {
+        let now = Timestamp::from_secs(1_000_000_000);
+        assert_eq!(Expiry::of(now.plus_secs(30 * 86_400), now), Expiry::Fine);
+        assert_eq!(Expiry::of(now.plus_secs(7 * 86_400), now), Expiry::Fine);
+        assert_eq!(Expiry::of(now.plus_secs(7 * 86_400 - 1), now), Expiry::Week);
+        assert_eq!(Expiry::of(now.plus_secs(86_400 - 1), now), Expiry::Day);
+        assert_eq!(Expiry::of(now, now), Expiry::Day);
+        assert_eq!(Expiry::of(Timestamp::from_secs(999_999_999), now), Expiry::Expired);
     }
 }

@@ -5,6 +5,8 @@
 
 #[path = "../../schemas/tests/common/mod.rs"]
 mod common;
+#[path = "../../crates/net/tests/support/prometheus.rs"]
+mod prom;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -61,8 +63,13 @@ impl Pki {
         Client::new(Arc::new(client_config(&self.anchor(), id.as_ref()).unwrap()), Duration::from_secs(5))
     }
     fn write_table(&self, serial: u64, extra: &str) {
+        let o = self.sign_table(serial, "2099-01-01T00:00:00Z", extra);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    /// Writes and signs a table valid until `until`; `table sign`'s output.
+    fn sign_table(&self, serial: u64, until: &str, extra: &str) -> std::process::Output {
         let t = format!(
-            r#"<sp:rootTable xmlns:sp="urn:signpost:params:xml:ns:disc1" source="{ROOT_ID}" serial="{serial}" validUntil="2099-01-01T00:00:00Z" negativeLifetime="120">
+            r#"<sp:rootTable xmlns:sp="urn:signpost:params:xml:ns:disc1" source="{ROOT_ID}" serial="{serial}" validUntil="{until}" negativeLifetime="120">
   <sp:delegation prefix="+49" lifetime="86400"><sp:authority id="dp.de.example"><sp:endpoint url="https://127.0.0.1:7402/lost"/></sp:authority></sp:delegation>
   <sp:delegation prefix="+1" lifetime="86400"><sp:authority id="dp.nanp.example"><sp:endpoint url="https://127.0.0.1:7404/lost"/></sp:authority></sp:delegation>
   <sp:delegation prefix="+1204" lifetime="600"><sp:authority id="dp.mb.example"><sp:endpoint url="https://127.0.0.1:7405/lost"/></sp:authority></sp:delegation>
@@ -73,8 +80,11 @@ impl Pki {
         );
         let tmp = self.path("new-table.xml");
         std::fs::write(&tmp, t).unwrap();
-        ok(&["table", "sign", "--key", &self.path("root/key.pem").display().to_string(), &tmp.display().to_string()]);
-        std::fs::rename(&tmp, self.path("root-table.xml")).unwrap();
+        let o = run(&["table", "sign", "--key", &self.path("root/key.pem").display().to_string(), &tmp.display().to_string()]);
+        if o.status.success() {
+            std::fs::rename(&tmp, self.path("root-table.xml")).unwrap();
+        }
+        o
     }
     fn config(&self, client_auth: &str, reload_ms: u64) -> PathBuf {
         let c = format!(
@@ -157,6 +167,63 @@ impl Running {
     fn logged(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
+    /// Waits (without a time threshold of its own beyond a generous
+    /// deadline) until a line containing `needle` is logged.
+    fn wait_logged(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.logged(needle) {
+            assert!(Instant::now() < deadline, "never logged {needle:?}: {:?}", self.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn admin_body(&self, path: &str) -> String {
+        let page = self.admin_get(path);
+        page.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_page_parses_as_prometheus_text_and_a_table_near_its_end_is_warned_about() {
+    use signpost_schemas::{Clock, SystemClock};
+    let pki = Pki::new();
+    // Three days of validity: `table sign` signs, with a warning.
+    let until = SystemClock.now().plus_secs(3 * 86_400).to_string();
+    let o = pki.sign_table(1, &until, "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("valid for under 7 days"), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = Running::start(&pki.config("optional", 1000));
+    r.wait_logged("the root table expires in under a week");
+    // One answer, so the request families have samples.
+    let c = pki.client(Some("resolver"));
+    let req = Request::FindService(FindService::for_csi(Csi::from_wire("tel:+4915112345678").unwrap(), false));
+    c.post_lost(&r.endpoint(), &Name::parse(ROOT_ID).unwrap(), Bytes::from(req.encode())).await.unwrap();
+    assert!(r.admin_get("/readyz").starts_with("HTTP/1.1 200"), "not expired yet: ready");
+    let page = r.admin_body("/metrics");
+    let Some(s) = prom::parse(&page) else { return };
+    prom::expect(
+        &s,
+        &[
+            ("signpost_build_info", "gauge"),
+            ("signpost_requests_total", "counter"),
+            ("signpost_request_duration_seconds", "histogram"),
+            ("signpost_connections_open", "gauge"),
+            ("signpost_connections_total", "counter"),
+            ("signpost_tls_handshake_failures_total", "counter"),
+            ("signpost_tls_certificate_expiry_seconds", "gauge"),
+            ("signpost_root_table_expiry_seconds", "gauge"),
+            ("signpost_root_table_expiry_stage", "gauge"),
+            ("signpost_root_table_serial", "gauge"),
+        ],
+    );
+    assert_eq!(s.value("signpost_build_info", &format!("role=root,version={}", env!("CARGO_PKG_VERSION"))), Some(1.0), "{page}");
+    assert_eq!(s.value("signpost_requests_total", "outcome=redirect"), Some(1.0), "{page}");
+    let left = s.value("signpost_root_table_expiry_seconds", "").unwrap();
+    assert!(left > 2.0 * 86_400.0 && left <= 3.0 * 86_400.0, "{left}");
+    assert_eq!(s.value("signpost_root_table_expiry_stage", ""), Some(1.0), "{page}");
+    assert_eq!(s.value("signpost_root_table_serial", ""), Some(1.0), "{page}");
+    // `ca issue` defaults to 365 days.
+    let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
+    assert!(cert > 300.0 * 86_400.0 && cert <= 366.0 * 86_400.0, "{cert}");
 }
 
 impl Drop for Running {
@@ -289,9 +356,7 @@ async fn root_answers_over_mtls() {
     assert!(a.body.is_empty());
 
     // Every answer is valid LoST, with valid sp extensions.
-    let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
-    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint_lost(&docs), Vec::<String>::new());
 
     // Admin plane.
     assert!(r.admin_get("/healthz").starts_with("HTTP/1.1 200"));
@@ -465,9 +530,23 @@ fn check_config_and_samples() {
     let o = run(&["check-config", "--config", &bad.display().to_string()]);
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("reload_intervall_ms"), "{}", String::from_utf8_lossy(&o.stderr));
-    // A table signed by a non-root key is refused.
+    // `table sign` refuses an authority's key, naming the file and the role.
     let t = pki.path("root-table.xml");
-    ok(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), &t.display().to_string()]);
+    let o = run(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), &t.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("dp/key.pem") && e.contains("authority dp.de.example") && e.contains("root's key"), "{e}");
+    // … and a key with another key's certificate.
+    let o = run(&["table", "sign", "--key", &pki.path("dp/key.pem").display().to_string(), "--cert", &pki.path("root/cert.pem").display().to_string(), &t.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not the key of"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A table signed by a non-root key anyway (not through `table sign`) is
+    // refused by the server.
+    let mut table = RootTable::decode(&std::fs::read(&t).unwrap(), &Limits::DOCUMENT).unwrap();
+    let dp = signpost_trust::sign::Signer::from_pem(&std::fs::read(pki.path("dp/key.pem")).unwrap()).unwrap();
+    let until = table.valid_until;
+    dp.sign_root_table(&mut table, signpost_schemas::Clock::now(&signpost_schemas::SystemClock), until).unwrap();
+    std::fs::write(&t, table.encode()).unwrap();
     let o = run(&["check-config", "--config", &cfg.display().to_string()]);
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("signature refused"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -492,4 +571,123 @@ fn check_config_and_samples() {
     assert_eq!(o.status.code(), Some(64));
     let o = run(&["ca", "init", "--out", &pki.path("ca").display().to_string()]);
     assert!(!o.status.success(), "ca init must not overwrite a CA");
+}
+
+#[test]
+fn help_prints_the_exit_codes_and_usage_errors_exit_64() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit codes") && help.contains("64  usage") && help.contains("69  unavailable"), "{help}");
+    // clap's own usage errors exit 64 (its default, 2, means "not found").
+    assert_eq!(run(&["--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(run(&[]).status.code(), Some(64));
+    assert_eq!(run(&["ca", "issue", "--ca", "x"]).status.code(), Some(64));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
+}
+
+#[test]
+fn issuing_refuses_mistakes_with_a_message() {
+    let pki = Pki::new();
+    let d = |s: &str| pki.path(s).display().to_string();
+    let refused = |args: &[&str], words: &str| {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(words), "{args:?}: {e}");
+        assert!(!e.contains("UnixTime") && !e.contains("KeyMismatch"), "{e}");
+    };
+    refused(&["ca", "issue", "--ca", &d("ca"), "--role", "authority", "--id", "dp.fr.example", "--out", &d("fr")], "needs at least one --scope");
+    refused(&["ca", "issue", "--ca", &d("ca"), "--role", "authority", "--id", "dp.fr.example", "--scope", "33", "--out", &d("fr")], "+33");
+    refused(&["ca", "issue", "--ca", &d("ca"), "--role", "resolver", "--id", "r.example", "--days", "0", "--out", &d("r0")], "--days 0");
+    refused(&["ca", "init", "--out", &d("ca2"), "--days", "0"], "--days 0");
+    assert!(!pki.path("fr").exists() && !pki.path("r0").exists(), "nothing written");
+    // A server whose key is not its certificate's says so in words, naming both files.
+    pki.write_table(1, "");
+    std::fs::copy(pki.path("resolver/key.pem"), pki.path("root/key.pem")).unwrap();
+    let o = run(&["check-config", "--config", &pki.config("required", 1000).display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("does not belong to the certificate") && e.contains("root/cert.pem") && e.contains("root/key.pem"), "{e}");
+}
+
+#[test]
+fn a_present_section_may_list_only_what_it_changes_and_the_sample_shows_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("id = \"{ROOT_ID}\"\n[listen]\nlost = \"127.0.0.1:0\"\n[tls]\nca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[table]\npath = \"t.xml\"\n");
+    let partial = dir.path().join("partial.toml");
+    std::fs::write(&partial, format!("{base}[limits]\nrequest_timeout_ms = 2000\n[log]\nformat = \"json\"\n")).unwrap();
+    let (c, _) = signpost_root::config::Config::load(&partial).unwrap();
+    assert_eq!((c.limits.request_timeout_ms, c.limits.max_body), (2000, 65536));
+    assert_eq!((c.log.format.as_str(), c.log.level.as_str()), ("json", "info"));
+    let minimal = dir.path().join("minimal.toml");
+    std::fs::write(&minimal, &base).unwrap();
+    let (m, _) = signpost_root::config::Config::load(&minimal).unwrap();
+    let (s, _) = signpost_root::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("root.sample.toml")).unwrap();
+    assert_eq!(format!("{:?}", m.limits), format!("{:?}", s.limits));
+    assert_eq!(format!("{:?}", m.log), format!("{:?}", s.log));
+    assert_eq!((m.table.reload_interval_ms, s.table.reload_interval_ms), (1000, 1000));
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let o = run(&["completions", "bash"]);
+    assert!(o.status.success());
+    let script = String::from_utf8_lossy(&o.stdout);
+    assert!(script.contains("signpost-root") && script.contains("table") && script.contains("--scope"), "{script}");
+    assert!(run(&["completions", "zsh"]).status.success());
+    assert_eq!(run(&["completions", "tcsh-ish"]).status.code(), Some(64));
+    let o = run(&["man"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains(".TH"));
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["man", "--out", &dir.path().display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let issue = std::fs::read_to_string(dir.path().join("signpost-root-ca-issue.1")).unwrap();
+    assert!(issue.contains(".TH") && issue.contains("scope"), "{issue}");
+    assert!(dir.path().join("signpost-root.1").exists() && dir.path().join("signpost-root-table-sign.1").exists());
+}
+
+#[test]
+fn table_sign_keeps_layout_and_comments_and_verify_and_show_read_it() {
+    let pki = Pki::new();
+    let t = pki.path("commented.xml");
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Deployment root table: raise the serial on every edit. -->\n<sp:rootTable xmlns:sp=\"urn:signpost:params:xml:ns:disc1\" source=\"{ROOT_ID}\" serial=\"7\" validUntil=\"2099-01-01T00:00:00Z\" negativeLifetime=\"120\">\n    <!-- Germany -->\n    <sp:delegation prefix=\"+49\" lifetime=\"86400\"><sp:authority id=\"dp.de.example\"><sp:endpoint url=\"https://127.0.0.1:7402/lost\"/></sp:authority></sp:delegation>\n</sp:rootTable>\n"
+    );
+    std::fs::write(&t, &text).unwrap();
+    let key = pki.path("root/key.pem").display().to_string();
+    for _ in 0..2 {
+        ok(&["table", "sign", "--key", &key, &t.display().to_string()]);
+    }
+    let signed = std::fs::read_to_string(&t).unwrap();
+    assert!(signed.contains("<!-- Deployment root table: raise the serial on every edit. -->") && signed.contains("    <!-- Germany -->"), "{signed}");
+    assert_eq!(signed.matches("<sp:signature").count(), 1, "re-signing replaces the signature: {signed}");
+    let o = run(&["table", "verify", "--ca", &pki.path("ca/ca.pem").display().to_string(), "--cert", &pki.path("root/cert.pem").display().to_string(), &t.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("OK: serial 7, 1 delegations"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = run(&["table", "show", &t.display().to_string()]);
+    assert!(o.status.success());
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("serial 7") && shown.contains("+49") && shown.contains("dp.de.example [https://127.0.0.1:7402/lost]"), "{shown}");
+    // A tampered table: verify says a server would refuse it (65).
+    std::fs::write(&t, signed.replace("lifetime=\"86400\"", "lifetime=\"60\"")).unwrap();
+    let o = run(&["table", "verify", "--ca", &pki.path("ca/ca.pem").display().to_string(), "--cert", &pki.path("root/cert.pem").display().to_string(), &t.display().to_string()]);
+    assert_eq!(o.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("would refuse"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_failed_tls_handshake_is_logged_at_info() {
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let r = Running::start(&pki.config("required", 1000));
+    // Plain HTTP to the TLS listener: the handshake fails.
+    let mut s = std::net::TcpStream::connect(r.lost).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    r.wait_logged("TLS handshake with 127.0.0.1:");
+    let line = r.log.lock().unwrap().iter().find(|l| l.contains("TLS handshake with")).cloned().unwrap();
+    assert!(line.contains("INFO") && line.contains("failed"), "{line}");
+    assert!(r.admin_body("/metrics").contains("signpost_tls_handshake_failures_total 1\n"));
 }

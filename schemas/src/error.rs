@@ -4,7 +4,8 @@ use std::fmt;
 
 /// The error (and warning) elements of RFC 5222 §13.1 that the schema
 /// defines. `SRSInvalid` and `locationValidationUnavailable` are left out:
-/// the schema does not allow them in `<errors>` (FINDINGS.md, quirk 4).
+/// the schema does not allow them in `<errors>` (the RFC's prose names
+/// them, its schema defines neither as an error element).
 /// The list is the schema's, closed: not `non_exhaustive`, so that every
 /// match on it (the resolver's upstream classification) is exhaustive and a
 /// new kind cannot slip through a wildcard arm.
@@ -180,8 +181,9 @@ impl DecodeError {
         }
     }
     /// The LoST error a resolver answers its client with when an upstream
-    /// answer fails to decode: `serverError` (DESIGN §3: "an upstream answer
-    /// that could not be parsed or verified").
+    /// answer fails to decode: `serverError` (the rule: an upstream answer
+    /// that could not be parsed or verified is the resolver's server error,
+    /// never the client's fault).
     pub fn upstream_kind(&self) -> ErrorKind {
         ErrorKind::ServerError
     }

@@ -4,7 +4,8 @@
 //! Decoding is strict about LoST structure (order, required attributes, no
 //! foreign attributes, one error of each kind) and tolerant of extension
 //! elements it does not know, as RFC 5222 §15 intends, except unqualified
-//! ones (FINDINGS.md quirk 1), which are refused.
+//! ones (the LoST schema lets them pass as extensions by mistake), which
+//! are refused.
 
 use crate::csi::{Csi, CsiError, Domain, E164Prefix};
 use crate::error::{DecodeError, ErrorKind, Problem};
@@ -308,7 +309,7 @@ fn token(e: &Element<'_>, name: &str) -> Result<String, DecodeError> {
 }
 
 /// Foreign (non-LoST, non-sp) extension elements are skipped; unqualified
-/// ones are refused (FINDINGS.md quirk 1).
+/// ones are refused (the LoST schema's `notLost` lets them pass by mistake).
 fn is_skippable_ext(c: &Element<'_>) -> Result<bool, DecodeError> {
     match c.ns {
         Ns::Other => Ok(true),
@@ -754,8 +755,9 @@ impl NoProvidersReason {
 pub enum MappingBody {
     /// One MSP entry.
     Provider(ProviderEntry),
-    /// The CSI exists but no MSP is returned to this sender (FINDINGS §e:
-    /// one mapping with no `<uri>` and this marker).
+    /// The CSI exists but no MSP is returned to this sender (the schema
+    /// requires at least one mapping, so this is one mapping with no `<uri>`
+    /// and this marker).
     NoProviders {
         /// Why.
         reason: NoProvidersReason,

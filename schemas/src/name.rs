@@ -1,8 +1,8 @@
 //! Server and provider ids: LoST's `appUniqueString`.
 //!
 //! RFC 5222 §4 and the schema: `([a-zA-Z0-9\-]+\.)+[a-zA-Z0-9]+`, "a DNS
-//! name". Signpost is stricter than the schema pattern (see
-//! `shared/reference/lost/FINDINGS.md` §c): labels may not start or end
+//! name". Signpost is stricter than the schema pattern (the
+//! schema's pattern lets IPv4 literals and edge hyphens through): labels may not start or end
 //! with `-`, the name may not be an IPv4 literal, and it is lowercased, so
 //! `ROOT-1.Example` and `root-1.example` are one id.
 

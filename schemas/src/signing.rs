@@ -1,4 +1,4 @@
-//! The canonical byte strings that signatures cover (DESIGN §5), specified
+//! The canonical byte strings that signatures cover (mapping signatures and the root table's), specified
 //! byte for byte in `schemas/SIGNING.md`.
 //!
 //! Each is a header line, then fields in a fixed order, each written as

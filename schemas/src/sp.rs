@@ -34,7 +34,7 @@ fn open_sp(w: &mut Writer, el: &str) {
 // ---------------------------------------------------------------------------
 // Root table
 
-/// The root table (DESIGN §4): every delegation the root serves, with a
+/// The root table (`GET /root-table`, README "Run a root"): every delegation the root serves, with a
 /// serial number, signed by the root operator.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RootTable {
@@ -198,7 +198,8 @@ pub struct Change {
     pub time: Timestamp,
 }
 
-/// A frame of `GET /feed?since=N` (DESIGN §6). The stream is a sequence of
+/// A frame of `GET /feed?since=N` (the authority's change feed, README
+/// "Run an authority"). The stream is a sequence of
 /// frames, one element per line (`\n`-terminated), media type
 /// `application/signpost-feed+xml`; frames carry no XML declaration.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -416,7 +417,9 @@ impl EntryRecord {
 pub const MAX_RANGE: u32 = 1_000_000;
 
 /// A provisioning request (`POST /v1/provision`). Who may send which is
-/// decided by the authority from the client certificate (DESIGN §6).
+/// decided by the authority from the client certificate's role and scope
+/// (an MSP its own entries; a CSIP numbers it serves or holds in scope; an
+/// admin everything within its scope, sub-delegations included).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Provision {
     /// MSP: create or replace its own entry for a CSI.

@@ -63,7 +63,8 @@ pub(crate) enum Ns {
     Lost,
     Sp,
     /// Unqualified (no namespace). The LoST schema counts such elements
-    /// as extensions by mistake (FINDINGS.md, quirk 1); Signpost refuses them.
+    /// as extensions by mistake (its `notLost` pattern excludes the `lost1`
+    /// namespace twice and the empty namespace never); Signpost refuses them.
     None,
     Other,
 }

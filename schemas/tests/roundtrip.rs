@@ -337,17 +337,13 @@ fn check<T: std::fmt::Debug + PartialEq>(
 #[test]
 fn requests_round_trip_and_validate() {
     let docs = check(request(), Request::encode, |b| Request::decode(b, &Limits::MESSAGE));
-    let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
-    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint_lost(&docs), Vec::<String>::new());
 }
 
 #[test]
 fn responses_round_trip_and_validate() {
     let docs = check(response(), Response::encode, |b| Response::decode(b, &Limits::MESSAGE));
-    let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(common::xmllint(&common::lost_rng(), &docs), Vec::<String>::new());
-    assert_eq!(common::xmllint(&common::driver_rng(tmp.path()), &docs), Vec::<String>::new());
+    assert_eq!(common::xmllint_lost(&docs), Vec::<String>::new());
 }
 
 #[test]

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use signpost_net::exit;
 use signpost_testbed::report::{Report, quantile};
 use signpost_testbed::scenario::{DEMO, Scenario};
 
 #[derive(Parser)]
-#[command(name = "signpost-testbed", version, about = "Signpost testbed: whole topologies on loopback, porting/release/outage scenarios, a ground-truth oracle, and reports")]
+#[command(name = "signpost-testbed", version, after_help = exit::HELP, about = "Signpost testbed: whole topologies on loopback, porting/release/outage scenarios, a ground-truth oracle, and reports")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -35,14 +36,22 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Usage errors exit 64 (clap's default 2 means "not found" here).
+            let _ = e.print();
+            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return ExitCode::from(exit::clap_code(help));
+        }
+    };
     let (text, out) = match cli.cmd {
         Cmd::Demo { out } => (DEMO.to_owned(), out),
         Cmd::Run { scenario, out } => match std::fs::read_to_string(&scenario) {
             Ok(t) => (t, out),
             Err(e) => {
                 eprintln!("signpost-testbed: {}: {e}", scenario.display());
-                return ExitCode::from(64);
+                return ExitCode::from(exit::USAGE);
             }
         },
     };
@@ -50,14 +59,14 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("signpost-testbed: scenario: {e}");
-            return ExitCode::from(64);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("signpost-testbed: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::INTERNAL);
         }
     };
     signpost_schemas::csi::warm_up();
@@ -83,12 +92,12 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("signpost-testbed: {e}");
-                ExitCode::from(1)
+                ExitCode::from(exit::INTERNAL)
             }
         },
         Err(e) => {
             eprintln!("signpost-testbed: {e}");
-            ExitCode::from(1)
+            ExitCode::from(exit::INTERNAL)
         }
     }
 }

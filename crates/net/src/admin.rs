@@ -15,10 +15,21 @@ use tokio::net::TcpListener;
 
 use crate::Metrics;
 
+/// A readiness condition checked at every `/readyz`: `Some(why)` makes the
+/// server not ready (503, with `why` as the body).
+pub type ReadyCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Readiness latch: set once the server can answer (config loaded, table
-/// verified, listeners bound).
-#[derive(Clone, Debug, Default)]
-pub struct Ready(Arc<AtomicBool>);
+/// verified, listeners bound), plus conditions that can make a running
+/// server unready (e.g. the root's table has expired).
+#[derive(Clone, Default)]
+pub struct Ready(Arc<AtomicBool>, Arc<std::sync::Mutex<Vec<ReadyCheck>>>);
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Ready").field(&self.is_set()).finish()
+    }
+}
 
 impl Ready {
     /// Not ready.
@@ -32,6 +43,24 @@ impl Ready {
     /// Whether ready.
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+    /// Adds a condition checked at every `/readyz`.
+    pub fn check(&self, c: ReadyCheck) {
+        match self.1.lock() {
+            Ok(mut g) => g.push(c),
+            Err(p) => p.into_inner().push(c),
+        }
+    }
+    /// `None` when ready, else why not.
+    pub fn why_not(&self) -> Option<String> {
+        if !self.is_set() {
+            return Some("not ready".into());
+        }
+        let g = match self.1.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.iter().find_map(|c| c())
     }
 }
 
@@ -55,8 +84,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Ready, s
                 async move {
                     let (status, body) = match req.uri().path() {
                         "/healthz" => (200, "ok\n".to_owned()),
-                        "/readyz" if ready.is_set() => (200, "ready\n".to_owned()),
-                        "/readyz" => (503, "not ready\n".to_owned()),
+                        "/readyz" => match ready.why_not() {
+                            None => (200, "ready\n".to_owned()),
+                            Some(why) => (503, format!("{why}\n")),
+                        },
                         "/metrics" => (200, metrics.render()),
                         _ => (404, "not found\n".to_owned()),
                     };
@@ -71,5 +102,24 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Ready, s
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ready;
+
+    #[test]
+    fn a_failing_condition_makes_a_ready_server_unready_with_its_reason() {
+        let r = Ready::new();
+        assert_eq!(r.why_not().as_deref(), Some("not ready"));
+        r.set();
+        assert_eq!(r.why_not(), None);
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        r.check(Box::new(move || f.load(std::sync::atomic::Ordering::SeqCst).then(|| "the root table expired".to_owned())));
+        assert_eq!(r.why_not(), None);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r.why_not().as_deref(), Some("the root table expired"));
     }
 }

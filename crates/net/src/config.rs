@@ -43,7 +43,9 @@ fn required() -> String {
 
 /// Bounds.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A section that is present may list only the keys it changes; the rest
+/// keep their defaults (as the sample configs document).
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest request body, bytes.
     pub max_body: usize,
@@ -125,7 +127,7 @@ impl LimitsConfig {
 
 /// Logging.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Log {
     /// `human` (default) or `json`.
     #[serde(default = "human")]
@@ -198,7 +200,7 @@ impl Tls {
         let key_pem = read(base, &self.key)?;
         let identity = Identity::from_pem(&cert_pem, &key_pem).map_err(|e| format!("tls: {e}"))?;
         let me = signpost_trust::peer::validate(&anchor, &identity.chain, now, signpost_trust::peer::Usage::Server)
-            .map_err(|e| format!("tls.cert: {e}"))?;
+            .map_err(|e| format!("tls.cert {}: {e}", resolve(base, &self.cert).display()))?;
         if me.id() != id {
             return Err(format!("tls.cert is for {}, but id = {id}", me.id()));
         }
@@ -208,7 +210,10 @@ impl Tls {
             "none" => ClientAuth::None,
             other => return Err(format!("tls.client_auth = {other:?}: use required, optional or none")),
         };
-        let server = Arc::new(server_config(&identity, &anchor, auth).map_err(|e| e.to_string())?);
+        let server = Arc::new(
+            server_config(&identity, &anchor, auth)
+                .map_err(|e| format!("tls.cert {} and tls.key {}: {e}", resolve(base, &self.cert).display(), resolve(base, &self.key).display()))?,
+        );
         Ok(LoadedTls { server, anchor, cert_pem, key_pem, me })
     }
 }

@@ -17,6 +17,8 @@
 
 pub mod admin;
 pub mod config;
+pub mod docs;
+pub mod exit;
 pub mod limits;
 pub mod client;
 pub mod metrics;
@@ -31,7 +33,7 @@ use signpost_trust::Peer;
 
 pub use hyper;
 pub use metrics::Metrics;
-pub use server::{Limits, Server, bind, run, shutdown_signal};
+pub use server::{Limits, Server, bind, run, run_with, shutdown_signal};
 
 /// What a handler knows about the request's origin.
 #[derive(Clone, Debug)]
@@ -143,7 +145,8 @@ impl HttpFailure {
     }
 }
 
-/// How a CSI appears in logs at the default level (DESIGN §9): a short
+/// How a CSI appears in logs at the default level (the house rule: logs at
+/// info and above never show a raw identifier): a short
 /// hash, salted per process so it cannot be looked up in a table of all
 /// numbers, yet stable within a run so one identifier's lines can be
 /// followed. The raw identifier only goes to debug-level logs.

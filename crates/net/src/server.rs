@@ -70,6 +70,43 @@ impl Default for Limits {
     }
 }
 
+/// At most one info line about failed TLS handshakes per this interval
+/// (a scan or a misconfigured client would otherwise flood the log); the
+/// line says how many were left out since the previous one.
+const HANDSHAKE_LOG_EVERY_MS: u64 = 10_000;
+
+/// A log rate limit: [`LogLimit::allow`] says whether to log now and how
+/// many lines were suppressed since the last one.
+#[derive(Debug)]
+pub struct LogLimit {
+    every_ms: u64,
+    /// When the last line was let through (ms + 1; 0 = never).
+    last: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    /// At most one line per `every_ms`.
+    pub fn new(every_ms: u64) -> LogLimit {
+        LogLimit { every_ms, last: 0.into(), suppressed: 0.into() }
+    }
+    /// `Some(suppressed since the last line)` when a line may be logged at
+    /// `now_ms`, `None` (and one more suppressed) otherwise.
+    pub fn allow(&self, now_ms: u64) -> Option<u64> {
+        let stamp = now_ms.saturating_add(1);
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && stamp < last.saturating_add(self.every_ms) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if self.last.compare_exchange(last, stamp, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// Binds a listener and logs `listening for <kind> on <ip:port>` (the line
 /// harnesses read to learn a port-0 address).
 pub async fn bind(addr: SocketAddr, kind: &str) -> std::io::Result<TcpListener> {
@@ -110,6 +147,7 @@ pub struct Server<S: Service> {
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    handshake_log: Arc<LogLimit>,
 }
 
 impl<S: Service> std::fmt::Debug for Server<S> {
@@ -132,7 +170,7 @@ impl<S: Service> Server<S> {
         if tls.is_none() {
             tracing::warn!("PLAINTEXT: serving LoST without TLS (development flag); never do this in production");
         }
-        Server { svc, tls: tls.map(TlsAcceptor::from), anchor, limits: Arc::new(limits), metrics, clock }
+        Server { svc, tls: tls.map(TlsAcceptor::from), anchor, limits: Arc::new(limits), metrics, clock, handshake_log: Arc::new(LogLimit::new(HANDSHAKE_LOG_EVERY_MS)) }
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives
@@ -204,6 +242,7 @@ impl<S: Service> Server<S> {
                 limits: self.limits.clone(),
                 metrics: self.metrics.clone(),
                 clock: self.clock.clone(),
+                handshake_log: self.handshake_log.clone(),
                 builder: builder.clone(),
                 shared: shared.clone(),
                 drain: drain_rx.clone(),
@@ -382,6 +421,7 @@ struct ConnTask<S: Service> {
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    handshake_log: Arc<LogLimit>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Arc<Shared>,
     drain: tokio::sync::watch::Receiver<bool>,
@@ -395,12 +435,16 @@ impl<S: Service> ConnTask<S> {
                     Ok(Ok(t)) => t,
                     Ok(Err(e)) => {
                         self.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!("TLS handshake with {remote} failed: {e}");
+                        if let Some(more) = self.handshake_log.allow(self.clock.now().as_millis()) {
+                            tracing::info!(suppressed = more, "TLS handshake with {remote} failed: {e}");
+                        }
                         return;
                     }
                     Err(_) => {
                         self.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!("TLS handshake with {remote} timed out");
+                        if let Some(more) = self.handshake_log.allow(self.clock.now().as_millis()) {
+                            tracing::info!(suppressed = more, "TLS handshake with {remote} timed out");
+                        }
                         return;
                     }
                 };
@@ -636,7 +680,12 @@ async fn dispatch<S: Service>(
 /// the admin listener (each logs `listening for <kind> on <addr>`), mark
 /// ready, serve until SIGTERM/SIGINT, then drain.
 pub async fn run<S: Service>(server: Server<S>, listen: &crate::config::Listen, metrics: Arc<Metrics>) -> Result<(), String> {
-    let ready = crate::admin::Ready::new();
+    run_with(server, listen, metrics, crate::admin::Ready::new()).await
+}
+
+/// [`run`] with a readiness latch that may carry conditions
+/// ([`crate::admin::Ready::check`]); it is set once the listeners are bound.
+pub async fn run_with<S: Service>(server: Server<S>, listen: &crate::config::Listen, metrics: Arc<Metrics>, ready: crate::admin::Ready) -> Result<(), String> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stop = move || {
         let mut rx = rx.clone();
@@ -658,4 +707,20 @@ pub async fn run<S: Service>(server: Server<S>, listen: &crate::config::Listen, 
     server.serve(lost, stop()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod log_limit_tests {
+    use super::LogLimit;
+
+    #[test]
+    fn handshake_failure_lines_are_rate_limited_and_count_what_they_left_out() {
+        let l = LogLimit::new(10_000);
+        assert_eq!(l.allow(0), Some(0));
+        assert_eq!(l.allow(1), None);
+        assert_eq!(l.allow(9_999), None);
+        assert_eq!(l.allow(10_000), Some(2));
+        assert_eq!(l.allow(15_000), None);
+        assert_eq!(l.allow(25_000), Some(1));
+    }
 }

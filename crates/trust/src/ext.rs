@@ -75,6 +75,9 @@ pub enum ScopeEntry {
 impl ScopeEntry {
     /// `+49` → prefix, anything else → domain.
     pub fn parse(s: &str) -> Result<ScopeEntry, String> {
+        if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("scope {s:?} is digits without a +: an E.164 prefix is written +{s}"));
+        }
         if s.starts_with('+') {
             E164Prefix::parse(s).map(ScopeEntry::Prefix).map_err(|e| e.to_string())
         } else {

@@ -6,8 +6,8 @@
 //!   given `now`; a [`peer::Peer`] exists only for a validated chain.
 //! - [`sign`]: ES256 signatures over the canonical bytes of
 //!   `signpost_schemas::signing`; a [`sign::VerifiedMapping`] exists only
-//!   when chain, validity, role and scope all check out (DESIGN §5,
-//!   "blackhole prevention").
+//!   when chain, validity, role and scope all check out (so an
+//!   authority cannot answer, or blackhole, identifiers outside its scope).
 //! - [`tls`]: rustls server and client configs, ring provider only.
 //!
 //! No network, no clock reads: `now` is always an argument.

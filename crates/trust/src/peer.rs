@@ -76,6 +76,11 @@ impl Peer {
     pub fn public_key(&self) -> &[u8] {
         &self.public_key
     }
+    /// The end of the chain's validity: the earliest `notAfter` of its
+    /// certificates.
+    pub fn not_after(&self) -> Timestamp {
+        self.not_after
+    }
     /// Whether every certificate of the chain is valid at `now`.
     pub fn valid_at(&self, now: Timestamp) -> bool {
         self.not_before <= now && now <= self.not_after
@@ -120,6 +125,27 @@ pub fn chain_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TrustE
     Ok(v)
 }
 
+fn from_unix(t: UnixTime) -> Timestamp {
+    Timestamp::from_secs(t.as_secs())
+}
+
+/// webpki's error in words an operator can act on (its `Display` is its
+/// `Debug`: `CertExpired { time: UnixTime(…) }`).
+pub(crate) fn words(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::CertExpired { time, not_after } => {
+            format!("the certificate expired at {} (it is now {}); issue a new one", from_unix(*not_after), from_unix(*time))
+        }
+        webpki::Error::CertNotValidYet { time, not_before } => {
+            format!("the certificate is not valid before {} (it is now {}); check the clock", from_unix(*not_before), from_unix(*time))
+        }
+        webpki::Error::UnknownIssuer => "the certificate was not issued by this deployment's CA (unknown issuer)".into(),
+        webpki::Error::InvalidSignatureForPublicKey => "the certificate's signature does not verify with its issuer's key".into(),
+        webpki::Error::RequiredEkuNotFoundContext(_) => "the certificate is not for this use (extended key usage: server or client)".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 fn unix(t: Timestamp) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_millis(t.as_millis()))
 }
@@ -150,7 +176,7 @@ pub fn validate(
         None,
         None,
     )
-    .map_err(|e| TrustError::NotTrusted(format!("{e:?}")))?;
+    .map_err(|e| TrustError::NotTrusted(words(&e)))?;
     peer_of_validated(leaf, rest, now)
 }
 
@@ -180,6 +206,25 @@ pub(crate) fn peer_of_validated(
         }
     }
     Ok(Peer { key_id: key_id_of(&public_key), auth, public_key, not_before, not_after })
+}
+
+/// Reads the leaf of a PEM chain **without validating it**: its Signpost
+/// authorization and the key id of its public key. For operator tools that
+/// must tell which certificate a file holds (e.g. that a key about to sign
+/// a root table is the root's); never for trust decisions.
+pub fn inspect_pem(pem: &[u8]) -> Result<(Authorization, KeyId), TrustError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TrustError::Malformed(format!("certificate PEM: {e}")))?;
+    let leaf = chain.first().ok_or_else(|| TrustError::Malformed("no certificate in PEM".into()))?;
+    let (_, x) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| TrustError::Malformed(format!("leaf: {e}")))?;
+    let oid = x509_parser::oid_registry::Oid::from(&OID).map_err(|_| TrustError::Malformed("extension OID".into()))?;
+    let ext = x
+        .get_extension_unique(&oid)
+        .map_err(|e| TrustError::NoAuthorization(e.to_string()))?
+        .ok_or_else(|| TrustError::NoAuthorization("extension absent".into()))?;
+    let auth = Authorization::from_der(ext.value).map_err(TrustError::NoAuthorization)?;
+    Ok((auth, key_id_of(&x.public_key().subject_public_key.data)))
 }
 
 /// The peer of a TLS connection whose chain rustls already validated

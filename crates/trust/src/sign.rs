@@ -154,7 +154,7 @@ impl Verifier {
         Ok(signer)
     }
 
-    /// DESIGN §5: the signer chains to the anchor and is valid now, has the
+    /// A mapping is accepted only when the signer chains to the anchor and is valid now, has the
     /// authority role, is the mapping's `source`, and its scope covers the
     /// CSI; the signature verifies and `now` is within its window.
     pub fn verify_mapping(&self, csi: &Csi, m: &Mapping, now: Timestamp) -> Result<VerifiedMapping, TrustError> {

@@ -53,7 +53,12 @@ fn roots(anchor: &TrustAnchor) -> Result<RootCertStore, TrustError> {
 }
 
 fn tls(e: rustls::Error) -> TrustError {
-    TrustError::Malformed(format!("TLS configuration: {e}"))
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TrustError::Malformed("the private key does not belong to the certificate (key.pem and cert.pem are from different issues)".into())
+        }
+        e => TrustError::Malformed(format!("TLS configuration: {e}")),
+    }
 }
 
 /// A server config with ALPN h2 and http/1.1.
