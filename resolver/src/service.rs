@@ -53,8 +53,8 @@ impl Service for ResolverService {
 
     /// `POST /v1/control` (admin-role client certificate only): a one-line
     /// text command, answered in text. `stats` and `dump [N]` read the
-    /// state; the flush commands need an input the resolver core does not
-    /// have yet and answer 501.
+    /// state; `flush all | negatives | IDENTIFIER | +PREFIX | DOMAIN` drops
+    /// cached answers (and referrals under a prefix or domain).
     async fn post(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, body: bytes::Bytes, ctx: &Ctx) -> Option<Reply> {
         (path == "/v1/control").then_some(())?;
         let who = match &ctx.peer {
@@ -71,8 +71,15 @@ impl Service for ResolverService {
                 Ok(n) => (200, self.r.control_dump(n.unwrap_or(1000))),
                 Err(_) => (400, "dump [N]: N is a count\n".to_owned()),
             },
-            "flush" => (501, "flush (one identifier, a prefix or domain, negatives, everything) needs a control input on the resolver core; not available yet\n".to_owned()),
-            _ => (400, "commands: stats | dump [N] | flush …\n".to_owned()),
+            "flush" => match words.next().map(flush_target) {
+                Some(Ok(what)) => {
+                    let n = self.r.flush(&what);
+                    (200, format!("flushed {n} answers\n"))
+                }
+                Some(Err(e)) => (400, format!("{e}\n")),
+                None => (400, "flush all | negatives | IDENTIFIER | +PREFIX | DOMAIN\n".to_owned()),
+            },
+            _ => (400, "commands: stats | dump [N] | flush all|negatives|IDENTIFIER|+PREFIX|DOMAIN\n".to_owned()),
         };
         Some(Reply::full(status, "text/plain; charset=utf-8", out))
     }
@@ -80,5 +87,20 @@ impl Service for ResolverService {
     async fn get(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, _ctx: &Ctx) -> Option<Reply> {
         let k = path.strip_prefix("/certs/")?;
         self.r.cert_pem(k).map(|pem| Reply::full(200, "application/pem-certificate-chain", pem))
+    }
+}
+
+/// What `flush ARG` names: `all`, `negatives`, an identifier (`tel:`,
+/// `mailto:`, `+49…` with 7+ digits is a number only with `tel:`), a prefix
+/// (`+49`), or a domain (with its subdomains).
+fn flush_target(arg: &str) -> Result<signpost_resolver_core::Flush, String> {
+    use signpost_resolver_core::Flush;
+    use signpost_schemas::{Cover, Csi, Domain, E164Prefix};
+    match arg {
+        "all" | "everything" => Ok(Flush::All),
+        "negatives" => Ok(Flush::Negatives),
+        a if a.starts_with("tel:") || a.starts_with("mailto:") || a.contains('@') => Csi::parse(a, None).map(Flush::Identifier).map_err(|e| format!("{a:?}: {e}")),
+        a if a.starts_with('+') => E164Prefix::parse(a).map(|p| Flush::Cover(Cover::Prefix(p))).map_err(|e| format!("{a:?}: {e}")),
+        a => Domain::parse(a).map(|d| Flush::Cover(Cover::Domain { domain: d, include_subdomains: true })).map_err(|e| format!("{a:?}: {e}")),
     }
 }

@@ -29,7 +29,15 @@ async fn admins_read_stats_and_dump_others_are_refused() {
     let a = post(&admin, &ep, "dump 10").await;
     assert_eq!(a.status, 200);
     assert!(String::from_utf8_lossy(&a.body).starts_with(&format!("tel:+4915112345678 found from {}", t.de.id())), "{}", String::from_utf8_lossy(&a.body));
-    assert_eq!(post(&admin, &ep, "flush tel:+4915112345678").await.status, 501);
+    let a = post(&admin, &ep, "flush tel:+4915112345678").await;
+    assert_eq!((a.status, String::from_utf8_lossy(&a.body).into_owned()), (200, "flushed 1 answers\n".to_owned()));
+    assert_eq!(r.resolver.stats().entries, 0);
+    ask(&ap, &r, "tel:+4915112345678", &mut docs).await;
+    assert_eq!(post(&admin, &ep, "flush +49").await.status, 200);
+    assert_eq!(r.resolver.stats().entries, 0);
+    assert_eq!(post(&admin, &ep, "flush negatives").await.status, 200);
+    assert_eq!(post(&admin, &ep, "flush all").await.status, 200);
+    assert_eq!(post(&admin, &ep, "flush +4x").await.status, 400);
     assert_eq!(post(&admin, &ep, "frobnicate").await.status, 400);
     // An AP (MSP role) may not.
     assert_eq!(post(&ap, &ep, "stats").await.status, 403);

@@ -436,6 +436,9 @@ struct Resolution {
     stage: Stage,
     waiters: Vec<QueryId>,
     reasks: u8,
+    /// An operator flushed this key while the resolution was in flight:
+    /// its answer (read before the flush, perhaps) is served, not cached.
+    flushed: bool,
 }
 
 #[derive(Debug)]
@@ -568,8 +571,18 @@ impl<V: Verify> Resolver<V> {
         self.resolutions.len()
     }
 
-    /// An operator's flush; returns how many cached answers went.
+    /// An operator's flush; returns how many cached answers went. A
+    /// resolution in flight for a flushed identifier answers its clients
+    /// but does not cache what it read.
     pub fn flush(&mut self, what: &Flush) -> usize {
+        for r in self.resolutions.values_mut() {
+            let hit = match what {
+                Flush::Identifier(c) => &r.key.csi == c,
+                Flush::Cover(cover) => cover.covers(&r.key.csi),
+                Flush::Negatives | Flush::All => true,
+            };
+            r.flushed |= hit;
+        }
         match what {
             Flush::Identifier(c) => self.answers.remove_where(c, |_| true).len(),
             Flush::Cover(cover) => {
@@ -750,6 +763,7 @@ impl<V: Verify> Resolver<V> {
             stage: Stage::Idle,
             waiters: Vec::new(),
             reasks: 0,
+            flushed: false,
         };
         self.resolutions.insert(id, r);
         self.by_key.insert(key, id);
@@ -1023,7 +1037,8 @@ impl<V: Verify> Resolver<V> {
         }
         let loc = first_loc(&r.request);
         f.location_used = Some(loc.clone());
-        let Some(until) = until else {
+        let flushed = self.resolutions.get(&res).is_some_and(|r| r.flushed);
+        let Some(until) = until.filter(|_| !flushed) else {
             return self.finish(res, None, Some(Response::Found(f)), now);
         };
         match self.cover(res, from, read_at, now) {
@@ -1054,6 +1069,9 @@ impl<V: Verify> Resolver<V> {
         let until = self.cfg.policy.negative_until(e.negative_lifetime, now);
         let read_at = e.feed_position.take();
         e.negative_lifetime = Some(u32::try_from(until.millis_since(now) / 1000).unwrap_or(u32::MAX));
+        if self.resolutions.get(&res).is_some_and(|r| r.flushed) {
+            return self.finish(res, None, Some(Response::Errors(e)), now);
+        }
         match self.cover(res, from, read_at, now) {
             Pin::Cache => {}
             Pin::AskAgain => return self.reask(res, now),

@@ -834,4 +834,12 @@ fn an_operator_flushes_one_identifier_a_prefix_the_negatives_or_everything() {
     w.flush();
     assert_eq!(w.r.flush(&Flush::All), 1);
     assert!(w.r.answers().is_empty());
+    // A resolution in flight when its identifier is flushed answers, but
+    // does not cache what it read before the flush.
+    w.lookup(0);
+    w.deliver_request();
+    w.r.flush(&Flush::Identifier(csi(0)));
+    w.deliver_answer();
+    assert_eq!(w.answers.last().map(|a| a.0), Some(0));
+    assert!(w.r.answers().is_empty());
 }
