@@ -3,7 +3,8 @@
 # email provider's authority for mail.example and a resolver on this
 # machine (the sample configs' loopback ports 7400-7421), a number and an
 # email address provisioned through the authorities' provisioning API, and
-# both looked up through the resolver, verified. CI runs it.
+# both looked up through the resolver, verified (and a number from the
+# sample CSV import). CI runs it.
 #
 #   docs/walkthrough.sh [WORKDIR]        # builds the release binaries first
 #   SIGNPOST_BIN=target/debug docs/walkthrough.sh
@@ -66,6 +67,8 @@ sed -e 's/^id = "dp.de.example"/id = "dp.mail.example"/' -e 's/127.0.0.1:7402/12
     -e 's#pki/dp-de/#pki/dp-mail/#' -e 's/^path = "authority.redb"/path = "mail.redb"/' authority.toml > mail-authority.toml
 $A check-config --config authority.toml
 $A check-config --config mail-authority.toml
+$A import --config authority.toml "$repo/authority/numbers.sample.csv" --quiet   # a bulk load, before serving
+$A show --config authority.toml +4915112340001
 start authority "$A" serve --config authority.toml
 start mail-authority "$A" serve --config mail-authority.toml
 
@@ -89,4 +92,6 @@ $V lookup alice@mail.example --ca pki/ca/ca.pem --xml > lookup-email.xml
 $V lookup alice@mail.example --ca pki/ca/ca.pem | tee lookup-email.txt
 grep -q "verified (dp.de.example signed)" lookup-number.txt
 grep -q "verified (dp.mail.example signed)" lookup-email.txt
+$V lookup "+49 151 1234 0001" --ca pki/ca/ca.pem | tee lookup-imported.txt          # a number from the import
+grep -q "verified (dp.de.example signed)" lookup-imported.txt
 echo "walkthrough: both lookups answered and verified"

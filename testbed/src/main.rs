@@ -130,5 +130,37 @@ fn print_summary(r: &Report, out: &Path) {
             println!("{:<9} enumeration scan: {} of {} requests refused (rate limit)", p.policy, p.scan_throttled, p.scan_sent);
         }
     }
+    for p in &r.runs {
+        let f = |v: Option<f64>| v.map_or("–".into(), |x| if x >= 1000.0 { format!("{:.2} s", x / 1000.0) } else { format!("{x:.0} ms") });
+        let verdict = if p.wrong == 0 && p.stale == 0 { "PASS" } else if p.wrong == 0 { "STALE" } else { "WRONG" };
+        println!(
+            "verdict {:<9} {verdict}: {} wrong and {} stale answers of {}; every change reached every resolver within {} (p99)",
+            p.policy,
+            p.wrong,
+            p.stale,
+            p.lookups,
+            f(quantile(&p.invalidation_ms, 0.99))
+        );
+    }
+    let kinds: std::collections::BTreeSet<&String> = r.runs.iter().flat_map(|p| p.errors.keys()).collect();
+    if !kinds.is_empty() {
+        println!("the errors are what the scenario's incidents make users see, not faults:");
+        for k in kinds {
+            println!("  {k:<14} {}", explain_error(k));
+        }
+    }
     println!("reports: {}/report.html, report.md, report.json", out.display());
+}
+
+/// What an error kind in the summary comes from, in the scenarios' terms.
+fn explain_error(kind: &str) -> &'static str {
+    match kind {
+        "serverError" => "answers of the rogue authority (a valid certificate for another scope), rejected by the resolvers' verification and never served",
+        "serverTimeout" => "lookups during an authority outage for identifiers the resolver had nothing stale for (stale answers are served where it had)",
+        "connect" => "requests refused while a resolver restarted (its port was closed for a moment)",
+        "forbidden" => "requests over a client's rate limit (the enumeration scan)",
+        "notFound" => "identifiers that are not discoverable (released, never assigned)",
+        "loop" => "a request whose path already held the next server",
+        _ => "see report.md for the events of the run",
+    }
 }
