@@ -300,8 +300,8 @@ fn main() -> ExitCode {
                     Ok(p) => p,
                     Err(e) => return fail(EX_USAGE, e),
                 };
-                p.cfg.log.init();
-                match serve(p).await {
+                let log = p.cfg.log.init_reloadable();
+                match serve(p, config.clone(), log).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(exit::UNAVAILABLE, e),
                 }
@@ -509,7 +509,7 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
     }
 }
 
-async fn serve(p: Prepared) -> Result<(), String> {
+async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     metrics.build_info("authority", env!("CARGO_PKG_VERSION"));
     metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
@@ -547,5 +547,14 @@ async fn serve(p: Prepared) -> Result<(), String> {
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
     tracing::info!(id = %p.cfg.id, "authority ready");
+    // SIGHUP reloads the certificate and key (for new connections; open ones
+    // keep theirs) and the log level.
+    signpost_net::reload_on_hangup(server.tls_switch(), log, move || {
+        let (cfg, base) = Config::load(&config).map_err(|e| e.to_string())?;
+        let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+        let tls = cfg.tls.load(&base, &id, SystemClock.now())?;
+        tls.me.require(Role::Authority).map_err(|e| format!("tls.cert: {e}"))?;
+        Ok((Some(tls.server), cfg.log.level.clone()))
+    });
     signpost_net::run(server, &p.cfg.listen, metrics).await
 }

@@ -213,8 +213,8 @@ fn main() -> ExitCode {
                     Ok(p) => p,
                     Err(e) => return fail(EX_USAGE, e),
                 };
-                p.cfg.log.init();
-                match serve(p).await {
+                let log = p.cfg.log.init_reloadable();
+                match serve(p, config.clone(), log).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(exit::UNAVAILABLE, e),
                 }
@@ -284,7 +284,7 @@ async fn lookup(
     Ok(ExitCode::from(signpost_resolver::lookup::exit_code(&l)))
 }
 
-async fn serve(p: Prepared) -> Result<(), String> {
+async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
     p.metrics.build_info("resolver", env!("CARGO_PKG_VERSION"));
     p.metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     p.resolver.start().await;
@@ -292,5 +292,14 @@ async fn serve(p: Prepared) -> Result<(), String> {
     let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), p.metrics.clone(), Arc::new(SystemClock));
+    // SIGHUP reloads the certificate and key (for new connections; open ones
+    // keep theirs) and the log level.
+    signpost_net::reload_on_hangup(server.tls_switch(), log, move || {
+        let (cfg, base) = Config::load(&config).map_err(|e| e.to_string())?;
+        let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+        let tls = cfg.tls.load(&base, &id, SystemClock.now())?;
+        tls.me.require(Role::Resolver).map_err(|e| format!("tls.cert: {e}"))?;
+        Ok((Some(tls.server), cfg.log.level.clone()))
+    });
     signpost_net::run(server, &p.cfg.listen, p.metrics.clone()).await
 }

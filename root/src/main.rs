@@ -238,12 +238,12 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(EX_USAGE, e),
             };
-            p.cfg.log.init();
+            let log = p.cfg.log.init_reloadable();
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(exit::INTERNAL, e),
             };
-            match rt.block_on(serve(p)) {
+            match rt.block_on(serve(p, config.clone(), log)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(exit::UNAVAILABLE, e),
             }
@@ -482,7 +482,7 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     Ok(Prepared { service: Arc::new(RootService::new(id, table)), tls, anchor, table_path, signer_pem, cert_not_after, cfg })
 }
 
-async fn serve(p: Prepared) -> Result<(), String> {
+async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());
     metrics.build_info("root", env!("CARGO_PKG_VERSION"));
@@ -518,5 +518,13 @@ async fn serve(p: Prepared) -> Result<(), String> {
         Duration::from_millis(p.cfg.table.reload_interval_ms),
     ));
     let server = Server::new(p.service.clone(), p.tls.clone(), p.anchor.clone(), p.cfg.limits.to_limits(), metrics.clone(), clock);
+    // SIGHUP also reloads the certificate and key (new connections) and the
+    // log level; the table is reloaded by its own loop.
+    signpost_net::reload_on_hangup(server.tls_switch(), log, move || {
+        let (cfg, base) = Config::load(&config).map_err(|e| e.to_string())?;
+        let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+        let tls = cfg.tls.as_ref().map(|t| t.load(&base, &id, SystemClock.now())).transpose()?;
+        Ok((tls.map(|l| l.server), cfg.log.level.clone()))
+    });
     signpost_net::run_with(server, &p.cfg.listen, metrics, ready).await
 }

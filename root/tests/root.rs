@@ -124,9 +124,16 @@ struct Running {
 
 impl Running {
     fn start(config: &Path) -> Running {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", &config.display().to_string()])
-            .env("RUST_LOG", "info")
+        Running::start_with(config, Some("info"))
+    }
+    /// Starts the binary; `rust_log: None` leaves the level to the config.
+    fn start_with(config: &Path, rust_log: Option<&str>) -> Running {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config", &config.display().to_string()]).env_remove("RUST_LOG");
+        if let Some(l) = rust_log {
+            cmd.env("RUST_LOG", l);
+        }
+        let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -688,4 +695,43 @@ fn a_failed_tls_handshake_is_logged_at_info() {
     let line = r.log.lock().unwrap().iter().find(|l| l.contains("TLS handshake with")).cloned().unwrap();
     assert!(line.contains("INFO") && line.contains("failed"), "{line}");
     assert!(r.admin_body("/metrics").contains("signpost_tls_handshake_failures_total 1\n"));
+}
+
+/// SIGHUP reloads the certificate and key (new connections get the new
+/// one; an open connection goes on) and the log level, without a restart.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_the_log_level_without_dropping_connections() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pki = Pki::new();
+    pki.write_table(1, "");
+    let cfg = pki.config("required", 200);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}[log]\nlevel = \"info\"\n")).unwrap();
+    let r = Running::start_with(&cfg, None);
+    let c = pki.client(Some("resolver"));
+    let mut docs = Vec::new();
+    let de = Request::FindService(find("tel:+4915112345678"));
+    assert!(matches!(ask(&c, &r, &de, &mut docs).await, Response::Redirect(_)));
+    // A new certificate (other validity) and a new level, then SIGHUP.
+    let d = |s: &str| pki.path(s).display().to_string();
+    ok(&["ca", "issue", "--ca", &d("ca"), "--role", "root", "--id", ROOT_ID, "--days", "3", "--force", "--out", &d("root")]);
+    std::fs::write(&cfg, format!("{text}[log]\nlevel = \"debug\"\n")).unwrap();
+    assert!(!r.logged("DEBUG"), "debug lines before the reload");
+    let pid = r.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    r.wait_logged("SIGHUP: certificate and key reloaded");
+    // The open connection goes on.
+    assert!(matches!(ask(&c, &r, &de, &mut docs).await, Response::Redirect(_)));
+    // A new connection is served the new certificate.
+    let id = Identity::from_pem(&std::fs::read(pki.path("resolver/cert.pem")).unwrap(), &std::fs::read(pki.path("resolver/key.pem")).unwrap()).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&pki.anchor(), Some(&id)).unwrap()));
+    let tcp = tokio::net::TcpStream::connect(r.lost).await.unwrap();
+    let tls = connector.connect(rustls_pki_types::ServerName::try_from(ROOT_ID).unwrap(), tcp).await.unwrap();
+    let served = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let new = CertificateDer::from_pem_slice(&std::fs::read(pki.path("root/cert.pem")).unwrap()).unwrap();
+    assert_eq!(served, new, "a new connection gets the reloaded certificate");
+    // And the level: the table loop's debug line shows up.
+    r.wait_logged("DEBUG");
 }

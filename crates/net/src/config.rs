@@ -230,14 +230,53 @@ impl Log {
 
     /// Installs the global subscriber (stderr; colours only on a terminal).
     pub fn init(&self) {
+        let _ = self.init_reloadable();
+    }
+
+    /// [`Log::init`], returning the handle that sets the level later (on
+    /// SIGHUP). With `RUST_LOG` set, that filter stays.
+    pub fn init_reloadable(&self) -> LogReload {
         use std::io::IsTerminal;
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(self.level.clone()));
+        let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+        let pinned = from_env.is_some();
+        let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(self.level.clone()));
         let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
-        if self.format == "json" {
-            b.json().init();
-        } else {
+        let set: SetLevel = if self.format == "json" {
+            let b = b.json().with_filter_reloading();
+            let h = b.reload_handle();
             b.init();
+            Box::new(move |level| h.reload(tracing_subscriber::EnvFilter::new(level)).map_err(|e| e.to_string()))
+        } else {
+            let b = b.with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |level| h.reload(tracing_subscriber::EnvFilter::new(level)).map_err(|e| e.to_string()))
+        };
+        LogReload { set, pinned }
+    }
+}
+
+type SetLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Sets the log level of a running server (see [`Log::init_reloadable`]).
+pub struct LogReload {
+    set: SetLevel,
+    pinned: bool,
+}
+
+impl std::fmt::Debug for LogReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReload").field("pinned", &self.pinned).finish()
+    }
+}
+
+impl LogReload {
+    /// Sets the level (`info`, `debug`, or an `EnvFilter` directive);
+    /// nothing changes while `RUST_LOG` decides.
+    pub fn set(&self, level: &str) -> Result<(), String> {
+        if self.pinned {
+            return Err("RUST_LOG is set and decides the filter".into());
         }
+        (self.set)(level)
     }
 }

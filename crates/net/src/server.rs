@@ -138,11 +138,75 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The server's TLS configuration, replaceable while it serves: a new
+/// certificate applies to connections accepted from then on; open
+/// connections keep the session they have (SIGHUP, see
+/// [`reload_on_hangup`]).
+#[derive(Clone)]
+pub struct TlsSwitch(Arc<std::sync::RwLock<TlsAcceptor>>);
+
+impl std::fmt::Debug for TlsSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsSwitch")
+    }
+}
+
+impl TlsSwitch {
+    fn new(cfg: Arc<rustls::ServerConfig>) -> TlsSwitch {
+        TlsSwitch(Arc::new(std::sync::RwLock::new(TlsAcceptor::from(cfg))))
+    }
+    /// Uses `cfg` for every connection accepted from now on.
+    pub fn replace(&self, cfg: Arc<rustls::ServerConfig>) {
+        let mut g = match self.0.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = TlsAcceptor::from(cfg);
+    }
+    fn current(&self) -> TlsAcceptor {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// On every SIGHUP, `reload` reads the configuration again and returns the
+/// new TLS configuration and log level (or why it cannot: then nothing
+/// changes and the reason is logged). Connections are not dropped.
+pub fn reload_on_hangup(
+    tls: Option<TlsSwitch>,
+    log: crate::config::LogReload,
+    reload: impl Fn() -> Result<(Option<Arc<rustls::ServerConfig>>, String), String> + Send + Sync + 'static,
+) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match reload() {
+                Ok((cfg, level)) => {
+                    if let (Some(sw), Some(cfg)) = (&tls, cfg) {
+                        sw.replace(cfg);
+                    }
+                    match log.set(&level) {
+                        Ok(()) => tracing::info!(level = %level, "SIGHUP: certificate and key reloaded for new connections; log level set"),
+                        Err(e) => tracing::warn!("SIGHUP: certificate reloaded; log level {level:?} not applied: {e}"),
+                    }
+                }
+                Err(e) => tracing::warn!("SIGHUP: configuration not reloaded, the running one stays: {e}"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (tls, log, reload);
+}
+
 /// A LoST server: a [`Service`] behind TLS (or, for development only,
 /// plain TCP).
 pub struct Server<S: Service> {
     svc: Arc<S>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsSwitch>,
     anchor: Option<TrustAnchor>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
@@ -170,7 +234,12 @@ impl<S: Service> Server<S> {
         if tls.is_none() {
             tracing::warn!("PLAINTEXT: serving LoST without TLS (development flag); never do this in production");
         }
-        Server { svc, tls: tls.map(TlsAcceptor::from), anchor, limits: Arc::new(limits), metrics, clock, handshake_log: Arc::new(LogLimit::new(HANDSHAKE_LOG_EVERY_MS)) }
+        Server { svc, tls: tls.map(TlsSwitch::new), anchor, limits: Arc::new(limits), metrics, clock, handshake_log: Arc::new(LogLimit::new(HANDSHAKE_LOG_EVERY_MS)) }
+    }
+
+    /// The switch that replaces the TLS configuration while serving.
+    pub fn tls_switch(&self) -> Option<TlsSwitch> {
+        self.tls.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives
@@ -416,7 +485,7 @@ impl hyper::body::Body for Guarded {
 
 struct ConnTask<S: Service> {
     svc: Arc<S>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsSwitch>,
     anchor: Option<TrustAnchor>,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
@@ -429,7 +498,7 @@ struct ConnTask<S: Service> {
 
 impl<S: Service> ConnTask<S> {
     async fn run(self, tcp: TcpStream, remote: SocketAddr) {
-        match self.tls.clone() {
+        match self.tls.as_ref().map(TlsSwitch::current) {
             Some(acceptor) => {
                 let tls = match tokio::time::timeout(self.limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(t)) => t,
