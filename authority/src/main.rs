@@ -145,6 +145,17 @@ enum ProvisionOp {
         /// The identifier.
         csi: String,
     },
+    /// CSIP (or admin): opt the number out of discovery: it answers one
+    /// signed mapping with no URI until opt-in or release.
+    OptOut {
+        /// The identifier.
+        csi: String,
+    },
+    /// CSIP (or admin): end an opt-out; the entries are visible again.
+    OptIn {
+        /// The identifier.
+        csi: String,
+    },
     /// CSIP: port to another TNSP (donor-bound entries removed).
     Port {
         /// The identifier.
@@ -407,6 +418,8 @@ async fn provision(server: &str, server_id: &str, ca: &Path, cert: &Path, key: &
     let p = match op {
         ProvisionOp::Assign { csi: c, tnsp } => Provision::Assign { csi: csi(&c)?, tnsp: tnsp.as_deref().map(name).transpose()? },
         ProvisionOp::Release { csi: c } => Provision::Release { csi: csi(&c)? },
+        ProvisionOp::OptOut { csi: c } => Provision::OptOut { csi: csi(&c)? },
+        ProvisionOp::OptIn { csi: c } => Provision::OptIn { csi: csi(&c)? },
         ProvisionOp::Port { csi: c, to } => Provision::Port { csi: csi(&c)?, to: name(&to)? },
         ProvisionOp::RemoveEntry { csi: c, provider } => Provision::RemoveEntry { csi: csi(&c)?, provider: name(&provider)? },
         ProvisionOp::PutEntry { csi: c, provider, uri, priority, tag, assurance, display_name, bound_to_tnsp } => Provision::PutEntry {
@@ -485,15 +498,31 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         Err(e) => return fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
     }
     let n = items.len() as u64;
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
+    // On a terminal a progress bar; elsewhere (a log, systemd, CI) one line
+    // per phase and per tenth of the signing.
+    let plain = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if plain {
+        eprintln!("import: {}: {n} identifiers checked (rows valid, in scope, new to the store); signing", data.display());
+    }
+    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} signing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let b2 = bar.clone();
     let t = std::time::Instant::now();
-    let r = p.core.import(items, &move |i| b2.set_position(i)).await;
+    let tenth = (n / 10).max(1);
+    let r = p.core.import(items, &move |i| {
+        b2.set_position(i);
+        if plain && (i % tenth == 0 || i == n) {
+            eprintln!("import: signed {i}/{n} ({}%)", i * 100 / n.max(1));
+        }
+    })
+    .await;
     bar.finish_and_clear();
+    if plain {
+        eprintln!("import: written in one transaction");
+    }
     match r {
         Ok(r) => {
             println!(

@@ -84,7 +84,10 @@ fn import_all_or_nothing_and_check_config() {
     }
     text.push_str("0151 99990000,released,,,,,,,,\n");
     std::fs::write(&good, text).unwrap();
-    let o = run(&["import", "--config", &c, "--quiet", "--region", "DE", &good.display().to_string()]);
+    // Not on a terminal (the test captures stderr): the phases are lines.
+    let o = run(&["import", "--config", &c, "--region", "DE", &good.display().to_string()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("identifiers checked") && err.contains("import: signed 201/201 (100%)") && err.contains("written in one transaction"), "{err}");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("imported 201 identifiers"));
     let o = run(&["check-config", "--config", &c]);
@@ -229,13 +232,15 @@ async fn serve_logs_listeners_answers_and_drains() {
                 prov("msp", &["put-entry", "+4915112345678", "--provider", "ott.example", "--uri", "mimi://ott.example/u/1", "--tag", "personal"]),
                 prov("csip", &["assign", "+4930123456"]),
                 prov("msp", &["remove-entry", "+4915112345678", "--provider", "ott.example"]),
+                prov("csip", &["opt-out", "+4915112345678"]),
+                prov("csip", &["opt-in", "+4915112345678"]),
                 prov("csip", &["release", "+4915112345678"]),
             )
         }
     })
     .await
     .unwrap();
-    for (what, out) in [("assign", &o.0), ("put-entry", &o.1), ("remove-entry", &o.3), ("release", &o.4)] {
+    for (what, out) in [("assign", &o.0), ("put-entry", &o.1), ("remove-entry", &o.3), ("opt-out", &o.4), ("opt-in", &o.5), ("release", &o.6)] {
         assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 changed"), "{what}: {}", String::from_utf8_lossy(&out.stdout));
     }
