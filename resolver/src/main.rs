@@ -275,7 +275,16 @@ async fn lookup(
     } else {
         None
     };
-    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await.map_err(|e| (e.exit_code(), e.to_string()))?;
+    let no_cert = cert.is_none();
+    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await.map_err(|e| {
+        let mut msg = e.to_string();
+        // With TLS 1.3 a server that requires a client certificate closes
+        // the connection after the handshake; the HTTP layer only sees it go.
+        if no_cert && matches!(e, signpost_resolver::lookup::LookupError::Unavailable(_)) && msg.contains("HTTP:") {
+            msg.push_str(" — the connection was closed after the TLS handshake: if the resolver requires a client certificate (tls.client_auth = \"required\"), pass --cert and --key");
+        }
+        (e.exit_code(), msg)
+    })?;
     if xml {
         print!("{}", l.xml);
     } else {

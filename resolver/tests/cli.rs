@@ -133,3 +133,25 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     assert!(run(&["man", "--out", &dir.path().display().to_string()]).status.success());
     assert!(std::fs::read_to_string(dir.path().join("signpost-resolver-lookup.1")).unwrap().contains(".TH"));
 }
+
+/// A lookup without a client certificate at a resolver that requires one
+/// says what to do, not only that the operation was canceled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_without_a_required_client_certificate_says_to_pass_one() {
+    let t = Topology::start().await;
+    let mut p = t.plan();
+    p.client_auth = signpost_kit::Auth::Required;
+    let r = t.resolver(p).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, t.pki.ca_pem()).unwrap();
+    let url = format!("https://{}/lost", r.running.addr);
+    let o = tokio::task::spawn_blocking(move || {
+        Command::new(BIN).args(["lookup", "+49 151 1234 5678", "--resolver", &url, "--resolver-id", RES, "--ca", &ca.display().to_string()]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(69), "{err}");
+    assert!(err.contains("pass --cert and --key"), "{err}");
+}
