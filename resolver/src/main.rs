@@ -159,36 +159,10 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
     Ok(Prepared { cfg, resolver, tls, metrics })
 }
 
-/// `man`: the main page on stdout, or every page into `out`.
-fn man(out: Option<&Path>) -> ExitCode {
-    use std::io::Write;
-    match out {
-        Some(dir) => match signpost_net::docs::write_man_pages(Cli::command(), dir) {
-            Ok(files) => {
-                for f in files {
-                    println!("wrote {}", f.display());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dir.display())),
-        },
-        None => match signpost_net::docs::man_page(&Cli::command()).and_then(|p| std::io::stdout().write_all(&p)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(exit::INTERNAL, e),
-        },
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match signpost_net::docs::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            // Help and version go to stdout and exit 0; every other clap
-            // error is a usage error (64), not clap's default 2.
-            let _ = e.print();
-            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
-            return ExitCode::from(exit::clap_code(help));
-        }
+        Err(code) => return code,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -200,7 +174,7 @@ fn main() -> ExitCode {
                 signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
                 ExitCode::SUCCESS
             }
-            Cmd::Man { out } => man(out.as_deref()),
+            Cmd::Man { out } => signpost_net::docs::man_command(Cli::command(), out.as_deref(), "signpost-resolver"),
             Cmd::CheckConfig { config } => match prepare(&config) {
                 Ok(p) => {
                     println!("configuration OK: resolver {} using root {}", p.cfg.id, p.cfg.root.id);

@@ -160,36 +160,10 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `man`: the main page on stdout, or every page into `out`.
-fn man(out: Option<&Path>) -> ExitCode {
-    use std::io::Write;
-    match out {
-        Some(dir) => match signpost_net::docs::write_man_pages(Cli::command(), dir) {
-            Ok(files) => {
-                for f in files {
-                    println!("wrote {}", f.display());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(exit::INTERNAL, format!("{}: {e}", dir.display())),
-        },
-        None => match signpost_net::docs::man_page(&Cli::command()).and_then(|p| std::io::stdout().write_all(&p)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(exit::INTERNAL, e),
-        },
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match signpost_net::docs::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            // Help and version go to stdout and exit 0; every other clap
-            // error is a usage error (64), not clap's default 2.
-            let _ = e.print();
-            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
-            return ExitCode::from(exit::clap_code(help));
-        }
+        Err(code) => return code,
     };
     let clock = SystemClock;
     match cli.cmd {
@@ -197,7 +171,7 @@ fn main() -> ExitCode {
             signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Cmd::Man { out } => man(out.as_deref()),
+        Cmd::Man { out } => signpost_net::docs::man_command(Cli::command(), out.as_deref(), "signpost-root"),
         Cmd::Ca { cmd: CaCmd::Init { out, name, days } } => {
             if days == 0 {
                 return fail(EX_USAGE, "--days 0 makes a CA that is already expired; give at least 1");

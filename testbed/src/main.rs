@@ -36,14 +36,9 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match signpost_net::docs::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            // Usage errors exit 64 (clap's default 2 means "not found" here).
-            let _ = e.print();
-            let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
-            return ExitCode::from(exit::clap_code(help));
-        }
+        Err(code) => return code,
     };
     let (text, out) = match cli.cmd {
         Cmd::Demo { out } => (DEMO.to_owned(), out),

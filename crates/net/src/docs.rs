@@ -7,6 +7,37 @@ use std::path::Path;
 
 pub use clap_complete::Shell;
 
+/// Parses the command line. Help and version print and exit 0; every
+/// other clap error is a usage error (64), not clap's default 2 (which
+/// means "not found" in Signpost's exit codes).
+pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|e| {
+        let _ = e.print();
+        let help = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+        std::process::ExitCode::from(crate::exit::clap_code(help))
+    })
+}
+
+/// The `man [--out DIR]` command: the main page on stdout, or every page
+/// into `out` (one line per file written). Failures name `prog`.
+pub fn man_command(cmd: clap::Command, out: Option<&Path>, prog: &str) -> std::process::ExitCode {
+    let written = match out {
+        Some(dir) => write_man_pages(cmd, dir).map(|files| {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+        }).map_err(|e| format!("{}: {e}", dir.display())),
+        None => man_page(&cmd).and_then(|p| std::io::stdout().write_all(&p)).map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            std::process::ExitCode::from(crate::exit::INTERNAL)
+        }
+    }
+}
+
 /// Writes the completion script for `shell` to `out`.
 pub fn completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Write) {
     let name = cmd.get_name().to_owned();
