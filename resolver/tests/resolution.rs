@@ -233,12 +233,10 @@ async fn a_resync_flushes_only_what_that_authority_said() {
     assert_eq!(upstream_ok(&r), up + 1, "DE only: the root's referral survived DE's resync");
 }
 
-// ---------------------------------------------------------------------------
-// Serve-stale (RFC 8767)
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_answer_is_served_while_the_authority_is_down_then_a_fresh_one() {
-    let mut t = Topology::start().await;
+/// A topology, one number at DE, a resolver on a manual clock that has
+/// cached its answer.
+async fn cached_on_a_manual_clock() -> (Topology, signpost_kit::ResolverNode, ManualClock, signpost_net::client::Client, Docs) {
+    let t = Topology::start().await;
     t.provision(&t.de, "tel:+4915112345678", "+4915", "provider-a.example").await;
     let clock = ManualClock::new(SystemClock.now());
     let mut p = t.plan();
@@ -246,6 +244,15 @@ async fn a_stale_answer_is_served_while_the_authority_is_down_then_a_fresh_one()
     let r = t.resolver(p).await;
     let (ap, mut docs) = (t.ap(), Docs::default());
     ask(&ap, &r, "tel:+4915112345678", &mut docs).await;
+    (t, r, clock, ap, docs)
+}
+
+// ---------------------------------------------------------------------------
+// Serve-stale (RFC 8767)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_answer_is_served_while_the_authority_is_down_then_a_fresh_one() {
+    let (mut t, r, clock, ap, mut docs) = cached_on_a_manual_clock().await;
     t.de.running.stop().await;
     clock.advance_millis(2 * 3600 * 1000);
     let a = ask(&ap, &r, "tel:+4915112345678", &mut docs).await;
@@ -282,14 +289,7 @@ async fn black_hole(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
 /// own client response timer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_authority_gets_a_stale_answer_within_the_client_timer() {
-    let mut t = Topology::start().await;
-    t.provision(&t.de, "tel:+4915112345678", "+4915", "provider-a.example").await;
-    let clock = ManualClock::new(SystemClock.now());
-    let mut p = t.plan();
-    p.clock = Arc::new(clock.clone());
-    let r = t.resolver(p).await;
-    let (ap, mut docs) = (t.ap(), Docs::default());
-    ask(&ap, &r, "tel:+4915112345678", &mut docs).await;
+    let (mut t, r, clock, ap, mut docs) = cached_on_a_manual_clock().await;
     t.de.running.stop().await;
     let hole = black_hole(t.de.running.addr).await;
     clock.advance_millis(2 * 3600 * 1000);
@@ -331,14 +331,7 @@ impl Service for Failing {
 /// wildcard arm, so serve-stale never triggered on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_server_timeout_error_lets_the_stale_answer_be_served() {
-    let mut t = Topology::start().await;
-    t.provision(&t.de, "tel:+4915112345678", "+4915", "provider-a.example").await;
-    let clock = ManualClock::new(SystemClock.now());
-    let mut p = t.plan();
-    p.clock = Arc::new(clock.clone());
-    let r = t.resolver(p).await;
-    let (ap, mut docs) = (t.ap(), Docs::default());
-    ask(&ap, &r, "tel:+4915112345678", &mut docs).await;
+    let (mut t, r, clock, ap, mut docs) = cached_on_a_manual_clock().await;
     t.de.running.stop().await;
     let cert = t.pki.cert(Role::Authority, "dp.de.example", &["+49"]).unwrap();
     let svc = Arc::new(Failing(name("dp.de.example"), Failure::ServerTimeout("the database is away".into())));

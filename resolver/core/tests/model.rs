@@ -318,6 +318,14 @@ impl World {
         }
     }
 
+    /// A lookup whose request (the oldest in flight) reaches the authority
+    /// and whose answer comes back.
+    fn resolve(&mut self, i: usize) {
+        self.lookup(i);
+        self.deliver_request();
+        self.deliver_answer();
+    }
+
     /// Delivers every request and every answer in flight (not frames).
     fn flush(&mut self) {
         while !self.to_auth.is_empty() || !self.to_res.is_empty() {
@@ -432,9 +440,7 @@ impl World {
 fn a_hit_is_answered_at_once_without_a_transmit() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     assert_eq!(w.answers.last(), Some(&(0, 1, false)));
     w.lookup(0);
     assert_eq!(w.answers.len(), 2);
@@ -446,9 +452,7 @@ fn a_hit_is_answered_at_once_without_a_transmit() {
 fn the_first_answer_subscribes_from_the_position_it_was_read_at() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     let sub = w.to_auth.iter().find_map(|t| match t {
         Transmit::Subscribe { since, .. } => Some(*since),
         _ => None,
@@ -460,16 +464,12 @@ fn the_first_answer_subscribes_from_the_position_it_was_read_at() {
 fn a_change_committed_between_the_read_and_the_subscription_is_delivered() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     // Committed before the subscription reaches the authority.
     w.commit(0);
     w.deliver_request();
     w.deliver_frame();
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     assert_eq!(w.answers.last(), Some(&(0, 2, false)));
 }
 
@@ -478,9 +478,7 @@ fn an_answer_overtaken_by_a_processed_change_is_asked_again() {
     let mut w = World::new();
     w.a.commit(0);
     w.a.commit(1);
-    w.lookup(1);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(1);
     w.deliver_request(); // the subscription
     // Identifier 0 is read at version 1 ...
     w.lookup(0);
@@ -520,9 +518,7 @@ fn a_replica_that_lags_its_own_feed_is_not_believed() {
 fn a_replaced_answer_is_still_invalidated() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     w.deliver_request(); // subscribe
     w.advance((TTL + 1) * 1000);
     w.lookup(0); // expired: fetched again and replaced
@@ -539,9 +535,7 @@ fn a_replaced_answer_is_still_invalidated() {
 fn a_resync_flushes_the_authoritys_answers() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     w.deliver_request();
     w.drop_feed();
     w.commit(0);
@@ -557,9 +551,7 @@ fn a_resync_flushes_the_authoritys_answers() {
 fn a_stale_answer_is_served_while_the_authority_is_unreachable() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     w.set_down(true);
     w.advance((TTL + 5) * 1000);
     w.lookup(0);
@@ -577,9 +569,7 @@ fn a_stale_answer_is_served_while_the_authority_is_unreachable() {
 fn a_client_is_answered_within_the_client_timer_when_upstream_is_silent() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     w.advance((TTL + 5) * 1000);
     w.lookup(0);
     // The request is never delivered.
@@ -591,9 +581,7 @@ fn a_client_is_answered_within_the_client_timer_when_upstream_is_silent() {
 fn upstream_errors_are_classified_exhaustively() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     w.advance((TTL + 5) * 1000);
     w.a.down = true; // it says so itself: serverTimeout
     w.lookup(0);
@@ -657,9 +645,7 @@ fn the_preloaded_table_answers_not_found_for_what_it_does_not_delegate() {
 fn a_hot_answer_is_resolved_again_when_invalidated() {
     let mut w = World::new();
     w.a.commit(0);
-    w.lookup(0);
-    w.deliver_request();
-    w.deliver_answer();
+    w.resolve(0);
     w.deliver_request(); // subscribe
     for _ in 0..3 {
         w.lookup(0);
