@@ -85,21 +85,8 @@ enum Cmd {
         #[command(subcommand)]
         op: ProvisionOp,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    /// generated from this command-line definition.
-    Completions {
-        /// The shell.
-        #[arg(value_enum)]
-        shell: signpost_net::docs::Shell,
-    },
-    /// Print the man page, or with --out write one per subcommand (NAME.1,
-    /// NAME-SUB.1) into a directory, generated from this command-line
-    /// definition.
-    Man {
-        /// Directory to write the pages into.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Docs(signpost_net::docs::DocsCmd),
     /// Serve LoST, provisioning, the change feed and the admin plane.
     Serve {
         /// The TOML config (see authority/authority.sample.toml).
@@ -251,11 +238,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Completions { shell } => {
-                signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
-                ExitCode::SUCCESS
-            }
-            Cmd::Man { out } => signpost_net::docs::man_command(Cli::command(), out.as_deref(), "signpost-authority"),
+            Cmd::Docs(d) => d.run(Cli::command(), "signpost-authority"),
             Cmd::CheckConfig { config } => match prepare(&config).await {
                 Ok(p) => {
                     let st = p.core.store().stats().await.unwrap_or_default();

@@ -32,21 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    /// generated from this command-line definition.
-    Completions {
-        /// The shell.
-        #[arg(value_enum)]
-        shell: signpost_net::docs::Shell,
-    },
-    /// Print the man page, or with --out write one per subcommand (NAME.1,
-    /// NAME-SUB.1) into a directory, generated from this command-line
-    /// definition.
-    Man {
-        /// Directory to write the pages into.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Docs(signpost_net::docs::DocsCmd),
     /// Serve LoST to clients (and the admin plane).
     Serve {
         /// The TOML config (see resolver/resolver.sample.toml).
@@ -170,11 +157,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Completions { shell } => {
-                signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
-                ExitCode::SUCCESS
-            }
-            Cmd::Man { out } => signpost_net::docs::man_command(Cli::command(), out.as_deref(), "signpost-resolver"),
+            Cmd::Docs(d) => d.run(Cli::command(), "signpost-resolver"),
             Cmd::CheckConfig { config } => match prepare(&config) {
                 Ok(p) => {
                     println!("configuration OK: resolver {} using root {}", p.cfg.id, p.cfg.root.id);

@@ -34,21 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    /// generated from this command-line definition.
-    Completions {
-        /// The shell.
-        #[arg(value_enum)]
-        shell: signpost_net::docs::Shell,
-    },
-    /// Print the man page, or with --out write one per subcommand (NAME.1,
-    /// NAME-SUB.1) into a directory, generated from this command-line
-    /// definition.
-    Man {
-        /// Directory to write the pages into.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Docs(signpost_net::docs::DocsCmd),
     /// The deployment's certificate authority (the trust anchor).
     Ca {
         #[command(subcommand)]
@@ -167,11 +154,7 @@ fn main() -> ExitCode {
     };
     let clock = SystemClock;
     match cli.cmd {
-        Cmd::Completions { shell } => {
-            signpost_net::docs::completions(Cli::command(), shell, &mut std::io::stdout());
-            ExitCode::SUCCESS
-        }
-        Cmd::Man { out } => signpost_net::docs::man_command(Cli::command(), out.as_deref(), "signpost-root"),
+        Cmd::Docs(d) => d.run(Cli::command(), "signpost-root"),
         Cmd::Ca { cmd: CaCmd::Init { out, name, days } } => {
             if days == 0 {
                 return fail(EX_USAGE, "--days 0 makes a CA that is already expired; give at least 1");

@@ -7,6 +7,40 @@ use std::path::Path;
 
 pub use clap_complete::Shell;
 
+/// The `completions` and `man` subcommands every binary has; flatten it
+/// into a binary's command enum (`#[command(flatten)] Docs(DocsCmd)`).
+#[derive(clap::Subcommand, Debug)]
+pub enum DocsCmd {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// generated from this command-line definition.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, or with --out write one per subcommand (NAME.1,
+    /// NAME-SUB.1) into a directory, generated from this command-line
+    /// definition.
+    Man {
+        /// Directory to write the pages into.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+impl DocsCmd {
+    /// Runs it for the binary whose definition is `cmd`.
+    pub fn run(self, cmd: clap::Command, prog: &str) -> std::process::ExitCode {
+        match self {
+            DocsCmd::Completions { shell } => {
+                completions(cmd, shell, &mut std::io::stdout());
+                std::process::ExitCode::SUCCESS
+            }
+            DocsCmd::Man { out } => man_command(cmd, out.as_deref(), prog),
+        }
+    }
+}
+
 /// Parses the command line. Help and version print and exit 0; every
 /// other clap error is a usage error (64), not clap's default 2 (which
 /// means "not found" in Signpost's exit codes).
