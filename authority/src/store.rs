@@ -1,10 +1,12 @@
-//! The storage trait and the embedded, crash-safe default backend (redb).
+//! The storage trait, the embedded, crash-safe default backend (redb), and
+//! the PostgreSQL backend ([`pg`]) for several frontends on one database.
 //!
 //! Every commit writes its records and its change-feed entries, with their
 //! sequence numbers, in one transaction: no change can be lost between
 //! commit and push. Writers are serialized by the authority core (one
-//! writer at a time, as redb itself requires; a SQL backend does the same
-//! with `SELECT … FOR UPDATE` on the CSI rows).
+//! writer at a time, as redb itself requires); the PostgreSQL backend also
+//! serializes writers of different frontends in the database (a row lock on
+//! the feed head, taken first in every commit; see [`pg`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -16,6 +18,9 @@ use signpost_schemas::sp::{Change, ChangeOp, FeedFrame, Provision, Subject};
 use signpost_schemas::{Csi, Limits, Timestamp};
 
 use crate::model::NumberRecord;
+
+pub mod pg;
+pub use pg::{PgSettings, PgStore};
 
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -262,5 +267,59 @@ impl Store for RedbStore {
         let changes = r.open_table(CHANGES).map_err(se)?.len().map_err(se)?;
         let head = r.open_table(META).map_err(se)?.get("head").map_err(se)?.map_or(0, |v| v.value());
         Ok(Stats { records, changes, head })
+    }
+}
+
+/// The backend a config chose (what `serve` and `import` run on).
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    /// The embedded file.
+    Redb(RedbStore),
+    /// A PostgreSQL database.
+    Postgres(PgStore),
+}
+
+impl Store for AnyStore {
+    async fn get(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.get(csi).await,
+            AnyStore::Postgres(s) => s.get(csi).await,
+        }
+    }
+    async fn commit(&self, c: Commit) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.commit(c).await,
+            AnyStore::Postgres(s) => s.commit(c).await,
+        }
+    }
+    async fn head(&self) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.head().await,
+            AnyStore::Postgres(s) => s.head().await,
+        }
+    }
+    async fn changes_since(&self, since: u64, limit: usize) -> Result<FeedPage, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.changes_since(since, limit).await,
+            AnyStore::Postgres(s) => s.changes_since(since, limit).await,
+        }
+    }
+    async fn delegations(&self) -> Result<Vec<Delegation>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.delegations().await,
+            AnyStore::Postgres(s) => s.delegations().await,
+        }
+    }
+    async fn prune(&self, keep: u64, older_than: Timestamp) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.prune(keep, older_than).await,
+            AnyStore::Postgres(s) => s.prune(keep, older_than).await,
+        }
+    }
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.stats().await,
+            AnyStore::Postgres(s) => s.stats().await,
+        }
     }
 }

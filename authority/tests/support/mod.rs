@@ -2,6 +2,8 @@
 //! authority over a fresh redb store, and a manual clock.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+pub mod pg;
+
 use std::sync::Arc;
 
 use signpost_authority::core::{Authority, Settings};

@@ -1,0 +1,199 @@
+//! A real PostgreSQL server for the tests: `SIGNPOST_PG` (a connection
+//! string to a server on loopback, plain, whose user may create databases)
+//! if set; otherwise a throwaway cluster started here — `initdb` and
+//! `pg_ctl` from `/usr/lib/postgresql/*/bin` (as the `postgres` user when
+//! run as root, since PostgreSQL refuses root) in a temp dir, on a free
+//! loopback port, shared by the tests of one binary and stopped when the
+//! last of them ends. Every test gets a database of its own.
+//!
+//! No server and `CI` not `true`: the caller is told to skip (a message
+//! says how to enable it); with `CI=true` that is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio_postgres::NoTls;
+
+/// A running throwaway cluster; stopped on drop.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+impl Cluster {
+    fn run(&self, tool: &str, args: &[&str]) -> Result<std::process::Output, String> {
+        run_as(&self.bin.join(tool), args, self.as_postgres)
+    }
+
+    fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+}
+
+fn run_as(tool: &Path, args: &[&str], as_postgres: bool) -> Result<std::process::Output, String> {
+    let out = if as_postgres {
+        Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(tool).args(args).output()
+    } else {
+        Command::new(tool).args(args).output()
+    }
+    .map_err(|e| format!("{}: {e}", tool.display()))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!("{} {}: {}{}", tool.display(), args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn bindir() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, b)| b)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn start_cluster() -> Result<Cluster, String> {
+    let bin = bindir().ok_or("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin")?;
+    let as_postgres = is_root();
+    let dir = tempfile::Builder::new().prefix("sp-pg").tempdir().map_err(|e| e.to_string())?;
+    let data = dir.path().join("data");
+    if as_postgres {
+        let st = Command::new("chown").arg("postgres:").arg(dir.path()).status().map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err("chown postgres failed (no postgres user?)".into());
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let cluster = Cluster { dir, bin, port, as_postgres };
+    let d = data.to_str().ok_or("temp dir is not UTF-8")?;
+    cluster.run("initdb", &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off");
+    let log = data.join("server.log");
+    if let Err(e) = cluster.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().ok_or("log path")?, "-w", "start"]) {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(format!("{e}\n{log}"));
+    }
+    Ok(cluster)
+}
+
+static CLUSTER: Mutex<Option<Weak<Cluster>>> = Mutex::new(None);
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The server's admin connection string and, for a throwaway cluster, the
+/// handle that keeps it running.
+fn server() -> Result<(String, Option<Arc<Cluster>>), String> {
+    if let Ok(url) = std::env::var("SIGNPOST_PG") {
+        return Ok((url, None));
+    }
+    let mut g = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = g.as_ref().and_then(Weak::upgrade) {
+        return Ok((c.url(), Some(c)));
+    }
+    let c = Arc::new(start_cluster()?);
+    *g = Some(Arc::downgrade(&c));
+    Ok((c.url(), Some(c)))
+}
+
+/// A database of one test; dropped (or its cluster stopped) at the end.
+pub struct TestDb {
+    pub config: tokio_postgres::Config,
+    admin: String,
+    name: String,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl TestDb {
+    /// The connection string of this database (for configs).
+    pub fn url(&self) -> String {
+        let mut s = String::new();
+        for h in self.config.get_hosts() {
+            if let tokio_postgres::config::Host::Tcp(h) = h {
+                s.push_str(&format!("host={h} "));
+            }
+        }
+        for p in self.config.get_ports() {
+            s.push_str(&format!("port={p} "));
+        }
+        if let Some(u) = self.config.get_user() {
+            s.push_str(&format!("user={u} "));
+        }
+        if let Some(pw) = self.config.get_password() {
+            s.push_str(&format!("password={} ", String::from_utf8_lossy(pw)));
+        }
+        s.push_str(&format!("dbname={}", self.name));
+        s
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.cluster.is_some() {
+            // The cluster goes when its last test ends.
+            return;
+        }
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn skip(why: &str) -> Option<TestDb> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("PostgreSQL: {why}; CI=true requires it");
+    }
+    eprintln!(
+        "skipped: PostgreSQL: {why}. To enable: install PostgreSQL (apt-get install postgresql; the tests start their own cluster from /usr/lib/postgresql/*/bin) or set SIGNPOST_PG to a loopback server's connection string"
+    );
+    None
+}
+
+/// A fresh, empty database, or `None` (after printing "skipped: …") when no
+/// server can be had outside CI.
+pub async fn fresh_db() -> Option<TestDb> {
+    let (admin, cluster) = match server() {
+        Ok(s) => s,
+        Err(e) => return skip(&e),
+    };
+    let name = format!("signpost_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let (c, conn) = match tokio_postgres::connect(&admin, NoTls).await {
+        Ok(c) => c,
+        Err(e) => return skip(&format!("cannot connect to {admin}: {e}")),
+    };
+    let task = tokio::spawn(conn);
+    c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    drop(c);
+    let _ = task.await;
+    let mut config = tokio_postgres::Config::from_str(&admin).unwrap();
+    config.dbname(&name);
+    Some(TestDb { config, admin, name, cluster })
+}
