@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use signpost_authority::config::{Config, resolve};
+use signpost_authority::config::{Backend, Config, DEFAULT_POOL_SIZE, resolve};
 use signpost_authority::core::{Authority, Settings};
 use signpost_authority::limits::{LimitSettings, Limiter};
 use signpost_authority::service::{AuthorityService, FeedSettings};
-use signpost_authority::store::{RedbStore, Store};
+use signpost_authority::store::{AnyStore, PgSettings, PgStore, RedbStore, Store};
 use signpost_net::{Metrics, Server};
 use signpost_schemas::lost::{AuthorityRef, Endpoint};
 use signpost_schemas::{Clock, Name, Region, SystemClock};
@@ -43,7 +43,8 @@ enum Cmd {
         config: PathBuf,
     },
     /// Import numbering data (CSV, see authority/import-format.md) into the
-    /// store, all or nothing. Stop the server first: the store is locked.
+    /// store, all or nothing. With redb, stop the server first (the file is
+    /// locked); with PostgreSQL it may run beside serving frontends.
     Import {
         /// The TOML config.
         #[arg(long)]
@@ -66,7 +67,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 struct Prepared {
     cfg: Config,
-    core: Arc<Authority<RedbStore>>,
+    core: Arc<Authority<AnyStore>>,
     tls: signpost_net::config::LoadedTls,
 }
 
@@ -94,9 +95,26 @@ async fn prepare(config: &Path) -> Result<Prepared, String> {
         renew_before: cfg.answers.renew_before_h * 3600,
         root,
     };
-    let store = RedbStore::open(&resolve(&base, &cfg.store.path)).map_err(|e| e.to_string())?;
+    let store = open_store(&cfg, &base).await?;
     let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
     Ok(Prepared { cfg, core: Arc::new(core), tls })
+}
+
+/// The configured backend; for PostgreSQL this connects (so `check-config`
+/// proves the database is reachable) and applies pending migrations.
+async fn open_store(cfg: &Config, base: &Path) -> Result<AnyStore, String> {
+    let s = &cfg.store;
+    match s.backend {
+        Backend::Redb => {
+            let path = s.path.as_ref().ok_or("store.path is required with backend = \"redb\"")?;
+            Ok(AnyStore::Redb(RedbStore::open(&resolve(base, path)).map_err(|e| e.to_string())?))
+        }
+        Backend::Postgres => {
+            let url = s.url.clone().ok_or("store.url is required with backend = \"postgres\"")?;
+            let settings = PgSettings { url, pool_size: s.pool_size.unwrap_or(DEFAULT_POOL_SIZE), ca: s.ca.as_ref().map(|c| resolve(base, c)) };
+            Ok(AnyStore::Postgres(PgStore::open(&settings).await.map_err(|e| e.to_string())?))
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -46,9 +46,41 @@ fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// The sample's commented postgres keys, switched on, pointing at `url`.
+fn postgres_sample(sample: &str, url: &str) -> String {
+    let out = sample
+        .replace("backend = \"redb\"", "backend = \"postgres\"")
+        .replace("path = \"authority.redb\"\n", "")
+        .replace("# url = \"postgres://signpost:secret@127.0.0.1:5432/signpost\"", &format!("url = \"{url}\""))
+        .replace("# pool_size = 16", "pool_size = 4");
+    assert!(out.contains("backend = \"postgres\"") && out.contains("pool_size = 4") && !out.contains("authority.redb"), "the sample's [store] section changed");
+    out
+}
+
 #[test]
 fn import_all_or_nothing_and_check_config() {
     let (dir, cfg) = setup();
+    import_and_check(&dir, &cfg);
+}
+
+/// The same with `backend = "postgres"` (a real server, see `support::pg`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_check_config_on_postgres() {
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let (dir, cfg) = setup();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
+    tokio::task::spawn_blocking(move || import_and_check(&dir, &cfg)).await.unwrap();
+    // A server that is not there: check-config says so.
+    let (dir, cfg) = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &format!("host=127.0.0.1 port={port} user=nobody dbname=none"))).unwrap();
+    let o = run(&["check-config", "--config", &cfg.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("postgres"), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(dir);
+}
+
+fn import_and_check(dir: &tempfile::TempDir, cfg: &std::path::Path) {
     let c = cfg.display().to_string();
     let o = run(&["check-config", "--config", &c]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -92,7 +124,28 @@ fn import_all_or_nothing_and_check_config() {
 #[test]
 fn sample_config_is_strict_and_errors_name_the_key() {
     let (dir, cfg) = setup();
-    signpost_authority::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml")).unwrap();
+    let bad_store = dir.path().join("bad-store.toml");
+    let sample_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml");
+    signpost_authority::config::Config::load(&sample_path).unwrap();
+    // Its postgres keys, uncommented, load strictly too.
+    let sample = std::fs::read_to_string(&sample_path).unwrap();
+    let pg = dir.path().join("pg.toml");
+    std::fs::write(&pg, postgres_sample(&sample, "postgres://signpost:secret@127.0.0.1:5432/signpost").replace("# ca = ", "ca = ")).unwrap();
+    let (c, _) = signpost_authority::config::Config::load(&pg).unwrap();
+    assert_eq!(c.store.backend, signpost_authority::config::Backend::Postgres);
+    assert_eq!((c.store.pool_size, c.store.path.as_deref()), (Some(4), None));
+    assert!(c.store.ca.is_some());
+    // Keys of the other backend are errors that name them.
+    for (from, to, key) in [
+        ("path = \"authority.redb\"", "path = \"authority.redb\"\nurl = \"host=127.0.0.1\"", "store.url"),
+        ("path = \"authority.redb\"", "", "store.path"),
+        ("backend = \"redb\"", "backend = \"sqlite\"", "sqlite"),
+    ] {
+        std::fs::write(&bad_store, std::fs::read_to_string(&cfg).unwrap().replace(from, to)).unwrap();
+        let o = run(&["check-config", "--config", &bad_store.display().to_string()]);
+        assert_eq!(o.status.code(), Some(64), "{key}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(key), "{key}: {}", String::from_utf8_lossy(&o.stderr));
+    }
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("[feed]", "[feed]\nheartbeat = 5")).unwrap();
     let o = run(&["check-config", "--config", &bad.display().to_string()]);
