@@ -81,7 +81,11 @@ impl ProvisionError {
 
 impl From<StoreError> for ProvisionError {
     fn from(e: StoreError) -> Self {
-        ProvisionError::Internal(e.to_string())
+        if e.is_conflict() {
+            ProvisionError::Conflict(format!("{}; retry the request", e.message()))
+        } else {
+            ProvisionError::Internal(e.to_string())
+        }
     }
 }
 
@@ -92,6 +96,9 @@ pub struct Authority<S: Store> {
     signer: Signer,
     clock: Arc<dyn Clock>,
     write: Mutex<()>,
+    /// The records read by the provisioning step in progress (under
+    /// `write`): the commit's `expect`.
+    reads: std::sync::Mutex<Vec<(Csi, Option<NumberRecord>)>>,
     delegations: RwLock<Arc<RoutingTable<Delegation>>>,
     head: watch::Sender<u64>,
 }
@@ -118,7 +125,7 @@ impl<S: Store> Authority<S> {
             table.insert(d.cover.clone(), d);
         }
         let (head, _) = watch::channel(store.head().await?);
-        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), delegations: RwLock::new(Arc::new(table)), head })
+        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), reads: std::sync::Mutex::new(Vec::new()), delegations: RwLock::new(Arc::new(table)), head })
     }
 
     /// The settings.
@@ -136,6 +143,26 @@ impl<S: Store> Authority<S> {
     /// The clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Reads a record for a decision (provisioning, under `write`) and
+    /// notes what was read, so the commit can be refused if it changed.
+    async fn read(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
+        let r = self.store.get(csi).await?;
+        self.reads_guard().push((csi.clone(), r.clone()));
+        Ok(r)
+    }
+
+    fn reads_guard(&self) -> std::sync::MutexGuard<'_, Vec<(Csi, Option<NumberRecord>)>> {
+        match self.reads.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The reads since the last call (and forgets them).
+    fn take_reads(&self) -> Vec<(Csi, Option<NumberRecord>)> {
+        std::mem::take(&mut *self.reads_guard())
     }
 
     fn routes(&self) -> Arc<RoutingTable<Delegation>> {
@@ -314,8 +341,9 @@ impl<S: Store> Authority<S> {
     /// Re-signs a record's mappings (content unchanged: no feed event).
     async fn renew(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
         let _w = self.write.lock().await;
+        self.take_reads();
         let now = self.clock.now();
-        let mut rec = self.store.get(csi).await?.ok_or_else(|| ProvisionError::Internal("record vanished".into()))?;
+        let mut rec = self.read(csi).await?.ok_or_else(|| ProvisionError::Internal("record vanished".into()))?;
         for e in &mut rec.entries {
             // Same content, same lastUpdated: only the signature is new.
             e.signed = self.sign_entry(csi, &e.record, rec.epoch, e.signed.last_updated, now)?;
@@ -329,7 +357,7 @@ impl<S: Store> Authority<S> {
             let renewed = self.sign_none(csi, rec.epoch, reason, m.last_updated, now)?;
             rec.none = Some(renewed);
         }
-        self.store.commit(Commit { records: vec![rec.clone()], time: now, ..Commit::default() }).await?;
+        self.store.commit(Commit { records: vec![rec.clone()], time: now, expect: self.take_reads(), ..Commit::default() }).await?;
         Ok(rec)
     }
 
@@ -361,6 +389,7 @@ impl<S: Store> Authority<S> {
     /// Applies a provisioning request from an authenticated peer.
     pub async fn provision(&self, peer: &Peer, op: Provision) -> Result<ProvisionResult, ProvisionError> {
         let _w = self.write.lock().await;
+        self.take_reads();
         let now = self.clock.now();
         let mut commit = Commit { time: now, ..Commit::default() };
         let mut epoch = None;
@@ -408,7 +437,7 @@ impl<S: Store> Authority<S> {
             }
             Provision::Assign { csi, tnsp } => {
                 self.require_scope(&csi)?;
-                let rec = self.store.get(&csi).await?;
+                let rec = self.read(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let tnsp = self.assignee(peer, tnsp)?;
                 if let Some(r) = &rec
@@ -428,7 +457,7 @@ impl<S: Store> Authority<S> {
             }
             Provision::Release { csi } => {
                 self.require_scope(&csi)?;
-                let rec = self.store.get(&csi).await?;
+                let rec = self.read(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let new = self.release_one(&csi, rec)?;
                 epoch = Some(new.epoch);
@@ -438,7 +467,7 @@ impl<S: Store> Authority<S> {
             }
             Provision::Port { csi, to } => {
                 self.require_scope(&csi)?;
-                let rec = self.store.get(&csi).await?;
+                let rec = self.read(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let mut rec = match rec {
                     Some(r) if r.tnsp().is_some() => r,
@@ -461,7 +490,7 @@ impl<S: Store> Authority<S> {
                 let mut repeats = 0u64;
                 for csi in self.range(&first, count)? {
                     self.require_scope(&csi)?;
-                    let rec = self.store.get(&csi).await?;
+                    let rec = self.read(&csi).await?;
                     self.csip_may(peer, &csi, rec.as_ref())?;
                     if rec.as_ref().is_some_and(|r| r.tnsp() == Some(&tnsp)) {
                         repeats += 1;
@@ -485,7 +514,7 @@ impl<S: Store> Authority<S> {
             Provision::ReleaseRange { first, count } => {
                 for csi in self.range(&first, count)? {
                     self.require_scope(&csi)?;
-                    let rec = self.store.get(&csi).await?;
+                    let rec = self.read(&csi).await?;
                     self.csip_may(peer, &csi, rec.as_ref())?;
                     let new = self.release_one(&csi, rec)?;
                     commit.changes.push((Subject::Csi(csi), ChangeOp::Release));
@@ -542,6 +571,7 @@ impl<S: Store> Authority<S> {
             }
         }
         let (puts, removes) = (commit.delegations_put.clone(), commit.delegations_remove.clone());
+        commit.expect = self.take_reads();
         let seq = self.store.commit(commit).await?;
         if !puts.is_empty() || !removes.is_empty() {
             let mut t = RoutingTable::new();
@@ -563,12 +593,13 @@ impl<S: Store> Authority<S> {
     /// failure leaves nothing behind. `progress` is called per CSI.
     pub async fn import(&self, items: Vec<crate::import::ImportItem>, progress: &(dyn Fn(u64) + Sync)) -> Result<ProvisionResult, ProvisionError> {
         let _w = self.write.lock().await;
+        self.take_reads();
         let now = self.clock.now();
         let mut commit = Commit { time: now, ..Commit::default() };
         let n = items.len() as u64;
         for (i, it) in items.into_iter().enumerate() {
             self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
-            if self.store.get(&it.csi).await?.is_some() {
+            if self.read(&it.csi).await?.is_some() {
                 return Err(ProvisionError::Conflict(format!("line {}: {} is already in the store", it.line, it.csi.uri())));
             }
             let epoch = Epoch(1);
@@ -590,6 +621,7 @@ impl<S: Store> Authority<S> {
             commit.records.push(rec);
             progress(i as u64 + 1);
         }
+        commit.expect = self.take_reads();
         let seq = self.store.commit(commit).await?;
         self.head.send_replace(seq);
         Ok(ProvisionResult { seq, epoch: None, affected: n })
@@ -602,7 +634,7 @@ impl<S: Store> Authority<S> {
     /// manages its own entries, not the number's discoverability).
     async fn opt_change(&self, peer: &Peer, csi: &Csi, reason: NoProvidersReason, now: Timestamp) -> Result<Result<NumberRecord, Epoch>, ProvisionError> {
         self.require_scope(csi)?;
-        let rec = self.store.get(csi).await?;
+        let rec = self.read(csi).await?;
         self.csip_may(peer, csi, rec.as_ref())?;
         let mut rec = match rec {
             Some(r) if r.tnsp().is_some() => r,
@@ -617,7 +649,7 @@ impl<S: Store> Authority<S> {
     }
 
     async fn assigned(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
-        match self.store.get(csi).await? {
+        match self.read(csi).await? {
             Some(r) if r.tnsp().is_some() => Ok(r),
             Some(_) => Err(ProvisionError::Conflict(format!("{} is released; entries need an assigned number", csi.uri()))),
             None => Err(ProvisionError::Conflict(format!("{} is not assigned; entries need an assigned number", csi.uri()))),

@@ -24,11 +24,34 @@ pub use pg::{PgSettings, PgStore};
 
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
+#[error("store: {message}")]
+pub struct StoreError {
+    message: String,
+    conflict: bool,
+}
+
+impl StoreError {
+    /// A failure.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into(), conflict: false }
+    }
+    /// A commit refused because a record it was based on changed since it
+    /// was read (another writer on a shared backend); retrying may succeed.
+    pub fn conflict(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into(), conflict: true }
+    }
+    /// Whether this is [`StoreError::conflict`].
+    pub fn is_conflict(&self) -> bool {
+        self.conflict
+    }
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
 
 fn se(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::new(e.to_string())
 }
 
 /// One atomic write.
@@ -42,6 +65,14 @@ pub struct Commit {
     pub delegations_remove: Vec<Cover>,
     /// Feed events, numbered in the same transaction.
     pub changes: Vec<(Subject, ChangeOp)>,
+    /// What the commit was decided on: each CSI the writer read, with the
+    /// record it found (`None`: absent). A backend shared by several
+    /// writers (PostgreSQL) refuses the commit with
+    /// [`StoreError::conflict`] when one of them is no longer so, so a
+    /// change made through another frontend in between is never
+    /// overwritten. redb need not check: its file has one process, whose
+    /// core serializes every read-decide-write.
+    pub expect: Vec<(Csi, Option<NumberRecord>)>,
     /// The commit time.
     pub time: Timestamp,
 }
@@ -113,7 +144,7 @@ fn cover_key(c: &Cover) -> String {
 impl RedbStore {
     /// Opens or creates the store file.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
         let w = db.begin_write().map_err(se)?;
         {
             w.open_table(NUMBERS).map_err(se)?;
@@ -202,7 +233,7 @@ impl Store for RedbStore {
             let (_, v) = item.map_err(se)?;
             match FeedFrame::decode(v.value()).map_err(se)? {
                 FeedFrame::Change(c) => out.push(c),
-                other => return Err(StoreError(format!("corrupt feed entry {other:?}"))),
+                other => return Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
             }
         }
         Ok(FeedPage::Changes(out))
@@ -216,7 +247,7 @@ impl Store for RedbStore {
             let (_, v) = item.map_err(se)?;
             match Provision::decode(v.value(), &Limits::MESSAGE).map_err(se)? {
                 Provision::Delegate(d) => out.push(d),
-                other => return Err(StoreError(format!("corrupt delegation {}", other.label()))),
+                other => return Err(StoreError::new(format!("corrupt delegation {}", other.label()))),
             }
         }
         Ok(out)

@@ -217,3 +217,30 @@ fn corrupt_records_are_errors() {
     bad[0] = 9;
     assert!(NumberRecord::decode(&bad).is_err());
 }
+
+/// A commit decided on a record that another writer has changed since is
+/// refused as a conflict and writes nothing (no lost update between
+/// frontends); one decided on what is there goes through.
+#[tokio::test]
+async fn postgres_refuses_a_commit_on_a_stale_read() {
+    let Some((a, db)) = pg().await else { return };
+    let b = PgStore::open_config(db.config.clone(), 2, None).await.unwrap();
+    let assign = |r: NumberRecord, expect: Option<NumberRecord>| Commit {
+        changes: vec![change(&r, ChangeOp::Assign)],
+        expect: vec![(r.csi.clone(), expect)],
+        records: vec![r],
+        time: t(0),
+        ..Commit::default()
+    };
+    // Both frontends saw the number absent; A commits first.
+    assert_eq!(a.commit(assign(rec(1, 1), None)).await.unwrap(), 1);
+    let e = b.commit(assign(rec(1, 5), None)).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert_eq!(b.get(&rec(1, 1).csi).await.unwrap(), Some(rec(1, 1)));
+    assert_eq!(b.head().await.unwrap(), 1);
+    // Decided on the current record: accepted.
+    assert_eq!(b.commit(assign(rec(1, 2), Some(rec(1, 1)))).await.unwrap(), 2);
+    // A stale Some is refused too.
+    assert!(a.commit(assign(rec(1, 3), Some(rec(1, 1)))).await.unwrap_err().is_conflict());
+    assert_eq!(a.stats().await.unwrap().records, 1);
+}

@@ -104,13 +104,13 @@ fn client_tls(ca: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Sto
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| StoreError(format!("{}: {e}", ca.display())))?;
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| StoreError::new(format!("{}: {e}", ca.display())))?;
     for c in certs {
-        let c = c.map_err(|e| StoreError(format!("{}: {e}", ca.display())))?;
-        roots.add(c).map_err(|e| StoreError(format!("{}: {e}", ca.display())))?;
+        let c = c.map_err(|e| StoreError::new(format!("{}: {e}", ca.display())))?;
+        roots.add(c).map_err(|e| StoreError::new(format!("{}: {e}", ca.display())))?;
     }
     if roots.is_empty() {
-        return Err(StoreError(format!("{}: no certificate", ca.display())));
+        return Err(StoreError::new(format!("{}: no certificate", ca.display())));
     }
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -121,18 +121,18 @@ fn client_tls(ca: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Sto
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError(format!("{v} is out of range")))
+    i64::try_from(v).map_err(|_| StoreError::new(format!("{v} is out of range")))
 }
 
 fn to_u64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError(format!("negative counter {v} in the database")))
+    u64::try_from(v).map_err(|_| StoreError::new(format!("negative counter {v} in the database")))
 }
 
 impl PgStore {
     /// Connects, checks the server is reachable, and brings the schema up
     /// to date.
     pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
-        let cfg = tokio_postgres::Config::from_str(&s.url).map_err(|e| StoreError(format!("store.url: {e}")))?;
+        let cfg = tokio_postgres::Config::from_str(&s.url).map_err(|e| StoreError::new(format!("store.url: {e}")))?;
         PgStore::open_config(cfg, s.pool_size, s.ca.as_deref()).await
     }
 
@@ -144,12 +144,12 @@ impl PgStore {
         let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let mgr = match cfg.get_ssl_mode() {
             SslMode::Require => {
-                let ca = ca.ok_or_else(|| StoreError("sslmode=require needs store.ca (the PEM CA of the server's certificate)".into()))?;
+                let ca = ca.ok_or_else(|| StoreError::new("sslmode=require needs store.ca (the PEM CA of the server's certificate)"))?;
                 Manager::from_config(cfg, client_tls(ca)?, mc)
             }
             _ => {
                 if let Some(h) = cfg.get_hosts().iter().find(|h| !is_loopback(h)) {
-                    return Err(StoreError(format!("{h:?} is not a loopback address or a local socket: add sslmode=require to store.url")));
+                    return Err(StoreError::new(format!("{h:?} is not a loopback address or a local socket: add sslmode=require to store.url")));
                 }
                 cfg.ssl_mode(SslMode::Disable);
                 Manager::from_config(cfg, NoTls, mc)
@@ -168,7 +168,7 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError(format!("postgres: {e}")))
+        self.pool.get().await.map_err(|e| StoreError::new(format!("postgres: {e}")))
     }
 
     /// The schema version this binary brings the database to.
@@ -192,15 +192,44 @@ impl PgStore {
         };
         let current = usize::try_from(current).map_err(se)?;
         if current > MIGRATIONS.len() {
-            return Err(StoreError(format!("the database schema is version {current}, newer than this binary's {}", MIGRATIONS.len())));
+            return Err(StoreError::new(format!("the database schema is version {current}, newer than this binary's {}", MIGRATIONS.len())));
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(current) {
-            tx.batch_execute(m).await.map_err(|e| StoreError(format!("migration {}: {e}", i + 1)))?;
+            tx.batch_execute(m).await.map_err(|e| StoreError::new(format!("migration {}: {e}", i + 1)))?;
             let v = i32::try_from(i + 1).map_err(se)?;
             tx.execute("UPDATE schema_version SET version = $1", &[&v]).await.map_err(se)?;
         }
         tx.commit().await.map_err(se)
     }
+}
+
+/// Refuses the commit when a record it was decided on changed since it
+/// was read (under the writers' lock, so nothing changes it meanwhile).
+async fn check_expected(tx: &deadpool_postgres::Transaction<'_>, expect: &[(Csi, Option<NumberRecord>)]) -> Result<(), StoreError> {
+    if expect.is_empty() {
+        return Ok(());
+    }
+    let st = tx.prepare_cached("SELECT csi, record FROM numbers WHERE csi = ANY($1)").await.map_err(se)?;
+    for chunk in expect.chunks(BATCH) {
+        let keys: Vec<&str> = chunk.iter().map(|(c, _)| c.uri()).collect();
+        let mut now = std::collections::HashMap::with_capacity(chunk.len());
+        for row in tx.query(&st, &[&keys]).await.map_err(se)? {
+            let k: String = row.try_get(0).map_err(se)?;
+            let v: Vec<u8> = row.try_get(1).map_err(se)?;
+            now.insert(k, v);
+        }
+        for (csi, was) in chunk {
+            let same = match (was, now.get(csi.uri())) {
+                (None, None) => true,
+                (Some(r), Some(b)) => r.encode() == *b,
+                _ => false,
+            };
+            if !same {
+                return Err(StoreError::conflict(format!("{} was changed by another writer since it was read", csi.uri())));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Store for PgStore {
@@ -222,6 +251,7 @@ impl Store for PgStore {
         // The lock that serializes writers and orders the feed (module docs).
         let row = tx.query_one("SELECT head FROM feed_meta FOR UPDATE", &[]).await.map_err(se)?;
         let mut seq = to_u64(row.try_get(0).map_err(se)?)?;
+        check_expected(&tx, &c.expect).await?;
         // One row per CSI and statement (the last version of a CSI wins, as
         // in a sequence of redb inserts).
         let mut last = std::collections::HashMap::with_capacity(c.records.len());
@@ -311,7 +341,7 @@ impl Store for PgStore {
             let b: &[u8] = row.try_get(0).map_err(se)?;
             match FeedFrame::decode(b).map_err(se)? {
                 FeedFrame::Change(ch) => out.push(ch),
-                other => return Err(StoreError(format!("corrupt feed entry {other:?}"))),
+                other => return Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
             }
         }
         tx.commit().await.map_err(se)?;
@@ -326,7 +356,7 @@ impl Store for PgStore {
             let b: &[u8] = row.try_get(0).map_err(se)?;
             match Provision::decode(b, &Limits::MESSAGE).map_err(se)? {
                 Provision::Delegate(d) => out.push(d),
-                other => return Err(StoreError(format!("corrupt delegation {}", other.label()))),
+                other => return Err(StoreError::new(format!("corrupt delegation {}", other.label()))),
             }
         }
         Ok(out)
