@@ -19,7 +19,7 @@ use signpost_trust::{Peer, Role, ScopeEntry};
 use tokio::sync::{Mutex, watch};
 
 use crate::model::{NumberRecord, State, StoredEntry};
-use crate::store::{Commit, Store, StoreError};
+use crate::store::{Commit, FeedPage, Store, StoreError};
 
 /// What an authority is configured with.
 #[derive(Clone, Debug)]
@@ -574,18 +574,86 @@ impl<S: Store> Authority<S> {
         commit.expect = self.take_reads();
         let seq = self.store.commit(commit).await?;
         if !puts.is_empty() || !removes.is_empty() {
-            let mut t = RoutingTable::new();
-            for d in self.store.delegations().await? {
-                t.insert(d.cover.clone(), d);
-            }
-            let mut g = match self.delegations.write() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            *g = Arc::new(t);
+            self.reload_delegations().await?;
         }
-        self.head.send_replace(seq);
+        self.advance(seq);
         Ok(ProvisionResult { seq, epoch, affected })
+    }
+
+    async fn reload_delegations(&self) -> Result<(), StoreError> {
+        let mut t = RoutingTable::new();
+        for d in self.store.delegations().await? {
+            t.insert(d.cover.clone(), d);
+        }
+        let mut g = match self.delegations.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(t);
+        Ok(())
+    }
+
+    /// Publishes a newer feed head (never an older one: the follower may
+    /// already have published a later commit of another frontend).
+    fn advance(&self, seq: u64) {
+        self.head.send_if_modified(|h| {
+            let newer = seq > *h;
+            if newer {
+                *h = seq;
+            }
+            newer
+        });
+    }
+
+    /// On a shared store (PostgreSQL with several frontends), follows the
+    /// commits made elsewhere: on each notification from the database, and
+    /// every `poll` at the latest, reads the store's head and, if it moved,
+    /// reloads the delegations when one of the new events touched them,
+    /// then publishes the head, which wakes this frontend's `/feed`
+    /// streams. `None` for a store with one writer process. The task ends
+    /// when the authority is dropped.
+    pub fn follow(self: &Arc<Self>, poll: std::time::Duration) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.store.shared() {
+            return None;
+        }
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            loop {
+                let Some(a) = weak.upgrade() else { return };
+                if let Err(e) = a.catch_up().await {
+                    tracing::warn!("following the shared store: {e}");
+                }
+                a.store.wait_external(poll).await;
+            }
+        }))
+    }
+
+    /// Brings the published head (and the delegations) up to the store's.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        // Under the write lock: a local commit's own reload cannot race
+        // this one and leave an older table behind.
+        let _w = self.write.lock().await;
+        let head = self.store.head().await?;
+        let mut cursor = *self.head.borrow();
+        if head <= cursor {
+            return Ok(());
+        }
+        let mut delegations = false;
+        while cursor < head && !delegations {
+            match self.store.changes_since(cursor, 512).await? {
+                FeedPage::Changes(page) => {
+                    let Some(last) = page.last() else { break };
+                    cursor = last.seq;
+                    delegations = page.iter().any(|c| matches!(c.subject, Subject::Cover(_)));
+                }
+                FeedPage::Gone { .. } => delegations = true,
+            }
+        }
+        if delegations {
+            self.reload_delegations().await?;
+        }
+        self.advance(head);
+        Ok(())
     }
 
     /// Bulk import (offline tool): every CSI must be new; all records are
@@ -623,7 +691,7 @@ impl<S: Store> Authority<S> {
         }
         commit.expect = self.take_reads();
         let seq = self.store.commit(commit).await?;
-        self.head.send_replace(seq);
+        self.advance(seq);
         Ok(ProvisionResult { seq, epoch: None, affected: n })
     }
 

@@ -232,6 +232,11 @@ async fn serve(p: Prepared) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
+    // Several frontends on one PostgreSQL database: follow the commits of
+    // the others (notifications, and a poll every second as the fallback).
+    if p.core.follow(Duration::from_secs(1)).is_some() {
+        tracing::info!("following the shared store's feed head");
+    }
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
     tracing::info!(id = %p.cfg.id, "authority ready");

@@ -120,6 +120,17 @@ pub trait Store: Send + Sync + 'static {
     fn prune(&self, keep: u64, older_than: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Counts.
     fn stats(&self) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+    /// Whether other processes may commit to this store (a shared
+    /// database): then the core follows its head (`Authority::follow`).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Returns when a commit may have been made elsewhere (a notification
+    /// from the database), or after `max` at the latest (the polling
+    /// fallback).
+    fn wait_external(&self, max: std::time::Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
 }
 
 const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
@@ -351,6 +362,18 @@ impl Store for AnyStore {
         match self {
             AnyStore::Redb(s) => s.stats().await,
             AnyStore::Postgres(s) => s.stats().await,
+        }
+    }
+    fn shared(&self) -> bool {
+        match self {
+            AnyStore::Redb(s) => s.shared(),
+            AnyStore::Postgres(s) => s.shared(),
+        }
+    }
+    async fn wait_external(&self, max: std::time::Duration) {
+        match self {
+            AnyStore::Redb(s) => s.wait_external(max).await,
+            AnyStore::Postgres(s) => s.wait_external(max).await,
         }
     }
 }

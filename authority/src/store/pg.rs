@@ -84,7 +84,22 @@ pub struct PgSettings {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// For the notification listener's own connection.
+    conn: Arc<(tokio_postgres::Config, Tls)>,
+    /// Woken by the listener on every `NOTIFY` of a commit.
+    notify: Arc<tokio::sync::Notify>,
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
+
+#[derive(Clone)]
+enum Tls {
+    Plain,
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+/// The channel every commit with feed events notifies (on commit, in
+/// commit order).
+const CHANNEL: &str = "signpost_feed";
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,18 +157,22 @@ impl PgStore {
             cfg.connect_timeout(Duration::from_secs(10));
         }
         let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let mgr = match cfg.get_ssl_mode() {
+        let tls = match cfg.get_ssl_mode() {
             SslMode::Require => {
                 let ca = ca.ok_or_else(|| StoreError::new("sslmode=require needs store.ca (the PEM CA of the server's certificate)"))?;
-                Manager::from_config(cfg, client_tls(ca)?, mc)
+                Tls::Rustls(client_tls(ca)?)
             }
             _ => {
                 if let Some(h) = cfg.get_hosts().iter().find(|h| !is_loopback(h)) {
                     return Err(StoreError::new(format!("{h:?} is not a loopback address or a local socket: add sslmode=require to store.url")));
                 }
                 cfg.ssl_mode(SslMode::Disable);
-                Manager::from_config(cfg, NoTls, mc)
+                Tls::Plain
             }
+        };
+        let mgr = match &tls {
+            Tls::Plain => Manager::from_config(cfg.clone(), NoTls, mc),
+            Tls::Rustls(t) => Manager::from_config(cfg.clone(), t.clone(), mc),
         };
         let pool = Pool::builder(mgr)
             .max_size(pool_size.max(1))
@@ -162,7 +181,7 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(se)?;
-        let store = PgStore { pool };
+        let store = PgStore { pool, conn: Arc::new((cfg, tls)), notify: Arc::new(tokio::sync::Notify::new()), listening: Arc::new(std::sync::atomic::AtomicBool::new(false)) };
         store.migrate().await?;
         Ok(store)
     }
@@ -295,6 +314,7 @@ impl Store for PgStore {
             let covers: Vec<String> = c.delegations_remove.iter().map(cover_key).collect();
             tx.execute("DELETE FROM delegations WHERE cover = ANY($1)", &[&covers]).await.map_err(se)?;
         }
+        let seqs_empty = c.changes.is_empty();
         let time_ms = to_i64(c.time.as_millis())?;
         let insert = tx.prepare_cached("INSERT INTO changes (seq, time_ms, frame) SELECT s, $2, f FROM unnest($1::bigint[], $3::bytea[]) AS t(s, f)").await.map_err(se)?;
         let mut seqs: Vec<i64> = Vec::with_capacity(BATCH.min(c.changes.len()));
@@ -313,6 +333,11 @@ impl Store for PgStore {
             tx.execute(&insert, &[&seqs, &time_ms, &frames]).await.map_err(se)?;
         }
         tx.execute("UPDATE feed_meta SET head = $1, records = records + $2", &[&to_i64(seq)?, &fresh]).await.map_err(se)?;
+        if !seqs_empty {
+            // Delivered to the other frontends' listeners when (and only
+            // if) this commits.
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &seq.to_string()]).await.map_err(se)?;
+        }
         tx.commit().await.map_err(se)?;
         Ok(seq)
     }
@@ -387,6 +412,17 @@ impl Store for PgStore {
         Ok(dropped)
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn wait_external(&self, max: Duration) {
+        if !self.listening.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            tokio::spawn(listen(self.conn.clone(), Arc::downgrade(&self.notify)));
+        }
+        let _ = tokio::time::timeout(max, self.notify.notified()).await;
+    }
+
     async fn stats(&self) -> Result<Stats, StoreError> {
         let mut c = self.client().await?;
         let tx = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await.map_err(se)?;
@@ -398,4 +434,65 @@ impl Store for PgStore {
         // Retained events are contiguous from `oldest` to `head`.
         Ok(Stats { records, changes: (head + 1).saturating_sub(oldest), head })
     }
+}
+
+/// Listens for commit notifications on a connection of its own and wakes
+/// the follower; reconnects with backoff (the follower polls meanwhile).
+/// Ends when the store is gone.
+async fn listen(conn: Arc<(tokio_postgres::Config, Tls)>, notify: std::sync::Weak<tokio::sync::Notify>) {
+    let (cfg, tls) = &*conn;
+    let mut backoff = Duration::from_millis(200);
+    while notify.strong_count() > 0 {
+        let r = match tls {
+            Tls::Plain => listen_once(cfg, NoTls, &notify).await,
+            Tls::Rustls(t) => listen_once(cfg, t.clone(), &notify).await,
+        };
+        match r {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => tracing::warn!("feed notifications: {e}; polling until reconnected"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn listen_once<T>(cfg: &tokio_postgres::Config, tls: T, notify: &std::sync::Weak<tokio::sync::Notify>) -> Result<(), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut conn) = cfg.connect(tls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    let r = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+    if r.is_ok() {
+        // (Re)connected: whatever was missed meanwhile is caught up now.
+        if let Some(n) = notify.upgrade() {
+            n.notify_one();
+        }
+        loop {
+            tokio::select! {
+                m = rx.recv() => match (m, notify.upgrade()) {
+                    (Some(()), Some(n)) => n.notify_one(),
+                    _ => break,
+                },
+                () = tokio::time::sleep(Duration::from_secs(5)) => if notify.strong_count() == 0 { break },
+            }
+        }
+    }
+    drop(client);
+    driver.abort();
+    r
 }

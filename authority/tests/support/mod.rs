@@ -61,6 +61,11 @@ impl World {
         Authority::new(self.settings(), store, Signer::from_pem(self.authority_key.as_bytes()).unwrap(), Arc::new(self.clock.clone())).await.unwrap()
     }
 
+    /// An authority of this world over any store (a PostgreSQL frontend).
+    pub async fn authority_on<S: signpost_authority::store::Store>(&self, store: S) -> Authority<S> {
+        Authority::new(self.settings(), store, Signer::from_pem(self.authority_key.as_bytes()).unwrap(), Arc::new(self.clock.clone())).await.unwrap()
+    }
+
     pub fn verifier(&self) -> Verifier {
         let mut v = Verifier::new(self.anchor.clone());
         v.add_pem(self.authority_cert.as_bytes(), t0()).unwrap();
