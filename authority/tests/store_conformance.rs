@@ -244,3 +244,35 @@ async fn postgres_refuses_a_commit_on_a_stale_read() {
     assert!(a.commit(assign(rec(1, 3), Some(rec(1, 1)))).await.unwrap_err().is_conflict());
     assert_eq!(a.stats().await.unwrap().records, 1);
 }
+
+/// `sslmode=require`: TLS through rustls, the server's certificate checked
+/// against the configured CA; without the CA, or with another one, no
+/// connection. Plain connections are refused to anything but loopback.
+#[tokio::test]
+async fn postgres_tls_and_plain_rules() {
+    use signpost_authority::store::PgSettings;
+    // Refused before any connection is tried.
+    let remote = PgSettings { url: "host=192.0.2.1 user=signpost dbname=signpost".into(), pool_size: 1, ca: None };
+    let e = PgStore::open(&remote).await.unwrap_err();
+    assert!(e.to_string().contains("sslmode=require"), "{e}");
+    let no_ca = PgSettings { url: "host=192.0.2.1 user=signpost dbname=signpost sslmode=require".into(), pool_size: 1, ca: None };
+    assert!(PgStore::open(&no_ca).await.unwrap_err().to_string().contains("store.ca"));
+
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let Some(ca) = db.tls_ca() else {
+        eprintln!("skipped: the TLS half needs the tests' own cluster (unset SIGNPOST_PG)");
+        return;
+    };
+    let url = format!("{} sslmode=require", db.url());
+    let s = PgStore::open(&PgSettings { url: url.clone(), pool_size: 2, ca: Some(ca) }).await.unwrap();
+    records_and_sequence(s.clone()).await;
+    // Another CA: the handshake fails (so the session above was TLS, and
+    // verified).
+    let other = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(other.path().join("ca.pem"), p.self_signed(&key).unwrap().pem()).unwrap();
+    let e = PgStore::open(&PgSettings { url, pool_size: 1, ca: Some(other.path().join("ca.pem")) }).await.unwrap_err();
+    assert!(e.to_string().contains("TLS handshake") && e.to_string().contains("certificate"), "{e}");
+}

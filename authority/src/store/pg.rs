@@ -135,6 +135,21 @@ fn client_tls(ca: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, Sto
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
 }
 
+/// An error with its causes ("connecting: TLS handshake: invalid certificate").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::new(format!("{v} is out of range")))
 }
@@ -187,7 +202,7 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::new(format!("postgres: {e}")))
+        self.pool.get().await.map_err(|e| StoreError::new(format!("postgres: {}", chain(&e))))
     }
 
     /// The schema version this binary brings the database to.

@@ -89,13 +89,44 @@ fn start_cluster() -> Result<Cluster, String> {
     let cluster = Cluster { dir, bin, port, as_postgres };
     let d = data.to_str().ok_or("temp dir is not UTF-8")?;
     cluster.run("initdb", &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
-    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off");
+    // TLS too (a CA of its own and a certificate for 127.0.0.1), for the
+    // sslmode=require test; plain connections stay allowed.
+    let tls = cluster.dir.path().join("tls");
+    write_tls(&tls).map_err(|e| format!("server certificate: {e}"))?;
+    if as_postgres {
+        let st = Command::new("chown").arg("-R").arg("postgres:").arg(&tls).status().map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err("chown postgres failed".into());
+        }
+    }
+    let t = tls.to_str().ok_or("temp dir is not UTF-8")?;
+    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file={t}/server.crt -c ssl_key_file={t}/server.key");
     let log = data.join("server.log");
     if let Err(e) = cluster.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().ok_or("log path")?, "-w", "start"]) {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(format!("{e}\n{log}"));
     }
     Ok(cluster)
+}
+
+fn write_tls(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "signpost test postgres CA");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate()?;
+    let mut leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, "127.0.0.1");
+    let cert = leaf.signed_by(&key, &issuer)?;
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+    std::fs::write(dir.join("server.crt"), cert.pem())?;
+    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }
 
 static CLUSTER: Mutex<Option<Weak<Cluster>>> = Mutex::new(None);
@@ -125,6 +156,12 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The PEM CA of the server's certificate, for a throwaway cluster
+    /// (which also accepts TLS); `None` with `SIGNPOST_PG`.
+    pub fn tls_ca(&self) -> Option<PathBuf> {
+        self.cluster.as_ref().map(|c| c.dir.path().join("tls/ca.pem"))
+    }
+
     /// The connection string of this database (for configs).
     pub fn url(&self) -> String {
         let mut s = String::new();
