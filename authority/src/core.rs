@@ -665,9 +665,15 @@ impl<S: Store> Authority<S> {
         let now = self.clock.now();
         let mut commit = Commit { time: now, ..Commit::default() };
         let n = items.len() as u64;
-        for (i, it) in items.into_iter().enumerate() {
+        // Every CSI must be new: looked up in batches (one round trip per
+        // batch on PostgreSQL), and noted as read, so a CSI created through
+        // another frontend meanwhile fails the commit.
+        let csis: Vec<Csi> = items.iter().map(|it| it.csi.clone()).collect();
+        let found = self.store.get_many(&csis).await?;
+        self.reads_guard().extend(csis.into_iter().zip(found.iter().cloned()));
+        for (i, (it, existing)) in items.into_iter().zip(found).enumerate() {
             self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
-            if self.read(&it.csi).await?.is_some() {
+            if existing.is_some() {
                 return Err(ProvisionError::Conflict(format!("line {}: {} is already in the store", it.line, it.csi.uri())));
             }
             let epoch = Epoch(1);

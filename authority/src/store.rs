@@ -107,6 +107,17 @@ pub struct Stats {
 pub trait Store: Send + Sync + 'static {
     /// The record of a CSI.
     fn get(&self, csi: &Csi) -> impl Future<Output = Result<Option<NumberRecord>, StoreError>> + Send;
+    /// The records of several CSIs, in their order (a backend over the
+    /// network answers a batch per round trip).
+    fn get_many(&self, csis: &[Csi]) -> impl Future<Output = Result<Vec<Option<NumberRecord>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(csis.len());
+            for c in csis {
+                out.push(self.get(c).await?);
+            }
+            Ok(out)
+        }
+    }
     /// Applies a commit atomically; returns the newest sequence number.
     fn commit(&self, c: Commit) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The newest sequence number (0 before the first change).
@@ -326,6 +337,12 @@ impl Store for AnyStore {
         match self {
             AnyStore::Redb(s) => s.get(csi).await,
             AnyStore::Postgres(s) => s.get(csi).await,
+        }
+    }
+    async fn get_many(&self, csis: &[Csi]) -> Result<Vec<Option<NumberRecord>>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.get_many(csis).await,
+            AnyStore::Postgres(s) => s.get_many(csis).await,
         }
     }
     async fn commit(&self, c: Commit) -> Result<u64, StoreError> {

@@ -43,6 +43,10 @@ async fn records_and_sequence<S: Store>(s: S) {
     assert_eq!(s.commit(Commit { records: vec![rec(2, 1)], time: t(2), ..Commit::default() }).await.unwrap(), 3);
     let st = s.stats().await.unwrap();
     assert_eq!((st.records, st.changes, st.head), (2, 3, 3));
+    // A batch read answers in the order asked, absent ones as None.
+    let got = s.get_many(&[rec(2, 1).csi, rec(9, 1).csi, rec(1, 2).csi]).await.unwrap();
+    assert_eq!(got, vec![Some(rec(2, 1)), None, Some(rec(1, 2))]);
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
 }
 
 async fn feed_pages_and_retention<S: Store>(s: S) {

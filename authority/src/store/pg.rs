@@ -279,6 +279,23 @@ impl Store for PgStore {
         }
     }
 
+    async fn get_many(&self, csis: &[Csi]) -> Result<Vec<Option<NumberRecord>>, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached("SELECT csi, record FROM numbers WHERE csi = ANY($1)").await.map_err(se)?;
+        let mut out = Vec::with_capacity(csis.len());
+        for chunk in csis.chunks(BATCH) {
+            let keys: Vec<&str> = chunk.iter().map(Csi::uri).collect();
+            let mut found = std::collections::HashMap::with_capacity(chunk.len());
+            for row in c.query(&st, &[&keys]).await.map_err(se)? {
+                let k: String = row.try_get(0).map_err(se)?;
+                let v: &[u8] = row.try_get(1).map_err(se)?;
+                found.insert(k, NumberRecord::decode(v).map_err(se)?);
+            }
+            out.extend(chunk.iter().map(|csi| found.remove(csi.uri())));
+        }
+        Ok(out)
+    }
+
     async fn commit(&self, c: Commit) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(se)?;
@@ -295,6 +312,8 @@ impl Store for PgStore {
         let mut fresh: i64 = 0;
         let mut keys: Vec<&str> = Vec::with_capacity(BATCH.min(c.records.len()));
         let mut vals: Vec<Vec<u8>> = Vec::with_capacity(BATCH.min(c.records.len()));
+        // `xmax = 0` on a RETURNING row: it was inserted, not updated (the
+        // record count in feed_meta stays exact without a count(*)).
         let upsert = tx
             .prepare_cached(
                 "WITH up AS (INSERT INTO numbers (csi, record) SELECT * FROM unnest($1::text[], $2::bytea[])
