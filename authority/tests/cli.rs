@@ -162,9 +162,27 @@ fn sample_config_is_strict_and_errors_name_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_listeners_answers_and_drains() {
+    let (dir, cfg) = setup();
+    serve_and_drain(&dir, &cfg, false).await;
+}
+
+/// `serve` on `backend = "postgres"`: it follows the shared database and
+/// answers what `import` put there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres() {
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let (dir, cfg) = setup();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
+    let data = dir.path().join("one.csv");
+    std::fs::write(&data, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/1,10,,csip-attested,false,OTT\n", signpost_authority::import::HEADER)).unwrap();
+    let o = run(&["import", "--config", &cfg.display().to_string(), "--quiet", &data.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serve_and_drain(&dir, &cfg, true).await;
+}
+
+async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgres: bool) {
     use std::io::{BufRead, BufReader};
     use std::sync::{Arc, Mutex};
-    let (dir, cfg) = setup();
     let mut child = Command::new(BIN)
         .args(["serve", "--config", &cfg.display().to_string()])
         .env("RUST_LOG", "info")
@@ -199,6 +217,16 @@ async fn serve_logs_listeners_answers_and_drains() {
     // Out of scope with a root configured: redirect toward the root.
     let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
     assert!(matches!(r, signpost_schemas::Response::Redirect(ref x) if x.target.as_str() == "root.signpost.example"), "{r:?}");
+    if postgres {
+        assert!(log.lock().unwrap().iter().any(|l| l.contains("following the shared store")), "{:?}", log.lock().unwrap());
+        let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi("tel:+4915112345678"), false));
+        let a = client
+            .post_lost(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/lost")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), bytes::Bytes::from(req.encode()))
+            .await
+            .unwrap();
+        let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
+        assert!(matches!(r, signpost_schemas::Response::Found(ref f) if f.feed_position == Some(1)), "{r:?}");
+    }
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let st = child.wait().unwrap();
     assert!(st.success());
