@@ -100,7 +100,8 @@ fn start_cluster() -> Result<Cluster, String> {
         }
     }
     let t = tls.to_str().ok_or("temp dir is not UTF-8")?;
-    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file={t}/server.crt -c ssl_key_file={t}/server.key");
+    let fsync = if DURABLE.load(Ordering::Relaxed) { "on" } else { "off" };
+    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c ssl=on -c ssl_cert_file={t}/server.crt -c ssl_key_file={t}/server.key");
     let log = data.join("server.log");
     if let Err(e) = cluster.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().ok_or("log path")?, "-w", "start"]) {
         let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -127,6 +128,14 @@ fn write_tls(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(dir.join("server.key"), key.serialize_pem())?;
     std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600))?;
     Ok(())
+}
+
+static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A cluster started after this keeps `fsync = on` (benchmarks; the
+/// tests run without it).
+pub fn durable() {
+    DURABLE.store(true, Ordering::Relaxed);
 }
 
 static CLUSTER: Mutex<Option<Weak<Cluster>>> = Mutex::new(None);
