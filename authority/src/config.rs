@@ -47,8 +47,59 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The redb file (created if missing).
-    pub path: PathBuf,
+    /// Which backend.
+    #[serde(default)]
+    pub backend: Backend,
+    /// redb: the file (created if missing).
+    pub path: Option<PathBuf>,
+    /// postgres: the connection string.
+    pub url: Option<String>,
+    /// postgres: pooled connections at most.
+    pub pool_size: Option<usize>,
+    /// postgres: PEM CA of the server's certificate (with `sslmode=require`).
+    pub ca: Option<PathBuf>,
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One embedded redb file.
+    #[default]
+    Redb,
+    /// A PostgreSQL database (several frontends may share it).
+    Postgres,
+}
+
+/// The pool size when `store.pool_size` is not given.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+impl StoreConfig {
+    fn check(&self) -> Result<(), String> {
+        match self.backend {
+            Backend::Redb => {
+                if self.path.is_none() {
+                    return Err("store.path is required with backend = \"redb\"".into());
+                }
+                if self.url.is_some() || self.pool_size.is_some() || self.ca.is_some() {
+                    return Err("store.url, store.pool_size and store.ca belong to backend = \"postgres\"".into());
+                }
+            }
+            Backend::Postgres => {
+                let Some(url) = &self.url else {
+                    return Err("store.url is required with backend = \"postgres\"".into());
+                };
+                if self.path.is_some() {
+                    return Err("store.path belongs to backend = \"redb\"".into());
+                }
+                url.parse::<tokio_postgres::Config>().map_err(|e| format!("store.url: {e}"))?;
+                if self.pool_size == Some(0) {
+                    return Err("store.pool_size must be positive".into());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Answer lifetimes and signatures.
@@ -128,6 +179,7 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         Name::parse(&self.id).map_err(|e| format!("id: {e}"))?;
         self.log.check()?;
+        self.store.check()?;
         self.limits.check()?;
         if self.rate.queries_per_s <= 0.0 || self.rate.burst < 1.0 || self.rate.miss_window_s == 0 {
             return Err("rate: queries_per_s > 0, burst >= 1 and miss_window_s > 0 are required".into());

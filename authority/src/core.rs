@@ -19,7 +19,7 @@ use signpost_trust::{Peer, Role, ScopeEntry};
 use tokio::sync::{Mutex, watch};
 
 use crate::model::{NumberRecord, State, StoredEntry};
-use crate::store::{Commit, Store, StoreError};
+use crate::store::{Commit, FeedPage, Store, StoreError};
 
 /// What an authority is configured with.
 #[derive(Clone, Debug)]
@@ -81,7 +81,11 @@ impl ProvisionError {
 
 impl From<StoreError> for ProvisionError {
     fn from(e: StoreError) -> Self {
-        ProvisionError::Internal(e.to_string())
+        if e.is_conflict() {
+            ProvisionError::Conflict(format!("{}; retry the request", e.message()))
+        } else {
+            ProvisionError::Internal(e.to_string())
+        }
     }
 }
 
@@ -92,6 +96,9 @@ pub struct Authority<S: Store> {
     signer: Signer,
     clock: Arc<dyn Clock>,
     write: Mutex<()>,
+    /// The records read by the provisioning step in progress (under
+    /// `write`): the commit's `expect`.
+    reads: std::sync::Mutex<Vec<(Csi, Option<NumberRecord>)>>,
     delegations: RwLock<Arc<RoutingTable<Delegation>>>,
     head: watch::Sender<u64>,
 }
@@ -118,7 +125,7 @@ impl<S: Store> Authority<S> {
             table.insert(d.cover.clone(), d);
         }
         let (head, _) = watch::channel(store.head().await?);
-        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), delegations: RwLock::new(Arc::new(table)), head })
+        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), reads: std::sync::Mutex::new(Vec::new()), delegations: RwLock::new(Arc::new(table)), head })
     }
 
     /// The settings.
@@ -136,6 +143,26 @@ impl<S: Store> Authority<S> {
     /// The clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Reads a record for a decision (provisioning, under `write`) and
+    /// notes what was read, so the commit can be refused if it changed.
+    async fn read(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
+        let r = self.store.get(csi).await?;
+        self.reads_guard().push((csi.clone(), r.clone()));
+        Ok(r)
+    }
+
+    fn reads_guard(&self) -> std::sync::MutexGuard<'_, Vec<(Csi, Option<NumberRecord>)>> {
+        match self.reads.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The reads since the last call (and forgets them).
+    fn take_reads(&self) -> Vec<(Csi, Option<NumberRecord>)> {
+        std::mem::take(&mut *self.reads_guard())
     }
 
     fn routes(&self) -> Arc<RoutingTable<Delegation>> {
@@ -314,8 +341,9 @@ impl<S: Store> Authority<S> {
     /// Re-signs a record's mappings (content unchanged: no feed event).
     async fn renew(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
         let _w = self.write.lock().await;
+        self.take_reads();
         let now = self.clock.now();
-        let mut rec = self.store.get(csi).await?.ok_or_else(|| ProvisionError::Internal("record vanished".into()))?;
+        let mut rec = self.read(csi).await?.ok_or_else(|| ProvisionError::Internal("record vanished".into()))?;
         for e in &mut rec.entries {
             // Same content, same lastUpdated: only the signature is new.
             e.signed = self.sign_entry(csi, &e.record, rec.epoch, e.signed.last_updated, now)?;
@@ -329,7 +357,7 @@ impl<S: Store> Authority<S> {
             let renewed = self.sign_none(csi, rec.epoch, reason, m.last_updated, now)?;
             rec.none = Some(renewed);
         }
-        self.store.commit(Commit { records: vec![rec.clone()], time: now, ..Commit::default() }).await?;
+        self.store.commit(Commit { records: vec![rec.clone()], time: now, expect: self.take_reads(), ..Commit::default() }).await?;
         Ok(rec)
     }
 
@@ -361,6 +389,7 @@ impl<S: Store> Authority<S> {
     /// Applies a provisioning request from an authenticated peer.
     pub async fn provision(&self, peer: &Peer, op: Provision) -> Result<ProvisionResult, ProvisionError> {
         let _w = self.write.lock().await;
+        self.take_reads();
         let now = self.clock.now();
         let mut commit = Commit { time: now, ..Commit::default() };
         let mut epoch = None;
@@ -408,7 +437,7 @@ impl<S: Store> Authority<S> {
             }
             Provision::Assign { csi, tnsp } => {
                 self.require_scope(&csi)?;
-                let rec = self.store.get(&csi).await?;
+                let rec = self.read(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let tnsp = self.assignee(peer, tnsp)?;
                 if let Some(r) = &rec
@@ -428,7 +457,7 @@ impl<S: Store> Authority<S> {
             }
             Provision::Release { csi } => {
                 self.require_scope(&csi)?;
-                let rec = self.store.get(&csi).await?;
+                let rec = self.read(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let new = self.release_one(&csi, rec)?;
                 epoch = Some(new.epoch);
@@ -438,7 +467,7 @@ impl<S: Store> Authority<S> {
             }
             Provision::Port { csi, to } => {
                 self.require_scope(&csi)?;
-                let rec = self.store.get(&csi).await?;
+                let rec = self.read(&csi).await?;
                 self.csip_may(peer, &csi, rec.as_ref())?;
                 let mut rec = match rec {
                     Some(r) if r.tnsp().is_some() => r,
@@ -461,7 +490,7 @@ impl<S: Store> Authority<S> {
                 let mut repeats = 0u64;
                 for csi in self.range(&first, count)? {
                     self.require_scope(&csi)?;
-                    let rec = self.store.get(&csi).await?;
+                    let rec = self.read(&csi).await?;
                     self.csip_may(peer, &csi, rec.as_ref())?;
                     if rec.as_ref().is_some_and(|r| r.tnsp() == Some(&tnsp)) {
                         repeats += 1;
@@ -485,7 +514,7 @@ impl<S: Store> Authority<S> {
             Provision::ReleaseRange { first, count } => {
                 for csi in self.range(&first, count)? {
                     self.require_scope(&csi)?;
-                    let rec = self.store.get(&csi).await?;
+                    let rec = self.read(&csi).await?;
                     self.csip_may(peer, &csi, rec.as_ref())?;
                     let new = self.release_one(&csi, rec)?;
                     commit.changes.push((Subject::Csi(csi), ChangeOp::Release));
@@ -542,19 +571,12 @@ impl<S: Store> Authority<S> {
             }
         }
         let (puts, removes) = (commit.delegations_put.clone(), commit.delegations_remove.clone());
+        commit.expect = self.take_reads();
         let seq = self.store.commit(commit).await?;
         if !puts.is_empty() || !removes.is_empty() {
-            let mut t = RoutingTable::new();
-            for d in self.store.delegations().await? {
-                t.insert(d.cover.clone(), d);
-            }
-            let mut g = match self.delegations.write() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            *g = Arc::new(t);
+            self.reload_delegations().await?;
         }
-        self.head.send_replace(seq);
+        self.advance(seq);
         Ok(ProvisionResult { seq, epoch, affected })
     }
 
@@ -577,17 +599,100 @@ impl<S: Store> Authority<S> {
         Ok(out)
     }
 
+    async fn reload_delegations(&self) -> Result<(), StoreError> {
+        let mut t = RoutingTable::new();
+        for d in self.store.delegations().await? {
+            t.insert(d.cover.clone(), d);
+        }
+        let mut g = match self.delegations.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(t);
+        Ok(())
+    }
+
+    /// Publishes a newer feed head (never an older one: the follower may
+    /// already have published a later commit of another frontend).
+    fn advance(&self, seq: u64) {
+        self.head.send_if_modified(|h| {
+            let newer = seq > *h;
+            if newer {
+                *h = seq;
+            }
+            newer
+        });
+    }
+
+    /// On a shared store (PostgreSQL with several frontends), follows the
+    /// commits made elsewhere: on each notification from the database, and
+    /// every `poll` at the latest, reads the store's head and, if it moved,
+    /// reloads the delegations when one of the new events touched them,
+    /// then publishes the head, which wakes this frontend's `/feed`
+    /// streams. `None` for a store with one writer process. The task ends
+    /// when the authority is dropped.
+    pub fn follow(self: &Arc<Self>, poll: std::time::Duration) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.store.shared() {
+            return None;
+        }
+        let weak = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            loop {
+                let Some(a) = weak.upgrade() else { return };
+                if let Err(e) = a.catch_up().await {
+                    tracing::warn!("following the shared store: {e}");
+                }
+                a.store.wait_external(poll).await;
+            }
+        }))
+    }
+
+    /// Brings the published head (and the delegations) up to the store's.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        // Under the write lock: a local commit's own reload cannot race
+        // this one and leave an older table behind.
+        let _w = self.write.lock().await;
+        let head = self.store.head().await?;
+        let mut cursor = *self.head.borrow();
+        if head <= cursor {
+            return Ok(());
+        }
+        let mut delegations = false;
+        while cursor < head && !delegations {
+            match self.store.changes_since(cursor, 512).await? {
+                FeedPage::Changes(page) => {
+                    let Some(last) = page.last() else { break };
+                    cursor = last.seq;
+                    delegations = page.iter().any(|c| matches!(c.subject, Subject::Cover(_)));
+                }
+                FeedPage::Gone { .. } => delegations = true,
+            }
+        }
+        if delegations {
+            self.reload_delegations().await?;
+        }
+        self.advance(head);
+        Ok(())
+    }
+
     /// Bulk import (offline tool): every CSI must be new; all records are
     /// built and signed first, then written in one transaction, so a
     /// failure leaves nothing behind. `progress` is called per CSI.
     pub async fn import(&self, items: Vec<crate::import::ImportItem>, progress: &(dyn Fn(u64) + Sync)) -> Result<ProvisionResult, ProvisionError> {
         let _w = self.write.lock().await;
+        self.take_reads();
         let now = self.clock.now();
         let mut commit = Commit { time: now, ..Commit::default() };
         let n = items.len() as u64;
-        for (i, it) in items.into_iter().enumerate() {
+        // Every CSI must be new: looked up in batches (one round trip per
+        // batch on PostgreSQL), and noted as read, so a CSI created through
+        // another frontend meanwhile fails the commit.
+        let csis: Vec<Csi> = items.iter().map(|it| it.csi.clone()).collect();
+        let found = self.store.get_many(&csis).await?;
+        self.reads_guard().extend(csis.into_iter().zip(found.iter().cloned()));
+        for (i, (it, existing)) in items.into_iter().zip(found).enumerate() {
             self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
-            if self.store.get(&it.csi).await?.is_some() {
+            if existing.is_some() {
                 return Err(ProvisionError::Conflict(format!("line {}: {} is already in the store", it.line, it.csi.uri())));
             }
             let epoch = Epoch(1);
@@ -609,8 +714,9 @@ impl<S: Store> Authority<S> {
             commit.records.push(rec);
             progress(i as u64 + 1);
         }
+        commit.expect = self.take_reads();
         let seq = self.store.commit(commit).await?;
-        self.head.send_replace(seq);
+        self.advance(seq);
         Ok(ProvisionResult { seq, epoch: None, affected: n })
     }
 
@@ -621,7 +727,7 @@ impl<S: Store> Authority<S> {
     /// manages its own entries, not the number's discoverability).
     async fn opt_change(&self, peer: &Peer, csi: &Csi, reason: NoProvidersReason, now: Timestamp) -> Result<Result<NumberRecord, Epoch>, ProvisionError> {
         self.require_scope(csi)?;
-        let rec = self.store.get(csi).await?;
+        let rec = self.read(csi).await?;
         self.csip_may(peer, csi, rec.as_ref())?;
         let mut rec = match rec {
             Some(r) if r.tnsp().is_some() => r,
@@ -636,7 +742,7 @@ impl<S: Store> Authority<S> {
     }
 
     async fn assigned(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
-        match self.store.get(csi).await? {
+        match self.read(csi).await? {
             Some(r) if r.tnsp().is_some() => Ok(r),
             Some(_) => Err(ProvisionError::Conflict(format!("{} is released; entries need an assigned number", csi.uri()))),
             None => Err(ProvisionError::Conflict(format!("{} is not assigned; entries need an assigned number", csi.uri()))),

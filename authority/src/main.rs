@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{CommandFactory, Parser, Subcommand};
-use signpost_authority::config::{Config, resolve};
+use signpost_authority::config::{Backend, Config, DEFAULT_POOL_SIZE, resolve};
 use signpost_authority::core::{Authority, Settings};
 use signpost_authority::limits::{LimitSettings, Limiter};
 use signpost_authority::service::{AuthorityService, FeedSettings};
-use signpost_authority::store::{RedbStore, Store};
+use signpost_authority::store::{AnyStore, PgSettings, PgStore, RedbStore, Store};
 use signpost_net::{Metrics, Server};
 use signpost_schemas::lost::{AuthorityRef, Endpoint};
 use signpost_schemas::{Clock, Name, Region, SystemClock};
@@ -100,7 +100,8 @@ enum Cmd {
         config: PathBuf,
     },
     /// Import numbering data (CSV, see authority/import-format.md) into the
-    /// store, all or nothing. Stop the server first: the store is locked.
+    /// store, all or nothing. With redb, stop the server first (the file is
+    /// locked); with PostgreSQL it may run beside serving frontends.
     Import {
         /// The TOML config.
         #[arg(long)]
@@ -194,7 +195,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 struct Prepared {
     cfg: Config,
-    core: Arc<Authority<RedbStore>>,
+    core: Arc<Authority<AnyStore>>,
     tls: signpost_net::config::LoadedTls,
 }
 
@@ -222,9 +223,26 @@ async fn prepare(config: &Path) -> Result<Prepared, String> {
         renew_before: cfg.answers.renew_before_h * 3600,
         root,
     };
-    let store = RedbStore::open(&resolve(&base, &cfg.store.path)).map_err(|e| e.to_string())?;
+    let store = open_store(&cfg, &base).await?;
     let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
     Ok(Prepared { cfg, core: Arc::new(core), tls })
+}
+
+/// The configured backend; for PostgreSQL this connects (so `check-config`
+/// proves the database is reachable) and applies pending migrations.
+async fn open_store(cfg: &Config, base: &Path) -> Result<AnyStore, String> {
+    let s = &cfg.store;
+    match s.backend {
+        Backend::Redb => {
+            let path = s.path.as_ref().ok_or("store.path is required with backend = \"redb\"")?;
+            Ok(AnyStore::Redb(RedbStore::open(&resolve(base, path)).map_err(|e| e.to_string())?))
+        }
+        Backend::Postgres => {
+            let url = s.url.clone().ok_or("store.url is required with backend = \"postgres\"")?;
+            let settings = PgSettings { url, pool_size: s.pool_size.unwrap_or(DEFAULT_POOL_SIZE), ca: s.ca.as_ref().map(|c| resolve(base, c)) };
+            Ok(AnyStore::Postgres(PgStore::open(&settings).await.map_err(|e| e.to_string())?))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -308,10 +326,14 @@ fn describe(r: &signpost_authority::model::NumberRecord) -> String {
     out
 }
 
-/// Opens only the store (no TLS material is needed to read it).
-fn open_store(config: &Path) -> Result<RedbStore, String> {
+/// Opens only the store (no TLS material is needed to read it). The
+/// embedded store is locked while its server runs; PostgreSQL is not.
+async fn open_store_of(config: &Path) -> Result<AnyStore, String> {
     let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
-    RedbStore::open(&resolve(&base, &cfg.store.path)).map_err(|e| format!("{e} (is the server running? stop it first)"))
+    open_store(&cfg, &base).await.map_err(|e| match cfg.store.backend {
+        Backend::Redb => format!("{e} (is the server running? stop it first)"),
+        Backend::Postgres => e,
+    })
 }
 
 async fn show(config: &Path, csi: &str, region: Option<&str>) -> ExitCode {
@@ -320,7 +342,7 @@ async fn show(config: &Path, csi: &str, region: Option<&str>) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(EX_USAGE, e),
     };
-    let store = match open_store(config) {
+    let store = match open_store_of(config).await {
         Ok(s) => s,
         Err(e) => return fail(EX_USAGE, e),
     };
@@ -346,7 +368,7 @@ async fn list(config: &Path, prefix: &str, limit: usize) -> ExitCode {
     } else {
         prefix.to_owned()
     };
-    let store = match open_store(config) {
+    let store = match open_store_of(config).await {
         Ok(s) => s,
         Err(e) => return fail(EX_USAGE, e),
     };
@@ -530,6 +552,11 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
+    // Several frontends on one PostgreSQL database: follow the commits of
+    // the others (notifications, and a poll every second as the fallback).
+    if p.core.follow(Duration::from_secs(1)).is_some() {
+        tracing::info!("following the shared store's feed head");
+    }
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
     tracing::info!(id = %p.cfg.id, "authority ready");

@@ -1,10 +1,12 @@
-//! The storage trait and the embedded, crash-safe default backend (redb).
+//! The storage trait, the embedded, crash-safe default backend (redb), and
+//! the PostgreSQL backend ([`pg`]) for several frontends on one database.
 //!
 //! Every commit writes its records and its change-feed entries, with their
 //! sequence numbers, in one transaction: no change can be lost between
 //! commit and push. Writers are serialized by the authority core (one
-//! writer at a time, as redb itself requires; a SQL backend does the same
-//! with `SELECT … FOR UPDATE` on the CSI rows).
+//! writer at a time, as redb itself requires); the PostgreSQL backend also
+//! serializes writers of different frontends in the database (a row lock on
+//! the feed head, taken first in every commit; see [`pg`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -17,13 +19,39 @@ use signpost_schemas::{Csi, Limits, Timestamp};
 
 use crate::model::NumberRecord;
 
+pub mod pg;
+pub use pg::{PgSettings, PgStore};
+
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
+#[error("store: {message}")]
+pub struct StoreError {
+    message: String,
+    conflict: bool,
+}
+
+impl StoreError {
+    /// A failure.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into(), conflict: false }
+    }
+    /// A commit refused because a record it was based on changed since it
+    /// was read (another writer on a shared backend); retrying may succeed.
+    pub fn conflict(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into(), conflict: true }
+    }
+    /// Whether this is [`StoreError::conflict`].
+    pub fn is_conflict(&self) -> bool {
+        self.conflict
+    }
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
 
 fn se(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::new(e.to_string())
 }
 
 /// One atomic write.
@@ -37,6 +65,14 @@ pub struct Commit {
     pub delegations_remove: Vec<Cover>,
     /// Feed events, numbered in the same transaction.
     pub changes: Vec<(Subject, ChangeOp)>,
+    /// What the commit was decided on: each CSI the writer read, with the
+    /// record it found (`None`: absent). A backend shared by several
+    /// writers (PostgreSQL) refuses the commit with
+    /// [`StoreError::conflict`] when one of them is no longer so, so a
+    /// change made through another frontend in between is never
+    /// overwritten. redb need not check: its file has one process, whose
+    /// core serializes every read-decide-write.
+    pub expect: Vec<(Csi, Option<NumberRecord>)>,
     /// The commit time.
     pub time: Timestamp,
 }
@@ -71,6 +107,17 @@ pub struct Stats {
 pub trait Store: Send + Sync + 'static {
     /// The record of a CSI.
     fn get(&self, csi: &Csi) -> impl Future<Output = Result<Option<NumberRecord>, StoreError>> + Send;
+    /// The records of several CSIs, in their order (a backend over the
+    /// network answers a batch per round trip).
+    fn get_many(&self, csis: &[Csi]) -> impl Future<Output = Result<Vec<Option<NumberRecord>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(csis.len());
+            for c in csis {
+                out.push(self.get(c).await?);
+            }
+            Ok(out)
+        }
+    }
     /// Applies a commit atomically; returns the newest sequence number.
     fn commit(&self, c: Commit) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The newest sequence number (0 before the first change).
@@ -87,6 +134,17 @@ pub trait Store: Send + Sync + 'static {
     /// At most `limit` records whose CSI URI starts with `prefix` (e.g.
     /// `tel:+4915`), in URI order (operator tooling, not the hot path).
     fn list(&self, prefix: &str, limit: usize) -> impl Future<Output = Result<Vec<NumberRecord>, StoreError>> + Send;
+    /// Whether other processes may commit to this store (a shared
+    /// database): then the core follows its head (`Authority::follow`).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Returns when a commit may have been made elsewhere (a notification
+    /// from the database), or after `max` at the latest (the polling
+    /// fallback).
+    fn wait_external(&self, max: std::time::Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
 }
 
 const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
@@ -111,7 +169,7 @@ fn cover_key(c: &Cover) -> String {
 impl RedbStore {
     /// Opens or creates the store file.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
         let w = db.begin_write().map_err(se)?;
         {
             w.open_table(NUMBERS).map_err(se)?;
@@ -200,7 +258,7 @@ impl Store for RedbStore {
             let (_, v) = item.map_err(se)?;
             match FeedFrame::decode(v.value()).map_err(se)? {
                 FeedFrame::Change(c) => out.push(c),
-                other => return Err(StoreError(format!("corrupt feed entry {other:?}"))),
+                other => return Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
             }
         }
         Ok(FeedPage::Changes(out))
@@ -214,7 +272,7 @@ impl Store for RedbStore {
             let (_, v) = item.map_err(se)?;
             match Provision::decode(v.value(), &Limits::MESSAGE).map_err(se)? {
                 Provision::Delegate(d) => out.push(d),
-                other => return Err(StoreError(format!("corrupt delegation {}", other.label()))),
+                other => return Err(StoreError::new(format!("corrupt delegation {}", other.label()))),
             }
         }
         Ok(out)
@@ -279,5 +337,83 @@ impl Store for RedbStore {
             out.push(NumberRecord::decode(v.value()).map_err(se)?);
         }
         Ok(out)
+    }
+}
+
+/// The backend a config chose (what `serve` and `import` run on).
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    /// The embedded file.
+    Redb(RedbStore),
+    /// A PostgreSQL database.
+    Postgres(PgStore),
+}
+
+impl Store for AnyStore {
+    async fn get(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.get(csi).await,
+            AnyStore::Postgres(s) => s.get(csi).await,
+        }
+    }
+    async fn get_many(&self, csis: &[Csi]) -> Result<Vec<Option<NumberRecord>>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.get_many(csis).await,
+            AnyStore::Postgres(s) => s.get_many(csis).await,
+        }
+    }
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.list(prefix, limit).await,
+            AnyStore::Postgres(s) => s.list(prefix, limit).await,
+        }
+    }
+    async fn commit(&self, c: Commit) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.commit(c).await,
+            AnyStore::Postgres(s) => s.commit(c).await,
+        }
+    }
+    async fn head(&self) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.head().await,
+            AnyStore::Postgres(s) => s.head().await,
+        }
+    }
+    async fn changes_since(&self, since: u64, limit: usize) -> Result<FeedPage, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.changes_since(since, limit).await,
+            AnyStore::Postgres(s) => s.changes_since(since, limit).await,
+        }
+    }
+    async fn delegations(&self) -> Result<Vec<Delegation>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.delegations().await,
+            AnyStore::Postgres(s) => s.delegations().await,
+        }
+    }
+    async fn prune(&self, keep: u64, older_than: Timestamp) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.prune(keep, older_than).await,
+            AnyStore::Postgres(s) => s.prune(keep, older_than).await,
+        }
+    }
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.stats().await,
+            AnyStore::Postgres(s) => s.stats().await,
+        }
+    }
+    fn shared(&self) -> bool {
+        match self {
+            AnyStore::Redb(s) => s.shared(),
+            AnyStore::Postgres(s) => s.shared(),
+        }
+    }
+    async fn wait_external(&self, max: std::time::Duration) {
+        match self {
+            AnyStore::Redb(s) => s.wait_external(max).await,
+            AnyStore::Postgres(s) => s.wait_external(max).await,
+        }
     }
 }

@@ -48,9 +48,41 @@ fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// The sample's commented postgres keys, switched on, pointing at `url`.
+fn postgres_sample(sample: &str, url: &str) -> String {
+    let out = sample
+        .replace("backend = \"redb\"", "backend = \"postgres\"")
+        .replace("path = \"authority.redb\"\n", "")
+        .replace("# url = \"postgres://signpost:secret@127.0.0.1:5432/signpost\"", &format!("url = \"{url}\""))
+        .replace("# pool_size = 16", "pool_size = 4");
+    assert!(out.contains("backend = \"postgres\"") && out.contains("pool_size = 4") && !out.contains("authority.redb"), "the sample's [store] section changed");
+    out
+}
+
 #[test]
 fn import_all_or_nothing_and_check_config() {
     let (dir, cfg) = setup();
+    import_and_check(&dir, &cfg);
+}
+
+/// The same with `backend = "postgres"` (a real server, see `support::pg`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_check_config_on_postgres() {
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let (dir, cfg) = setup();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
+    tokio::task::spawn_blocking(move || import_and_check(&dir, &cfg)).await.unwrap();
+    // A server that is not there: check-config says so.
+    let (dir, cfg) = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &format!("host=127.0.0.1 port={port} user=nobody dbname=none"))).unwrap();
+    let o = run(&["check-config", "--config", &cfg.display().to_string()]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("postgres"), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(dir);
+}
+
+fn import_and_check(dir: &tempfile::TempDir, cfg: &std::path::Path) {
     let c = cfg.display().to_string();
     let o = run(&["check-config", "--config", &c]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -116,7 +148,28 @@ fn import_all_or_nothing_and_check_config() {
 #[test]
 fn sample_config_is_strict_and_errors_name_the_key() {
     let (dir, cfg) = setup();
-    signpost_authority::config::Config::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml")).unwrap();
+    let bad_store = dir.path().join("bad-store.toml");
+    let sample_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("authority.sample.toml");
+    signpost_authority::config::Config::load(&sample_path).unwrap();
+    // Its postgres keys, uncommented, load strictly too.
+    let sample = std::fs::read_to_string(&sample_path).unwrap();
+    let pg = dir.path().join("pg.toml");
+    std::fs::write(&pg, postgres_sample(&sample, "postgres://signpost:secret@127.0.0.1:5432/signpost").replace("# ca = ", "ca = ")).unwrap();
+    let (c, _) = signpost_authority::config::Config::load(&pg).unwrap();
+    assert_eq!(c.store.backend, signpost_authority::config::Backend::Postgres);
+    assert_eq!((c.store.pool_size, c.store.path.as_deref()), (Some(4), None));
+    assert!(c.store.ca.is_some());
+    // Keys of the other backend are errors that name them.
+    for (from, to, key) in [
+        ("path = \"authority.redb\"", "path = \"authority.redb\"\nurl = \"host=127.0.0.1\"", "store.url"),
+        ("path = \"authority.redb\"", "", "store.path"),
+        ("backend = \"redb\"", "backend = \"sqlite\"", "sqlite"),
+    ] {
+        std::fs::write(&bad_store, std::fs::read_to_string(&cfg).unwrap().replace(from, to)).unwrap();
+        let o = run(&["check-config", "--config", &bad_store.display().to_string()]);
+        assert_eq!(o.status.code(), Some(64), "{key}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(key), "{key}: {}", String::from_utf8_lossy(&o.stderr));
+    }
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("[feed]", "[feed]\nheartbeat = 5")).unwrap();
     let o = run(&["check-config", "--config", &bad.display().to_string()]);
@@ -133,9 +186,27 @@ fn sample_config_is_strict_and_errors_name_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_listeners_answers_and_drains() {
+    let (dir, cfg) = setup();
+    serve_and_drain(&dir, &cfg, false).await;
+}
+
+/// `serve` on `backend = "postgres"`: it follows the shared database and
+/// answers what `import` put there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres() {
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let (dir, cfg) = setup();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
+    let data = dir.path().join("one.csv");
+    std::fs::write(&data, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/1,10,,csip-attested,false,OTT\n", signpost_authority::import::HEADER)).unwrap();
+    let o = run(&["import", "--config", &cfg.display().to_string(), "--quiet", &data.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serve_and_drain(&dir, &cfg, true).await;
+}
+
+async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgres: bool) {
     use std::io::{BufRead, BufReader};
     use std::sync::{Arc, Mutex};
-    let (dir, cfg) = setup();
     let mut child = Command::new(BIN)
         .args(["serve", "--config", &cfg.display().to_string()])
         .env("RUST_LOG", "info")
@@ -170,83 +241,95 @@ async fn serve_logs_listeners_answers_and_drains() {
     // Out of scope with a root configured: redirect toward the root.
     let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
     assert!(matches!(r, signpost_schemas::Response::Redirect(ref x) if x.target.as_str() == "root.signpost.example"), "{r:?}");
-    // A feed subscriber is logged at info with its id (never an identifier).
-    let (st, feed) = client.get_stream(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/feed")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), "/feed").await.unwrap();
-    assert_eq!(st, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !log.lock().unwrap().iter().any(|l| l.contains("feed subscriber connected") && l.contains("resolver.example") && l.contains("INFO")) {
-        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if postgres {
+        assert!(log.lock().unwrap().iter().any(|l| l.contains("following the shared store")), "{:?}", log.lock().unwrap());
+        let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi("tel:+4915112345678"), false));
+        let a = client
+            .post_lost(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/lost")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), bytes::Bytes::from(req.encode()))
+            .await
+            .unwrap();
+        let r = signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap();
+        assert!(matches!(r, signpost_schemas::Response::Found(ref f) if f.feed_position == Some(1)), "{r:?}");
     }
-    drop(feed);
-    // The admin plane's /metrics, read by an independent parser.
-    let admin: std::net::SocketAddr =
-        log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
-    let page = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(admin).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
-    })
-    .await
-    .unwrap();
-    if let Some(s) = prom::parse(&page) {
-        prom::expect(
-            &s,
-            &[
-                ("signpost_build_info", "gauge"),
-                ("signpost_requests_total", "counter"),
-                ("signpost_request_duration_seconds", "histogram"),
-                ("signpost_tls_certificate_expiry_seconds", "gauge"),
-                ("signpost_store_records", "gauge"),
-                ("signpost_feed_head", "gauge"),
-            ],
-        );
-        assert_eq!(s.value("signpost_build_info", &format!("role=authority,version={}", env!("CARGO_PKG_VERSION"))), Some(1.0), "{page}");
-        assert_eq!(s.value("signpost_requests_total", "outcome=redirect"), Some(1.0), "{page}");
-        let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
-        assert!(cert > 29.0 * 86_400.0 && cert <= 30.0 * 86_400.0, "{cert}");
-    }
-    // Provisioning one record without writing XML, through the running server.
-    let (cc, ck) = issue(&ca, Role::Csip, "tnsp-a.de.example", &["+4915"]);
-    let (mc, mk) = issue(&ca, Role::Msp, "ott.example", &[]);
-    for (n, (c, k)) in [("csip", (&cc, &ck)), ("msp", (&mc, &mk))] {
-        std::fs::write(dir.path().join(format!("{n}-cert.pem")), c).unwrap();
-        std::fs::write(dir.path().join(format!("{n}-key.pem")), k).unwrap();
-    }
-    let d = dir.path().to_path_buf();
-    let prov = move |who: &str, op: &[&str]| {
-        let mut a: Vec<String> = ["provision", "--server", &format!("https://{addr}"), "--server-id", "dp.de.example", "--ca"].iter().map(|s| s.to_string()).collect();
-        a.push(d.join("ca/ca.pem").display().to_string());
-        a.extend(["--cert".into(), d.join(format!("{who}-cert.pem")).display().to_string(), "--key".into(), d.join(format!("{who}-key.pem")).display().to_string()]);
-        a.extend(op.iter().map(|s| s.to_string()));
-        Command::new(BIN).args(a).output().unwrap()
-    };
-    let o = tokio::task::spawn_blocking({
-        let prov = prov.clone();
-        move || {
-            (
-                prov("csip", &["assign", "+49 151 1234 5678"]),
-                prov("msp", &["put-entry", "+4915112345678", "--provider", "ott.example", "--uri", "mimi://ott.example/u/1", "--tag", "personal"]),
-                prov("csip", &["assign", "+4930123456"]),
-                prov("msp", &["remove-entry", "+4915112345678", "--provider", "ott.example"]),
-                prov("csip", &["opt-out", "+4915112345678"]),
-                prov("csip", &["opt-in", "+4915112345678"]),
-                prov("csip", &["release", "+4915112345678"]),
-            )
+    if !postgres {
+        // A feed subscriber is logged at info with its id (never an identifier).
+        let (st, feed) = client.get_stream(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/feed")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), "/feed").await.unwrap();
+        assert_eq!(st, 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !log.lock().unwrap().iter().any(|l| l.contains("feed subscriber connected") && l.contains("resolver.example") && l.contains("INFO")) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-    })
-    .await
-    .unwrap();
-    for (what, out) in [("assign", &o.0), ("put-entry", &o.1), ("remove-entry", &o.3), ("opt-out", &o.4), ("opt-in", &o.5), ("release", &o.6)] {
-        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 changed"), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+        drop(feed);
+        // The admin plane's /metrics, read by an independent parser.
+        let admin: std::net::SocketAddr =
+            log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
+        let page = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(admin).unwrap();
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+        })
+        .await
+        .unwrap();
+        if let Some(s) = prom::parse(&page) {
+            prom::expect(
+                &s,
+                &[
+                    ("signpost_build_info", "gauge"),
+                    ("signpost_requests_total", "counter"),
+                    ("signpost_request_duration_seconds", "histogram"),
+                    ("signpost_tls_certificate_expiry_seconds", "gauge"),
+                    ("signpost_store_records", "gauge"),
+                    ("signpost_feed_head", "gauge"),
+                ],
+            );
+            assert_eq!(s.value("signpost_build_info", &format!("role=authority,version={}", env!("CARGO_PKG_VERSION"))), Some(1.0), "{page}");
+            assert_eq!(s.value("signpost_requests_total", "outcome=redirect"), Some(1.0), "{page}");
+            let cert = s.value("signpost_tls_certificate_expiry_seconds", "").unwrap();
+            assert!(cert > 29.0 * 86_400.0 && cert <= 30.0 * 86_400.0, "{cert}");
+        }
+        // Provisioning one record without writing XML, through the running server.
+        let (cc, ck) = issue(&ca, Role::Csip, "tnsp-a.de.example", &["+4915"]);
+        let (mc, mk) = issue(&ca, Role::Msp, "ott.example", &[]);
+        for (n, (c, k)) in [("csip", (&cc, &ck)), ("msp", (&mc, &mk))] {
+            std::fs::write(dir.path().join(format!("{n}-cert.pem")), c).unwrap();
+            std::fs::write(dir.path().join(format!("{n}-key.pem")), k).unwrap();
+        }
+        let d = dir.path().to_path_buf();
+        let prov = move |who: &str, op: &[&str]| {
+            let mut a: Vec<String> = ["provision", "--server", &format!("https://{addr}"), "--server-id", "dp.de.example", "--ca"].iter().map(|s| s.to_string()).collect();
+            a.push(d.join("ca/ca.pem").display().to_string());
+            a.extend(["--cert".into(), d.join(format!("{who}-cert.pem")).display().to_string(), "--key".into(), d.join(format!("{who}-key.pem")).display().to_string()]);
+            a.extend(op.iter().map(|s| s.to_string()));
+            Command::new(BIN).args(a).output().unwrap()
+        };
+        let o = tokio::task::spawn_blocking({
+            let prov = prov.clone();
+            move || {
+                (
+                    prov("csip", &["assign", "+49 151 1234 5678"]),
+                    prov("msp", &["put-entry", "+4915112345678", "--provider", "ott.example", "--uri", "mimi://ott.example/u/1", "--tag", "personal"]),
+                    prov("csip", &["assign", "+4930123456"]),
+                    prov("msp", &["remove-entry", "+4915112345678", "--provider", "ott.example"]),
+                    prov("csip", &["opt-out", "+4915112345678"]),
+                    prov("csip", &["opt-in", "+4915112345678"]),
+                    prov("csip", &["release", "+4915112345678"]),
+                )
+            }
+        })
+        .await
+        .unwrap();
+        for (what, out) in [("assign", &o.0), ("put-entry", &o.1), ("remove-entry", &o.3), ("opt-out", &o.4), ("opt-in", &o.5), ("release", &o.6)] {
+            assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 changed"), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        // Outside the CSIP's scope: refused in words, exit 65.
+        assert_eq!(o.2.status.code(), Some(65), "{}", String::from_utf8_lossy(&o.2.stderr));
+        assert!(String::from_utf8_lossy(&o.2.stderr).contains("refused (HTTP"), "{}", String::from_utf8_lossy(&o.2.stderr));
     }
-    // Outside the CSIP's scope: refused in words, exit 65.
-    assert_eq!(o.2.status.code(), Some(65), "{}", String::from_utf8_lossy(&o.2.stderr));
-    assert!(String::from_utf8_lossy(&o.2.stderr).contains("refused (HTTP"), "{}", String::from_utf8_lossy(&o.2.stderr));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let st = child.wait().unwrap();
     assert!(st.success());

@@ -2,7 +2,8 @@
 //! a certificate per role: provisioning and its refusals, signed answers,
 //! the change feed (live invalidation, resume, heartbeat, resync), limits,
 //! every applicable error at once, listServices by service, the NENA i3
-//! echoes, idempotent assign, and opt-out.
+//! echoes, idempotent assign, opt-out, and two frontends on one PostgreSQL
+//! database (a change through one streams from the other's feed).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
@@ -28,16 +29,21 @@ use support::*;
 
 const N: &str = "tel:+4915112345678";
 
-struct Live {
-    w: World,
+struct Live<S: Store = signpost_authority::store::RedbStore> {
+    w: Arc<World>,
     addr: std::net::SocketAddr,
-    core: Arc<signpost_authority::core::Authority<signpost_authority::store::RedbStore>>,
+    core: Arc<signpost_authority::core::Authority<S>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start(rate: LimitSettings) -> Live {
-    let w = World::new();
+    let w = Arc::new(World::new());
     let core = Arc::new(w.authority().await);
+    serve_core(w, core, rate).await
+}
+
+/// Serves an authority core of the world `w` (one frontend).
+async fn serve_core<S: Store>(w: Arc<World>, core: Arc<signpost_authority::core::Authority<S>>, rate: LimitSettings) -> Live<S> {
     let id = Identity::from_pem(w.authority_cert.as_bytes(), w.authority_key.as_bytes()).unwrap();
     let tls = Arc::new(server_config(&id, &w.anchor, ClientAuth::Optional).unwrap());
     let key_id = signpost_trust::sign::Signer::from_pem(w.authority_key.as_bytes()).unwrap().key_id().as_str().to_owned();
@@ -63,7 +69,7 @@ fn generous() -> LimitSettings {
     LimitSettings { rate: 10_000.0, burst: 10_000.0, miss_budget: 10_000, miss_window: 3600 }
 }
 
-impl Live {
+impl<S: Store> Live<S> {
     fn client(&self, role: Option<(Role, &str, &[&str])>) -> Client {
         let id = role.map(|(r, id, scope)| {
             let (c, k) = issue(&self.w.ca, r, id, scope);
@@ -486,4 +492,41 @@ async fn opt_out_is_provisioned_answered_signed_and_cleared_by_release() {
     sp_docs.extend(feed.into_iter().enumerate().map(|(i, f)| (format!("feed {i}"), f)));
     assert_eq!(common::xmllint_lost(&docs), Vec::<String>::new());
     assert_eq!(common::xmllint(&common::sp_rng(), &sp_docs), Vec::<String>::new());
+}
+
+/// Two frontends on one PostgreSQL database (a real server, see
+/// `support::pg`): a change provisioned through A streams from B's
+/// `/feed`, and B's answer carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_through_one_frontend_streams_from_the_other() {
+    use signpost_authority::store::PgStore;
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let w = Arc::new(World::new());
+    let ca = Arc::new(w.authority_on(PgStore::open_config(db.config.clone(), 4, None).await.unwrap()).await);
+    let cb = Arc::new(w.authority_on(PgStore::open_config(db.config.clone(), 4, None).await.unwrap()).await);
+    let (_fa, _fb) = (ca.follow(Duration::from_secs(1)).unwrap(), cb.follow(Duration::from_secs(1)).unwrap());
+    let a = serve_core(w.clone(), ca, generous()).await;
+    let b = serve_core(w.clone(), cb, generous()).await;
+    let resolver = b.client(Some((Role::Resolver, "resolver.carrier.example", &[])));
+    let (st, mut body) = resolver.get_stream(&b.ep("/lost"), &name("dp.de.example"), "/feed?since=0").await.unwrap();
+    assert_eq!(st, 200);
+    let csip = a.client(Some((Role::Csip, "tnsp-a.de.example", &["+4915"])));
+    let msp = a.client(Some((Role::Msp, "provider-a.example", &[])));
+    assert_eq!(a.provision(&csip, Provision::Assign { csi: csi(N), tnsp: None }).await.0, 200);
+    assert_eq!(a.provision(&msp, Provision::PutEntry { csi: csi(N), entry: entry("provider-a.example", false) }).await.0, 200);
+    let mut buf = String::new();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let f = frames(&mut body, &mut buf, 1, Duration::from_secs(30)).await;
+        match f.first() {
+            Some(FeedFrame::Heartbeat { .. }) => {}
+            Some(FeedFrame::Change(c)) => got.push((c.seq, c.op, c.subject.clone())),
+            other => panic!("B's feed: {other:?}"),
+        }
+    }
+    assert_eq!(got, [(1, ChangeOp::Assign, Subject::Csi(csi(N))), (2, ChangeOp::EntryPut, Subject::Csi(csi(N)))]);
+    let (st, r, _) = b.find(&b.client(None), q(N)).await;
+    assert_eq!(st, 200);
+    let Response::Found(f) = r else { panic!("{r:?}") };
+    assert_eq!(f.feed_position, Some(2));
 }

@@ -2,6 +2,8 @@
 //! authority over a fresh redb store, and a manual clock.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+pub mod pg;
+
 use std::sync::Arc;
 
 use signpost_authority::core::{Authority, Settings};
@@ -56,6 +58,11 @@ impl World {
 
     pub async fn authority(&self) -> Authority<RedbStore> {
         let store = RedbStore::open(&self.dir.path().join("authority.redb")).unwrap();
+        Authority::new(self.settings(), store, Signer::from_pem(self.authority_key.as_bytes()).unwrap(), Arc::new(self.clock.clone())).await.unwrap()
+    }
+
+    /// An authority of this world over any store (a PostgreSQL frontend).
+    pub async fn authority_on<S: signpost_authority::store::Store>(&self, store: S) -> Authority<S> {
         Authority::new(self.settings(), store, Signer::from_pem(self.authority_key.as_bytes()).unwrap(), Arc::new(self.clock.clone())).await.unwrap()
     }
 
