@@ -14,16 +14,26 @@
 //! held until the transaction ends, so writers — from any frontend — are
 //! serialized by the database, and the sequence numbers a commit takes
 //! (`head + 1 ..= head + n`, written back in the same transaction) are
-//! handed out only after every earlier commit has ended. PostgreSQL makes a
-//! transaction visible before it releases its locks, so when a reader can
-//! see seq N+1, the commit holding N is already visible or was rolled back
-//! (then N+1 does not exist either: the head is rolled back with it and the
-//! numbers are reused, never skipped). A PostgreSQL `SEQUENCE` would not
-//! do: its numbers are handed out outside the transaction, so a reader
-//! could see N+1 committed while N is still in flight and skip N for good.
-//! Taking the lock first also means concurrent writers never deadlock on
-//! record rows. Readers (`changes_since`) read the head and the events in
-//! one snapshot.
+//! taken only after every earlier holder of the lock has ended. PostgreSQL
+//! makes a commit visible before it releases its locks, so when a commit
+//! takes N+1, every number up to N is already visible to new snapshots: a
+//! feed reader never sees N+1 before N. A rolled-back commit's numbers go
+//! back with the head and are reused, so the feed has no gaps either. (A
+//! PostgreSQL `SEQUENCE` would not do: its numbers are handed out outside
+//! the transaction, so N+1 could commit while N is still in flight, and a
+//! reader that saw N+1 would skip N for good.) Taking the lock first also
+//! means concurrent writers never deadlock on record rows. Readers
+//! (`changes_since`, `stats`) read the head and the events in one snapshot.
+//!
+//! **No lost update.** The core decides a commit on records it read before
+//! it (`Commit::expect`); under the lock the commit compares them with what
+//! is stored and is refused as a conflict (HTTP 409, "retry") if another
+//! frontend changed one in between.
+//!
+//! **Notifications.** A commit with feed events also `NOTIFY`s
+//! `signpost_feed` (delivered on commit, in commit order); `wait_external`
+//! listens on a connection of its own (reconnecting with backoff) and is
+//! what `Authority::follow` waits on, with its poll as the fallback.
 //!
 //! **TLS.** With `sslmode=require` in the connection string the connection
 //! is TLS through rustls (ring), verifying the server's certificate and
