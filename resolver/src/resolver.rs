@@ -139,6 +139,8 @@ struct Inner {
     /// The earliest timer the timer task sleeps towards.
     armed: Option<Timestamp>,
     stopped: bool,
+    /// The core's counters as last added to the metrics.
+    published: Stats,
 }
 
 struct Counters {
@@ -159,18 +161,26 @@ struct Counters {
 }
 
 impl Counters {
-    fn publish(&self, s: &Stats) {
+    /// Adds what the core counted since `prev` (so counters of one
+    /// registry keep adding up across a resolver's restart in one process,
+    /// as the testbed restarts them) and sets the gauges.
+    fn publish(&self, s: &Stats, prev: &Stats) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.hits.store(s.hits, Relaxed);
-        self.misses.store(s.misses, Relaxed);
-        self.stale.store(s.stale, Relaxed);
-        self.up_ok.store(s.upstream_ok, Relaxed);
-        self.up_fail.store(s.upstream_failed, Relaxed);
-        self.rejected.store(s.rejected, Relaxed);
-        self.invalidations.store(s.invalidations, Relaxed);
-        self.refreshes.store(s.refreshes, Relaxed);
-        self.reasks.store(s.reasks, Relaxed);
-        self.resyncs.store(s.resyncs, Relaxed);
+        let add = |c: &std::sync::atomic::AtomicU64, now: u64, before: u64| {
+            if now > before {
+                c.fetch_add(now - before, Relaxed);
+            }
+        };
+        add(self.hits, s.hits, prev.hits);
+        add(self.misses, s.misses, prev.misses);
+        add(self.stale, s.stale, prev.stale);
+        add(self.up_ok, s.upstream_ok, prev.upstream_ok);
+        add(self.up_fail, s.upstream_failed, prev.upstream_failed);
+        add(self.rejected, s.rejected, prev.rejected);
+        add(self.invalidations, s.invalidations, prev.invalidations);
+        add(self.refreshes, s.refreshes, prev.refreshes);
+        add(self.reasks, s.reasks, prev.reasks);
+        add(self.resyncs, s.resyncs, prev.resyncs);
         self.entries.set_u64(s.entries);
         self.bytes.set_u64(s.bytes);
     }
@@ -226,7 +236,7 @@ impl Resolver {
             s,
             clock,
             client,
-            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), feeds: std::collections::BTreeSet::new(), armed: None, stopped: false }),
+            inner: Mutex::new(Inner { core, waiters: HashMap::new(), next_query: 1, streams: HashMap::new(), feeds: std::collections::BTreeSet::new(), armed: None, stopped: false, published: Stats::default() }),
             wake: Notify::new(),
             c,
             me: me.clone(),
@@ -503,7 +513,9 @@ impl Resolver {
         while let Some(e) = g.core.poll_event() {
             log_event(e);
         }
-        self.c.publish(&g.core.stats());
+        let now = g.core.stats();
+        self.c.publish(&now, &g.published);
+        g.published = now;
         if let Some(t) = g.core.poll_timeout()
             && g.armed.is_none_or(|a| t < a)
         {

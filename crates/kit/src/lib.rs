@@ -399,7 +399,9 @@ impl ResolverNode {
     pub async fn restart(&mut self, pki: &Pki) -> Result<(), String> {
         self.running.stop().await;
         self.resolver.shutdown();
-        let (addr, m) = (self.running.addr, Arc::new(Metrics::new()));
+        // The same metrics registry: the testbed sums a resolver's counters
+        // over a run that restarts it.
+        let (addr, m) = (self.running.addr, self.running.metrics.clone());
         *self = ResolverNode::start_with(pki, self.cert.clone(), self.plan.clone(), self.root.clone(), self.root_signer.clone(), addr, m).await?;
         Ok(())
     }
