@@ -280,6 +280,10 @@ kind = "root-recover"
     let p = &r.runs[0];
     // The rogue's mappings are never accepted: its numbers answer serverError.
     assert_eq!(p.wrong, 0, "{:#?}", p.wrong_samples);
+    // A restarted resolver's requests still count toward its tier.
+    for run in &r.runs {
+        assert!(run.tier_requests.get("resolver").copied().unwrap_or(0) > 0, "{}: {:?}", run.policy, run.tier_requests);
+    }
     assert!(p.errors.get("serverError").copied().unwrap_or(0) > 0, "{:?}", p.errors);
     // Preference changes reach the resolvers like any change; stale answers
     // only within the measured invalidation window.
