@@ -21,11 +21,9 @@ use signpost_authority::core::{Authority, Settings};
 use signpost_authority::import::ImportItem;
 use signpost_authority::store::{PgStore, RedbStore, Store};
 use signpost_schemas::sp::Provision;
-use signpost_schemas::{Clock, Csi, Name, SystemClock, Timestamp};
-use signpost_trust::ca::{Ca, LeafRequest};
-use signpost_trust::peer::{Usage, chain_from_pem, validate};
+use signpost_schemas::{Csi, Name, SystemClock};
 use signpost_trust::sign::Signer;
-use signpost_trust::{Peer, Role, ScopeEntry, TrustAnchor};
+use signpost_trust::{Peer, Role, ScopeEntry};
 
 struct Pki {
     key_pem: String,
@@ -33,24 +31,10 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let now = SystemClock.now();
-    let ca = Ca::generate("bench", Timestamp::from_secs(now.as_secs() - 3600), now.plus_secs(86_400)).unwrap();
-    let anchor = TrustAnchor::from_pem(ca.cert_pem().as_bytes()).unwrap();
-    let issue = |role, id: &str, scope: &[&str]| {
-        ca.issue(&LeafRequest {
-            role,
-            id: Name::parse(id).unwrap(),
-            scope: scope.iter().map(|s| ScopeEntry::parse(s).unwrap()).collect(),
-            not_before: Timestamp::from_secs(now.as_secs() - 3600),
-            not_after: now.plus_secs(86_400),
-            ip_sans: vec![],
-        })
-        .unwrap()
-    };
-    let auth = issue(Role::Authority, "dp.de.example", &["+49"]);
-    let csip = issue(Role::Csip, "tnsp-a.de.example", &["+49"]);
-    let csip = validate(&anchor, &chain_from_pem(csip.chain_pem.as_bytes()).unwrap(), now, Usage::Client).unwrap();
-    Pki { key_pem: auth.key_pem, csip }
+    // The shared kit's PKI (a CA made now, certificates for a week).
+    let kit = signpost_kit::Pki::new().unwrap();
+    let auth = kit.cert(Role::Authority, "dp.de.example", &["+49"]).unwrap();
+    Pki { key_pem: auth.key, csip: kit.peer(Role::Csip, "tnsp-a.de.example", &["+49"]).unwrap() }
 }
 
 fn settings() -> Settings {

@@ -394,6 +394,7 @@ impl<S: Store> Authority<S> {
         let mut commit = Commit { time: now, ..Commit::default() };
         let mut epoch = None;
         let affected;
+        let opt_out = matches!(op, Provision::OptOut { .. });
         match op {
             Provision::PutEntry { csi, entry } => {
                 self.require_scope(&csi)?;
@@ -522,8 +523,13 @@ impl<S: Store> Authority<S> {
                 }
                 affected = u64::from(count);
             }
-            Provision::OptOut { csi } => {
-                let rec = match self.opt_change(peer, &csi, NoProvidersReason::OptedOut, now).await? {
+            Provision::OptOut { csi } | Provision::OptIn { csi } => {
+                let (reason, op) = if opt_out {
+                    (NoProvidersReason::OptedOut, ChangeOp::OptOut)
+                } else {
+                    (NoProvidersReason::RecipientPreferences, ChangeOp::OptIn)
+                };
+                let rec = match self.opt_change(peer, &csi, reason, now).await? {
                     Ok(rec) => rec,
                     // Already so: a repeat succeeds and changes nothing.
                     Err(epoch) => {
@@ -532,21 +538,7 @@ impl<S: Store> Authority<S> {
                     }
                 };
                 epoch = Some(rec.epoch);
-                commit.changes.push((Subject::Csi(csi), ChangeOp::OptOut));
-                commit.records.push(rec);
-                affected = 1;
-            }
-            Provision::OptIn { csi } => {
-                let rec = match self.opt_change(peer, &csi, NoProvidersReason::RecipientPreferences, now).await? {
-                    Ok(rec) => rec,
-                    // Already so: a repeat succeeds and changes nothing.
-                    Err(epoch) => {
-                        let seq = *self.head.borrow();
-                        return Ok(ProvisionResult { seq, epoch: Some(epoch), affected: 0 });
-                    }
-                };
-                epoch = Some(rec.epoch);
-                commit.changes.push((Subject::Csi(csi), ChangeOp::OptIn));
+                commit.changes.push((Subject::Csi(csi), op));
                 commit.records.push(rec);
                 affected = 1;
             }

@@ -653,9 +653,9 @@ impl<V: Verify> Resolver<V> {
             let m = format!("{own} is already in the path");
             return self.answer(q, Answer::Failed(Failure::Loop(m)));
         }
-        let (loc, csi) = (loc.to_owned(), csi.clone());
+        // The hit path borrows from the request; only a miss copies.
         let stale_ok_now = {
-            match self.answers.get(&csi, &f) {
+            match self.answers.get(csi, &f) {
                 Some(e) if now <= e.fresh_until => {
                     // A hit. Its answer came through servers the client's
                     // path must not hold either.
@@ -664,7 +664,7 @@ impl<V: Verify> Resolver<V> {
                         return self.answer(q, Answer::Failed(Failure::Loop(m)));
                     }
                     e.hits = e.hits.saturating_add(1);
-                    let a = serve(e, &loc);
+                    let a = serve(e, loc);
                     self.stats.hits += 1;
                     return self.answer(q, a);
                 }
@@ -673,6 +673,7 @@ impl<V: Verify> Resolver<V> {
             }
         };
         self.stats.misses += 1;
+        let (loc, csi) = (loc.to_owned(), csi.clone());
         let variant = Variant::of(&f);
         if stale_ok_now {
             // RFC 8767 §5: within the failure-recheck window the authority
