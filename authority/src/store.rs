@@ -19,7 +19,9 @@ use signpost_schemas::{Csi, Limits, Timestamp};
 
 use crate::model::NumberRecord;
 
+pub mod mem;
 pub mod pg;
+pub use mem::MemStore;
 pub use pg::{PgSettings, PgStore};
 
 /// A storage failure.

@@ -131,6 +131,7 @@ async fn pg() -> Option<(PgStore, support::pg::TestDb)> {
 }
 
 conformance!(redb_backend, redb());
+conformance!(memory_backend, Some((signpost_authority::store::MemStore::new(), ())));
 conformance!(postgres_backend, pg().await);
 
 /// Migrations run at open and are idempotent: a second open (another
