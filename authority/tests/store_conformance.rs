@@ -131,7 +131,11 @@ async fn pg() -> Option<(PgStore, support::pg::TestDb)> {
 }
 
 conformance!(redb_backend, redb());
-conformance!(memory_backend, Some((signpost_authority::store::MemStore::new(), ())));
+fn memory() -> Option<(signpost_authority::store::MemStore, ())> {
+    Some((signpost_authority::store::MemStore::new(), ()))
+}
+
+conformance!(memory_backend, memory());
 conformance!(postgres_backend, pg().await);
 
 /// Migrations run at open and are idempotent: a second open (another
