@@ -15,12 +15,15 @@ pub mod report;
 #[allow(clippy::indexing_slicing)] // indices come from the lengths they index
 pub mod run;
 pub mod scenario;
+#[allow(clippy::indexing_slicing)] // indices come from the lengths they index
+pub mod sim;
 pub mod topology;
 
 /// Runs every policy of a scenario; `tick(policy, second)` reports progress.
 pub async fn run_all(s: &scenario::Scenario, tick: &(dyn Fn(&str, u64) + Sync)) -> Result<report::Report, String> {
     let mut runs = Vec::new();
-    for p in &s.policies {
+    run::live_scale(s)?;
+    for p in s.policies.iter().filter(|p| scenario::LIVE_POLICIES.contains(&p.as_str())) {
         let pp = p.clone();
         runs.push(run::run(s, p, &move |i| tick(&pp, i)).await?);
     }

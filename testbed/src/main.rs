@@ -25,6 +25,32 @@ enum Cmd {
         #[arg(long, default_value = "signpost-demo")]
         out: PathBuf,
     },
+    /// Run a scenario in virtual time: the product's resolver state
+    /// machine and authority logic at sizes no machine runs live, one
+    /// process, deterministic for a seed (see docs/simulation.md).
+    Simulate {
+        /// The scenario (strict TOML; the same format `run` reads).
+        scenario: PathBuf,
+        /// Where the reports go.
+        #[arg(long, default_value = "signpost-sim")]
+        out: PathBuf,
+        /// The seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Run a scenario live and simulated and compare their verdicts
+    /// (wrong answers, stale answers, invalidation latency) against
+    /// stated tolerances; exits 65 when one is outside its tolerance.
+    Validate {
+        /// A scenario small enough to run live (e.g. testbed/scenarios/small.toml).
+        scenario: PathBuf,
+        /// Where both runs' reports go (live-SEED/ and simulated-SEED/).
+        #[arg(long, default_value = "signpost-validate")]
+        out: PathBuf,
+        /// Seeds to run (the scenario's seed and the ones after it).
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+    },
     /// Run a scenario file (see testbed/scenarios/).
     Run {
         /// The scenario (strict TOML).
@@ -41,6 +67,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let (text, out) = match cli.cmd {
+        Cmd::Simulate { scenario, out, seed } => return simulate(&scenario, &out, seed),
+        Cmd::Validate { scenario, out, seeds } => return validate(&scenario, &out, seeds.max(1)),
         Cmd::Demo { out } => (DEMO.to_owned(), out),
         Cmd::Run { scenario, out } => match std::fs::read_to_string(&scenario) {
             Ok(t) => (t, out),
@@ -95,6 +123,98 @@ fn main() -> ExitCode {
             ExitCode::from(exit::INTERNAL)
         }
     }
+}
+
+fn load(path: &Path) -> Result<Scenario, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("signpost-testbed: {}: {e}", path.display());
+        ExitCode::from(exit::USAGE)
+    })?;
+    Scenario::parse(&text).map_err(|e| {
+        eprintln!("signpost-testbed: {}: {e}", path.display());
+        ExitCode::from(exit::USAGE)
+    })
+}
+
+fn validate(path: &Path, out: &Path, seeds: u64) -> ExitCode {
+    let mut s = match load(path) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    s.policies.retain(|p| signpost_testbed::scenario::LIVE_POLICIES.contains(&p.as_str()));
+    if s.policies.is_empty() {
+        eprintln!("signpost-testbed: {}: no policy the live mode runs (push, ttl-only)", path.display());
+        return ExitCode::from(exit::USAGE);
+    }
+    signpost_schemas::csi::warm_up();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("signpost-testbed: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let (mut lives, mut sims) = (Vec::new(), Vec::new());
+    let first = s.seed;
+    for seed in first..first + seeds {
+        s.seed = seed;
+        eprintln!("signpost-testbed: {} seed {seed}: live…", s.name);
+        let live = match rt.block_on(signpost_testbed::run_all(&s, &|_, _| {})) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("signpost-testbed: live run: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        eprintln!("signpost-testbed: {} seed {seed}: simulated…", s.name);
+        let (sim, m) = match signpost_testbed::sim::simulate(&s, seed) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("signpost-testbed: simulation: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        if let Err(e) = live.write(&out.join(format!("live-{seed}"))).and_then(|()| sim.write(&m, &out.join(format!("simulated-{seed}")))) {
+            eprintln!("signpost-testbed: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+        lives.push(live);
+        sims.push(sim);
+    }
+    let checks = signpost_testbed::sim::validate::compare(&s, &lives, &mut sims);
+    let mut ok = true;
+    println!("{} seeds ({first}…{}), live and simulated:", seeds, first + seeds - 1);
+    println!("{:<9} {:<26} {:>12} {:>12} {:>14}  verdict", "policy", "figure", "live", "simulated", "tolerance");
+    for c in &checks {
+        ok &= c.pass;
+        println!("{:<9} {:<26} {:>12} {:>12} {:>14}  {}", c.policy, c.figure, c.live, c.simulated, c.tolerance, if c.pass { "agree" } else { "DISAGREE" });
+    }
+    println!("reports: {}/live-SEED/, {}/simulated-SEED/", out.display(), out.display());
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::DATA) }
+}
+
+fn simulate(path: &Path, out: &Path, seed: Option<u64>) -> ExitCode {
+    let s = match load(path) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    signpost_schemas::csi::warm_up();
+    let seed = seed.unwrap_or(s.seed);
+    eprintln!("signpost-testbed: simulating {} ({} policies, seed {seed})", s.name, s.policies.len());
+    let (r, m) = match signpost_testbed::sim::simulate(&s, seed) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("signpost-testbed: {}: {e}", path.display());
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    if let Err(e) = r.write(&m, out) {
+        eprintln!("signpost-testbed: {e}");
+        return ExitCode::from(exit::INTERNAL);
+    }
+    println!("{}", r.markdown(&m).lines().take_while(|l| !l.starts_with("| policy")).collect::<Vec<_>>().join("\n").trim_end());
+    println!("reports: {}/report.html, report.md, report.json, measured.json", out.display());
+    ExitCode::SUCCESS
 }
 
 fn print_summary(r: &Report, out: &Path) {

@@ -154,7 +154,7 @@ impl Report {
     }
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -162,7 +162,7 @@ const W: f64 = 860.0;
 const H: f64 = 300.0;
 const PAD: f64 = 50.0;
 
-fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], colors: &[&str], log_x: bool) -> String {
+pub(crate) fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], colors: &[&str], log_x: bool) -> String {
     // On a log axis values are shown from 1 (ms) up.
     let tx = |x: f64| if log_x { x.max(1.0).log10() } else { x };
     let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|q| tx(q.0))).fold(1.0_f64, f64::max);
@@ -218,6 +218,6 @@ fn bars(runs: &[PolicyReport], colors: &[&str]) -> String {
     s
 }
 
-fn fmt_num(v: f64) -> String {
+pub(crate) fn fmt_num(v: f64) -> String {
     if v >= 100.0 { format!("{v:.0}") } else if v >= 1.0 { format!("{v:.1}") } else { format!("{v:.3}") }
 }

@@ -175,7 +175,8 @@ struct Ident {
     phone: bool,
 }
 
-fn observe(r: &Response) -> Result<Truth, String> {
+/// What an answer says (providers, not discoverable) or its error kind.
+pub(crate) fn observe(r: &Response) -> Result<Truth, String> {
     match r {
         Response::Found(f) => {
             let set: BTreeSet<String> = f
@@ -206,8 +207,26 @@ async fn query(c: &Client, live_ep: &signpost_schemas::lost::Endpoint, id: &Name
     }
 }
 
+/// Identifiers and resolvers one machine runs live at most.
+pub const LIVE_MAX_IDENTIFIERS: u64 = 2_000_000;
+/// See [`LIVE_MAX_IDENTIFIERS`].
+pub const LIVE_MAX_RESOLVERS: usize = 64;
+
+/// Refuses a scenario too large to run live on one machine.
+pub fn live_scale(s: &Scenario) -> Result<(), String> {
+    let ids: u64 = s.country.iter().map(|c| c.numbers).chain(s.email.iter().map(|e| e.addresses)).fold(0u64, u64::saturating_add);
+    if ids > LIVE_MAX_IDENTIFIERS || s.resolvers > LIVE_MAX_RESOLVERS {
+        return Err(format!(
+            "{} identifiers and {} resolvers are more than one machine runs live ({LIVE_MAX_IDENTIFIERS} and {LIVE_MAX_RESOLVERS} at most); run it with `signpost-testbed simulate`",
+            ids, s.resolvers
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `s` under `policy`. `tick` is called once per second of load.
 pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Result<PolicyReport, String> {
+    live_scale(s)?;
     let push = policy == "push";
     let mut keys: Vec<(String, String)> = s.country.iter().map(|c| (c.prefix.clone(), c.prefix.clone())).collect();
     keys.extend(s.email.iter().map(|e| (e.domain.clone(), e.domain.clone())));
@@ -226,7 +245,8 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
         let tag = c.region.to_ascii_lowercase();
         let tnsps = [format!("tnsp-a.{tag}.example"), format!("tnsp-b.{tag}.example")];
         let mut seen = BTreeSet::new();
-        let want = c.numbers + c.numbers / 10;
+        let numbers = c.numbers as usize;
+        let want = numbers + numbers / 10;
         let mut tries = 0;
         while seen.len() < want && tries < want * 20 {
             tries += 1;
@@ -237,16 +257,17 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                 && seen.insert(digits)
             {
                 let id = Ident { csi: Csi::E164(n), authority: ai, tnsp: None, tnsps: tnsps.clone(), entries: vec![], phone: true };
-                if seen.len() <= c.numbers { pop.push(id) } else { spare.push(id) }
+                if seen.len() <= numbers { pop.push(id) } else { spare.push(id) }
             }
         }
     }
     for (k, e) in s.email.iter().enumerate() {
         let ai = s.country.len() + k;
-        for i in 0..e.addresses + e.addresses / 10 {
+        let addresses = e.addresses as usize;
+        for i in 0..addresses + addresses / 10 {
             let csi = Csi::from_wire(&format!("mailto:user{i}@{}", e.domain)).map_err(|x| x.to_string())?;
             let id = Ident { csi, authority: ai, tnsp: None, tnsps: [e.domain.clone(), e.domain.clone()], entries: vec![], phone: false };
-            if i < e.addresses { pop.push(id) } else { spare.push(id) }
+            if i < addresses { pop.push(id) } else { spare.push(id) }
         }
     }
     let rogue_index = s.country.len() + s.email.len();
