@@ -85,6 +85,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    if let Err(e) = signpost_testbed::run::live_scale(&s) {
+        eprintln!("signpost-testbed: scenario: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
