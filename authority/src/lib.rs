@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod core;
+pub mod dns;
 pub use signpost_net::limits;
 pub mod import;
 

@@ -559,6 +559,15 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     }
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
+    // The DNS bridge, when configured: plain DNS beside LoST.
+    let dns = match &p.cfg.dns {
+        Some(d) => {
+            let zones = signpost_authority::dns::Zones::new(d, &p.cfg.id, &p.core.settings().scope, p.cfg.answers.negative_ttl_s)?;
+            let bridge = Arc::new(signpost_authority::dns::DnsBridge::new(zones, p.core.clone()));
+            Some(signpost_authority::dns::DnsListener::start(d, bridge).await?)
+        }
+        None => None,
+    };
     tracing::info!(id = %p.cfg.id, "authority ready");
     // SIGHUP reloads the certificate and key (for new connections; open ones
     // keep theirs) and the log level.
@@ -569,5 +578,9 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
         tls.me.require(Role::Authority).map_err(|e| format!("tls.cert: {e}"))?;
         Ok((Some(tls.server), cfg.log.level.clone()))
     });
-    signpost_net::run(server, &p.cfg.listen, metrics).await
+    let r = signpost_net::run(server, &p.cfg.listen, metrics).await;
+    if let Some(d) = dns {
+        d.stop().await;
+    }
+    r
 }
