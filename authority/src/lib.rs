@@ -11,3 +11,4 @@ pub mod import;
 pub mod service;
 pub mod model;
 pub mod store;
+pub mod zone_import;

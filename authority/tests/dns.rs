@@ -392,3 +392,110 @@ fn the_samples_dns_section_loads_and_public_addresses_are_refused() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(says), "{to}: {}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+/// A private-ENUM zone as an operator keeps it for NSD: SOA and NS, names
+/// relative to the origin, blank owners continuing the previous one, a
+/// voice NAPTR beside the messaging ones.
+const ZONE: &str = r#"; private ENUM for +49 151 (NSD)
+$ORIGIN e164.arpa.
+$TTL 600
+@       IN SOA  ns1.enum.tnsp-a.example. hostmaster.tnsp-a.example. (
+                2026120101 ; serial
+                3600 600 86400 60 )
+        IN NS   ns1.enum.tnsp-a.example.
+8.7.6.5.4.3.2.1.1.5.1.9.4 IN NAPTR 100 10 "u" "E2U+sip" "!^.*$!sip:+4915112345678@ims.tnsp-a.example!" .
+        IN NAPTR 100 20 "u" "E2U+mimi" "!^.*$!mimi://provider-a.example/u/alice!" .
+        IN NAPTR 100 30 "u" "E2U+voice:tel" "!^.*$!tel:+4915112345678!" .
+9.7.6.5.4.3.2.1.1.5.1.9.4 IN NAPTR 100 15 "u" "E2U+xmpp" "!^.*$!xmpp:bob@chat.provider-b.example!" .
+"#;
+
+fn nsd(dir: &Path, zone: &Path) -> Option<(Proc, u16)> {
+    for _ in 0..5 {
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 1\nremote-control:\n  control-enable: no\nzone:\n  name: \"e164.arpa\"\n  zonefile: \"{}\"\n",
+            zone.display()
+        );
+        let path = dir.join("nsd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let o = Command::new(bin("nsd-checkconf")).arg(&path).output().unwrap();
+        assert!(o.status.success(), "nsd-checkconf: {}", String::from_utf8_lossy(&o.stderr));
+        let child = Command::new(bin("nsd")).args(["-d", "-c", &path.display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut p = Proc(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = p.0.try_wait() {
+                break;
+            }
+            if dig(port, "e164.arpa", "SOA", &[]).status == "NOERROR" {
+                return Some((p, port));
+            }
+            assert!(Instant::now() < deadline, "nsd did not answer on {port}: {}", std::fs::read_to_string(dir.join("nsd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("nsd did not start: {}", std::fs::read_to_string(dir.join("nsd.log")).unwrap_or_default());
+}
+
+/// The NAPTRs of messaging enumservices, rdata as dig prints it.
+fn messaging_naptrs(d: &Dug) -> Vec<String> {
+    let mut v: Vec<String> = d.answers.iter().filter(|(_, t, r)| t == "NAPTR" && !r.contains("E2U+voice")).map(|(_, _, r)| r.clone()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nsd_zone_imports_and_answers_the_same_through_lost_nsd_and_the_bridge() {
+    let have_nsd = Command::new(bin("nsd-checkzone")).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !tools() {
+        return;
+    }
+    if !have_nsd {
+        let why = "nsd is not installed (Debian: apt-get install nsd)";
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{why}; CI=true requires it");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new().unwrap();
+    let cfg = write_authority(dir.path(), &pki, 60);
+    let zone = dir.path().join("e164.zone");
+    std::fs::write(&zone, ZONE).unwrap();
+    let o = Command::new(bin("nsd-checkzone")).args(["e164.arpa", &zone.display().to_string()]).output().unwrap();
+    assert!(o.status.success(), "nsd-checkzone: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+
+    // A zone NSD accepts but with a rule that keeps part of the number:
+    // refused by line, nothing written.
+    let bad = dir.path().join("bad.zone");
+    std::fs::write(&bad, ZONE.replace("!^.*$!xmpp:bob@chat.provider-b.example!", "!^\\\\+(.*)$!xmpp:\\\\1@chat.provider-b.example!")).unwrap();
+    let o = Command::new(bin("nsd-checkzone")).args(["e164.arpa", &bad.display().to_string()]).output().unwrap();
+    assert!(o.status.success(), "nsd-checkzone (bad): {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(BIN).args(["import", "--config", &cfg.display().to_string(), "--quiet", "--tnsp", "tnsp-a.de.example", &bad.display().to_string()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(65), "{err}");
+    assert!(err.contains("line 11:") && err.contains("nothing was imported"), "{err}");
+    let o = Command::new(BIN).args(["show", "--config", &cfg.display().to_string(), NUMBER]).output().unwrap();
+    assert_eq!(o.status.code(), Some(signpost_net::exit::NOT_FOUND as i32), "all or nothing: {}", String::from_utf8_lossy(&o.stdout));
+
+    // The good zone imports (detected by its extension).
+    let o = Command::new(BIN).args(["import", "--config", &cfg.display().to_string(), "--tnsp", "tnsp-a.de.example", &zone.display().to_string()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("3 messaging NAPTRs mapped, 3 skipped"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("imported 2 identifiers"), "{}", String::from_utf8_lossy(&o.stdout));
+
+    let (_nsd, nsd_port) = nsd(dir.path(), &zone).unwrap();
+    let s = serve(&cfg);
+    for (number, name) in [(NUMBER, ENUM_NAME), ("+4915112345679", "9.7.6.5.4.3.2.1.1.5.1.9.4.e164.arpa")] {
+        let from_nsd = dig(nsd_port, name, "NAPTR", &[]);
+        let from_bridge = dig(s.dns.port(), name, "NAPTR", &[]);
+        assert_eq!(messaging_naptrs(&from_bridge), messaging_naptrs(&from_nsd), "NSD: {}\nbridge: {}", from_nsd.raw, from_bridge.raw);
+        assert!(!messaging_naptrs(&from_nsd).is_empty());
+        let nsd_uris: Vec<String> = {
+            let only = Dug { status: String::new(), answers: from_nsd.answers.iter().filter(|(_, _, r)| !r.contains("E2U+voice")).cloned().collect(), aa: true, raw: String::new() };
+            naptr_uris(&only)
+        };
+        assert_eq!(lost_uris(&pki, s.lost, number).await, nsd_uris, "LoST carries the zone's URIs");
+    }
+}
