@@ -41,7 +41,8 @@ enum Cmd {
         /// The TOML config.
         #[arg(long)]
         config: PathBuf,
-        /// A phone number or email address.
+        /// A phone number, an email address or a MIMI user identifier
+        /// (mymimi.example.com).
         csi: String,
         /// Default region for national-format numbers, e.g. DE.
         #[arg(long)]
