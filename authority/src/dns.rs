@@ -205,23 +205,11 @@ impl Zones {
         }
         if let Some((first, domain)) = labels.split_first()
             && first == MIMIX_LABEL
+            && self.email_domains.contains(&domain.join("."))
         {
-            let d = domain.join(".");
-            if self.email_domains.contains(&d) {
-                return Place::Mimix { zone: labels.join("."), domain: d };
-            }
-            // Below a MIMIX apex: nothing there.
-            for i in 1..labels.len() {
-                if let Some(tail) = labels.get(i..)
-                    && tail.first().is_some_and(|l| l == MIMIX_LABEL)
-                    && let Some(dom) = tail.get(1..)
-                    && self.email_domains.contains(&dom.join("."))
-                {
-                    return Place::Nothing { zone: tail.join(".") };
-                }
-            }
-            return Place::Outside;
+            return Place::Mimix { zone: labels.join("."), domain: domain.join(".") };
         }
+        // Below a MIMIX apex: nothing there.
         for i in 1..labels.len() {
             if let Some(tail) = labels.get(i..)
                 && tail.first().is_some_and(|l| l == MIMIX_LABEL)
@@ -239,10 +227,7 @@ impl Zones {
         if rest.is_empty() {
             return Place::Apex { zone };
         }
-        let (mimi, digits) = match rest.split_first() {
-            Some((f, d)) if f == MIMI_LABEL => (true, d),
-            _ => (false, rest),
-        };
+        let (mimi, digits) = split_mimi(rest);
         if digits.is_empty() || !digits.iter().all(|l| l.len() == 1 && l.bytes().all(|b| b.is_ascii_digit())) {
             return Place::Nothing { zone };
         }
@@ -260,10 +245,7 @@ impl Zones {
         if rest.is_empty() {
             return Place::Apex { zone };
         }
-        let (mimi, name) = match rest.split_first() {
-            Some((f, d)) if f == MIMI_LABEL => (true, d),
-            _ => (false, rest),
-        };
+        let (mimi, name) = split_mimi(rest);
         if let Some((local, domain)) = name.split_first() {
             let d = domain.join(".");
             if self.email_domains.contains(&d) {
@@ -279,6 +261,14 @@ impl Zones {
             return Place::Above { zone };
         }
         Place::Nothing { zone }
+    }
+}
+
+/// Whether a name starts with the `_mimi` label, and the rest.
+fn split_mimi(rest: &[String]) -> (bool, &[String]) {
+    match rest.split_first() {
+        Some((f, d)) if f == MIMI_LABEL => (true, d),
+        _ => (false, rest),
     }
 }
 
@@ -364,59 +354,35 @@ impl<S: Store> DnsBridge<S> {
             Place::Mimix { zone, domain } => self.apex(qname, qtype, &zone, Some(&domain)),
             Place::Nothing { zone } => self.negative(&zone, Rcode::NxDomain),
             Place::Above { zone } => self.negative(&zone, Rcode::NoError),
-            Place::Number { zone, csi, digits } => {
-                let held = match csi {
-                    Some(n) => match self.held(Csi::E164(n)).await {
-                        Ok(h) => h,
-                        Err(a) => return a,
-                    },
-                    None => Held::Absent,
-                };
-                match held {
-                    Held::Mappings(ms) if matches!(qtype, RecordType::NAPTR | RecordType::ANY) && !ms.is_empty() => {
-                        self.positive(&zone, naptrs(qname, &ms, self.core.now()))
-                    }
-                    Held::Mappings(_) => self.negative(&zone, Rcode::NoError),
-                    Held::Absent => self.absent_number(&zone, &digits).await,
-                }
-            }
-            Place::MimiOf { zone, csi } => {
-                let held = match csi {
-                    Some(c) => match self.held(c).await {
-                        Ok(h) => h,
-                        Err(a) => return a,
-                    },
-                    None => Held::Absent,
-                };
-                match held {
-                    Held::Mappings(ms) if matches!(qtype, RecordType::TXT | RecordType::ANY) && !ms.is_empty() => {
-                        self.positive(&zone, mssis(qname, &ms, self.core.now()))
-                    }
-                    Held::Mappings(_) => self.negative(&zone, Rcode::NoError),
-                    // Not held: the `_mimi` name does not exist (nothing
-                    // lies below it).
-                    Held::Absent => self.negative(&zone, Rcode::NxDomain),
-                }
-            }
-            Place::Mailbox { zone, csi } => {
-                let held = match csi {
-                    Some(c) => match self.held(c).await {
-                        Ok(h) => h,
-                        Err(a) => return a,
-                    },
-                    None => Held::Absent,
-                };
-                match held {
-                    Held::Mappings(_) => self.negative(&zone, Rcode::NoError),
-                    Held::Absent => self.negative(&zone, Rcode::NxDomain),
-                }
-            }
+            Place::Number { zone, csi, digits } => match self.held(csi.map(Csi::E164)).await {
+                Err(a) => a,
+                Ok(Held::Absent) => self.absent_number(&zone, &digits).await,
+                Ok(Held::Mappings(ms)) => self.records(&zone, qtype, RecordType::NAPTR, || naptrs(qname, &ms, self.core.now())),
+            },
+            Place::MimiOf { zone, csi } => match self.held(csi).await {
+                Err(a) => a,
+                // Not held: the `_mimi` name does not exist (nothing lies
+                // below it).
+                Ok(Held::Absent) => self.negative(&zone, Rcode::NxDomain),
+                Ok(Held::Mappings(ms)) => self.records(&zone, qtype, RecordType::TXT, || mssis(qname, &ms, self.core.now())),
+            },
+            Place::Mailbox { zone, csi } => match self.held(csi).await {
+                Err(a) => a,
+                Ok(Held::Absent) => self.negative(&zone, Rcode::NxDomain),
+                Ok(Held::Mappings(_)) => self.negative(&zone, Rcode::NoError),
+            },
         }
+    }
+
+    /// The records of type `want` (or of ANY) at a name that exists.
+    fn records(&self, zone: &str, qtype: RecordType, want: RecordType, make: impl FnOnce() -> Vec<Record>) -> Answer {
+        if qtype == want || qtype == RecordType::ANY { self.positive(zone, make()) } else { self.negative(zone, Rcode::NoError) }
     }
 
     /// The LoST answer for `csi` with no sender context: exactly the
     /// mappings a LoST client without context gets.
-    async fn held(&self, csi: Csi) -> Result<Held, Answer> {
+    async fn held(&self, csi: Option<Csi>) -> Result<Held, Answer> {
+        let Some(csi) = csi else { return Ok(Held::Absent) };
         match self.core.answer(&FindService::for_csi(csi, false)).await {
             Ok(Response::Found(f)) => Ok(Held::Mappings(f.mappings.into_iter().filter(|m| matches!(m.body, MappingBody::Provider(_))).collect())),
             Ok(_) | Err(Failure::NotFound { .. }) => Ok(Held::Absent),

@@ -60,29 +60,22 @@ impl Csi {
             })?;
             return E164::from_digits(digits).map(Csi::E164);
         }
-        if s.starts_with("mailto:") {
-            let e = Email::parse(s)?;
-            if e.uri() != s {
-                return Err(CsiError::new(format!(
-                    "CSI is not in canonical form; expected {}",
-                    e.uri()
-                )));
-            }
-            return Ok(Csi::Email(e));
+        let parsed = if s.starts_with("mailto:") {
+            Csi::Email(Email::parse(s)?)
+        } else if let Some(rest) = s.strip_prefix("mui:") {
+            Csi::Mui(Mui::parse(rest)?)
+        } else {
+            return Err(CsiError::new(
+                "a CSI on the wire must be a tel:+…, mailto:… or mui:… URI",
+            ));
+        };
+        if parsed.uri() != s {
+            return Err(CsiError::new(format!(
+                "CSI is not in canonical form; expected {}",
+                parsed.uri()
+            )));
         }
-        if let Some(rest) = s.strip_prefix("mui:") {
-            let m = Mui::parse(rest)?;
-            if m.uri() != s {
-                return Err(CsiError::new(format!(
-                    "CSI is not in canonical form; expected {}",
-                    m.uri()
-                )));
-            }
-            return Ok(Csi::Mui(m));
-        }
-        Err(CsiError::new(
-            "a CSI on the wire must be a tel:+…, mailto:… or mui:… URI",
-        ))
+        Ok(parsed)
     }
 
     /// Parses what a person or an import file gives: E.164 in any common
