@@ -264,6 +264,12 @@ impl Zones {
     }
 }
 
+/// What a miss is charged as: the identifier's URI (as LoST charges it),
+/// or the name when it names no identifier.
+fn budget_key(csi: Option<&Csi>, qname: &Name) -> String {
+    csi.map_or_else(|| qname.to_lowercase().to_ascii(), |c| c.uri().to_owned())
+}
+
 /// Whether a name starts with the `_mimi` label, and the rest.
 fn split_mimi(rest: &[String]) -> (bool, &[String]) {
     match rest.split_first() {
@@ -313,10 +319,13 @@ impl From<Rcode> for ResponseCode {
     }
 }
 
-/// The bridge: the zones over an authority.
+/// The bridge: the zones over an authority, with the same per-client
+/// limits as LoST (the query rate and the enumeration budget of `[rate]`,
+/// keyed by the client's address: a resolver in front counts as one).
 pub struct DnsBridge<S: Store> {
     zones: Zones,
     core: Arc<Authority<S>>,
+    limiter: crate::limits::Limiter,
 }
 
 impl<S: Store> std::fmt::Debug for DnsBridge<S> {
@@ -336,8 +345,8 @@ enum Held {
 
 impl<S: Store> DnsBridge<S> {
     /// A bridge over an authority.
-    pub fn new(zones: Zones, core: Arc<Authority<S>>) -> Self {
-        DnsBridge { zones, core }
+    pub fn new(zones: Zones, core: Arc<Authority<S>>, limiter: crate::limits::Limiter) -> Self {
+        DnsBridge { zones, core, limiter }
     }
 
     /// The zones.
@@ -345,8 +354,13 @@ impl<S: Store> DnsBridge<S> {
         &self.zones
     }
 
-    /// Answers one question.
-    pub async fn answer(&self, qname: &Name, qtype: RecordType) -> Answer {
+    /// Answers one question from `client` (its address). Over the query
+    /// rate, or over the enumeration budget for a name not asked before:
+    /// REFUSED (RFC 1035 §4.1.1: refused for policy reasons).
+    pub async fn answer(&self, qname: &Name, qtype: RecordType, client: &str) -> Answer {
+        if self.limiter.query(client, self.core.now()).is_err() {
+            return Answer { rcode: Rcode::Refused, ..Answer::default() };
+        }
         let labels = labels_of(qname);
         match self.zones.place(&labels) {
             Place::Outside => Answer { rcode: Rcode::Refused, ..Answer::default() },
@@ -354,21 +368,21 @@ impl<S: Store> DnsBridge<S> {
             Place::Mimix { zone, domain } => self.apex(qname, qtype, &zone, Some(&domain)),
             Place::Nothing { zone } => self.negative(&zone, Rcode::NxDomain),
             Place::Above { zone } => self.negative(&zone, Rcode::NoError),
-            Place::Number { zone, csi, digits } => match self.held(csi.map(Csi::E164)).await {
+            Place::Number { zone, csi, digits } => match self.held(csi.map(Csi::E164), client).await {
                 Err(a) => a,
-                Ok(Held::Absent) => self.absent_number(&zone, &digits).await,
+                Ok(Held::Absent) => self.absent_number(&zone, &digits, client).await,
                 Ok(Held::Mappings(ms)) => self.records(&zone, qtype, RecordType::NAPTR, || naptrs(qname, &ms, self.core.now())),
             },
-            Place::MimiOf { zone, csi } => match self.held(csi).await {
+            Place::MimiOf { zone, csi } => match self.held(csi.clone(), client).await {
                 Err(a) => a,
                 // Not held: the `_mimi` name does not exist (nothing lies
                 // below it).
-                Ok(Held::Absent) => self.negative(&zone, Rcode::NxDomain),
+                Ok(Held::Absent) => self.no_such(&zone, client, &budget_key(csi.as_ref(), qname)),
                 Ok(Held::Mappings(ms)) => self.records(&zone, qtype, RecordType::TXT, || mssis(qname, &ms, self.core.now())),
             },
-            Place::Mailbox { zone, csi } => match self.held(csi).await {
+            Place::Mailbox { zone, csi } => match self.held(csi.clone(), client).await {
                 Err(a) => a,
-                Ok(Held::Absent) => self.negative(&zone, Rcode::NxDomain),
+                Ok(Held::Absent) => self.no_such(&zone, client, &budget_key(csi.as_ref(), qname)),
                 Ok(Held::Mappings(_)) => self.negative(&zone, Rcode::NoError),
             },
         }
@@ -381,10 +395,17 @@ impl<S: Store> DnsBridge<S> {
 
     /// The LoST answer for `csi` with no sender context: exactly the
     /// mappings a LoST client without context gets.
-    async fn held(&self, csi: Option<Csi>) -> Result<Held, Answer> {
+    async fn held(&self, csi: Option<Csi>, client: &str) -> Result<Held, Answer> {
         let Some(csi) = csi else { return Ok(Held::Absent) };
+        let refused = || Answer { rcode: Rcode::Refused, ..Answer::default() };
+        let now = self.core.now();
+        let key = csi.uri().to_owned();
+        self.limiter.lookup(client, &key, now).map_err(|_| refused())?;
         match self.core.answer(&FindService::for_csi(csi, false)).await {
-            Ok(Response::Found(f)) => Ok(Held::Mappings(f.mappings.into_iter().filter(|m| matches!(m.body, MappingBody::Provider(_))).collect())),
+            Ok(Response::Found(f)) => {
+                self.limiter.hit(client, &key, now);
+                Ok(Held::Mappings(f.mappings.into_iter().filter(|m| matches!(m.body, MappingBody::Provider(_))).collect()))
+            }
             Ok(_) | Err(Failure::NotFound { .. }) => Ok(Held::Absent),
             Err(Failure::Internal(e)) => {
                 tracing::error!("dns: the store failed: {e}");
@@ -394,13 +415,24 @@ impl<S: Store> DnsBridge<S> {
         }
     }
 
+    /// NXDOMAIN for a name that does not exist, charged to the client's
+    /// enumeration budget as LoST charges a notFound (a name it asked
+    /// before costs nothing); REFUSED once the budget is spent.
+    fn no_such(&self, zone: &str, client: &str, key: &str) -> Answer {
+        match self.limiter.miss(client, key, self.core.now()) {
+            Ok(()) => self.negative(zone, Rcode::NxDomain),
+            Err(_) => Answer { rcode: Rcode::Refused, ..Answer::default() },
+        }
+    }
+
     /// A number that is not held: NXDOMAIN, unless held numbers lie below
-    /// it (then the name exists as an empty non-terminal, RFC 8020).
-    async fn absent_number(&self, zone: &str, digits: &str) -> Answer {
+    /// it (then the name exists as an empty non-terminal, RFC 8020, and a
+    /// resolver walking down to a number is not charged for it).
+    async fn absent_number(&self, zone: &str, digits: &str, client: &str) -> Answer {
         let prefix = format!("tel:+{digits}");
         match self.core.store().list(&prefix, 2).await {
             Ok(rs) if rs.iter().any(|r| r.csi.uri().len() > prefix.len()) => self.negative(zone, Rcode::NoError),
-            Ok(_) => self.negative(zone, Rcode::NxDomain),
+            Ok(_) => self.no_such(zone, client, &prefix),
             Err(e) => {
                 tracing::error!("dns: the store failed: {e}");
                 Answer { rcode: Rcode::ServFail, ..Answer::default() }
@@ -604,7 +636,8 @@ impl<S: Store + 'static> RequestHandler for Handler<S> {
             return send(&mut response_handle, builder.build_no_records(meta)).await;
         }
         let name: Name = q.name().into();
-        let a = self.bridge.answer(&name, q.query_type()).await;
+        let client = format!("dns:{}", request.src().ip());
+        let a = self.bridge.answer(&name, q.query_type(), &client).await;
         meta.response_code = a.rcode.into();
         meta.authoritative = matches!(a.rcode, Rcode::NoError | Rcode::NxDomain);
         let response = builder.build(meta, a.answers.iter(), std::iter::empty(), a.authority.iter(), std::iter::empty());

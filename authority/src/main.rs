@@ -568,17 +568,17 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool, z
     }
 }
 
+/// The per-client limits of `[rate]`.
+fn limiter_of(cfg: &Config) -> Limiter {
+    Limiter::new(LimitSettings { rate: cfg.rate.queries_per_s, burst: cfg.rate.burst, miss_budget: cfg.rate.miss_budget, miss_window: cfg.rate.miss_window_s })
+}
+
 async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     metrics.build_info("authority", env!("CARGO_PKG_VERSION"));
     metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     let key_id = signpost_trust::peer::key_id_of(p.tls.me.public_key()).as_str().to_owned();
-    let limiter = Limiter::new(LimitSettings {
-        rate: p.cfg.rate.queries_per_s,
-        burst: p.cfg.rate.burst,
-        miss_budget: p.cfg.rate.miss_budget,
-        miss_window: p.cfg.rate.miss_window_s,
-    });
+    let limiter = limiter_of(&p.cfg);
     let feed = FeedSettings { heartbeat: Duration::from_millis(p.cfg.feed.heartbeat_ms), page: 512 };
     let svc = Arc::new(AuthorityService::new(p.core.clone(), limiter, feed, Bytes::from(p.tls.cert_pem.clone()), key_id, metrics.clone()));
     // Registered now, so a scrape before the first reading sees them.
@@ -614,7 +614,9 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     let dns = match &p.cfg.dns {
         Some(d) => {
             let zones = signpost_authority::dns::Zones::new(d, &p.cfg.id, &p.core.settings().scope, p.cfg.answers.negative_ttl_s)?;
-            let bridge = Arc::new(signpost_authority::dns::DnsBridge::new(zones, p.core.clone()));
+            // Its own limiter with the same [rate] settings (DNS clients
+            // are keyed by address, LoST clients by certificate).
+            let bridge = Arc::new(signpost_authority::dns::DnsBridge::new(zones, p.core.clone(), limiter_of(&p.cfg)));
             Some(signpost_authority::dns::DnsListener::start(d, bridge).await?)
         }
         None => None,

@@ -499,3 +499,29 @@ async fn an_nsd_zone_imports_and_answers_the_same_through_lost_nsd_and_the_bridg
         assert_eq!(lost_uris(&pki, s.lost, number).await, nsd_uris, "LoST carries the zone's URIs");
     }
 }
+
+/// The enumeration budget of `[rate]` holds for DNS clients too (keyed by
+/// address): after `miss_budget` distinct unknown names a client is
+/// REFUSED for new ones, while a number it found before still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_scan_runs_out_of_the_enumeration_budget() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new().unwrap();
+    let cfg = write_authority(dir.path(), &pki, 60);
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("[dns]", "[rate]\nmiss_budget = 3\n[dns]")).unwrap();
+    let s = serve(&cfg);
+    let p = provisioner(&pki, s.lost);
+    p.send(&p.client, Provision::Assign { csi: csi(NUMBER), tnsp: None }).await;
+    p.send(&p.msp, Provision::PutEntry { csi: csi(NUMBER), entry: entry("provider-b.example", "mimi://provider-b.example/u/alice", 20, false, Visibility::All) }).await;
+    assert_eq!(dig(s.dns.port(), ENUM_NAME, "NAPTR", &[]).status, "NOERROR");
+    let unknown = |i: u32| format!("{}.9.9.9.9.9.9.1.1.5.1.9.4.e164.arpa", i);
+    for i in 0..3 {
+        assert_eq!(dig(s.dns.port(), &unknown(i), "NAPTR", &[]).status, "NXDOMAIN", "{i}");
+    }
+    assert_eq!(dig(s.dns.port(), &unknown(3), "NAPTR", &[]).status, "REFUSED", "the fourth unknown name");
+    assert_eq!(dig(s.dns.port(), &unknown(0), "NAPTR", &[]).status, "NXDOMAIN", "a name asked before costs nothing");
+    assert_eq!(dig(s.dns.port(), ENUM_NAME, "NAPTR", &[]).status, "NOERROR", "a number found before still answers");
+}
