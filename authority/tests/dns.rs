@@ -293,6 +293,8 @@ async fn unbound_answers_from_the_bridge_and_sees_a_port_after_the_ttl() {
     p.send(&p.msp, Provision::PutEntry { csi: csi(NUMBER), entry: entry("secret.example", "mimi://secret.example/u/alice", 1, false, Visibility::Only(vec![Name::parse("friend.example").unwrap()])) }).await;
     p.send(&p.csip_mail, Provision::Assign { csi: csi("alice@mail.example"), tnsp: None }).await;
     p.send(&p.msp, Provision::PutEntry { csi: csi("alice@mail.example"), entry: entry("provider-b.example", "mimi://provider-b.example/u/alice-mail", 10, false, Visibility::All) }).await;
+    p.send(&p.csip_mail, Provision::Assign { csi: csi("first.last@mail.example"), tnsp: None }).await;
+    p.send(&p.msp, Provision::PutEntry { csi: csi("first.last@mail.example"), entry: entry("provider-b.example", "mimi://provider-b.example/u/fl", 10, false, Visibility::All) }).await;
     p.send(&p.client, Provision::Assign { csi: csi("+4915100000001"), tnsp: None }).await;
     p.send(&p.client, Provision::Release { csi: csi("+4915100000001") }).await;
 
@@ -330,6 +332,9 @@ async fn unbound_answers_from_the_bridge_and_sees_a_port_after_the_ttl() {
     assert!(mimix.raw.contains("\"mail.example.mimi.dp.de.example\""), "{}", mimix.raw);
     let mail = dig(port, "_mimi.alice.mail.example.mimi.dp.de.example", "TXT", &[]);
     assert!(mail.raw.contains("\"v=MIMI1; p=10; a=mimi://provider-b.example/u/alice-mail; e=provider-b.example; s=provider-b.example\""), "{}", mail.raw);
+    // A dot in the local part is a dot inside the one label.
+    let dotted = dig(port, "_mimi.first\\.last.mail.example.mimi.dp.de.example", "TXT", &[]);
+    assert!(dotted.raw.contains("a=mimi://provider-b.example/u/fl;"), "{}", dotted.raw);
     for (name, t) in [("0.0.0.0.0.0.0.1.1.5.1.9.4.e164.arpa", "NAPTR"), ("9.9.9.9.9.9.9.1.1.5.1.9.4.e164.arpa", "NAPTR"), ("_mimi.bob.mail.example.mimi.dp.de.example", "TXT")] {
         let d = dig(port, name, t, &[]);
         assert_eq!(d.status, "NXDOMAIN", "released or unknown: {name}: {}", d.raw);
