@@ -41,6 +41,8 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: Log,
+    /// The optional plain-DNS bridge (absent: off).
+    pub dns: Option<crate::dns::DnsConfig>,
 }
 
 /// The store.
@@ -189,6 +191,9 @@ impl Config {
         }
         if self.feed.heartbeat_ms == 0 || self.feed.retention_count == 0 {
             return Err("feed.heartbeat_ms and feed.retention_count must be positive".into());
+        }
+        if let Some(d) = &self.dns {
+            d.check()?;
         }
         if let Some(r) = &self.root {
             Name::parse(&r.id).map_err(|e| format!("root.id: {e}"))?;

@@ -202,7 +202,10 @@ impl<S: Store> Authority<S> {
                 Some(root) => {
                     let cover = match csi {
                         Csi::E164(n) => Cover::Prefix(signpost_schemas::E164Prefix::parse(&format!("+{}", n.digits())).map_err(|e| Failure::Internal(e.to_string()))?),
-                        Csi::Email(e) => Cover::Domain { domain: e.domain().clone(), include_subdomains: false },
+                        Csi::Email(_) | Csi::Mui(_) => match csi.routing_domain() {
+                            Some(d) => Cover::Domain { domain: d.clone(), include_subdomains: false },
+                            None => return Err(Failure::Internal("a domain CSI without a domain".into())),
+                        },
                     };
                     let d = Delegation { cover, lifetime: 60, authorities: vec![root.clone()] };
                     self.redirect(f, d, format!("{id} is not authoritative for this identifier; ask the root"))

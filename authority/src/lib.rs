@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod core;
+pub mod dns;
 pub use signpost_net::limits;
 pub mod import;
 
 pub mod service;
 pub mod model;
 pub mod store;
+pub mod zone_import;

@@ -41,7 +41,8 @@ enum Cmd {
         /// The TOML config.
         #[arg(long)]
         config: PathBuf,
-        /// A phone number or email address.
+        /// A phone number, an email address or a MIMI user identifier
+        /// (mymimi.example.com).
         csi: String,
         /// Default region for national-format numbers, e.g. DE.
         #[arg(long)]
@@ -99,21 +100,34 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Import numbering data (CSV, see authority/import-format.md) into the
-    /// store, all or nothing. With redb, stop the server first (the file is
-    /// locked); with PostgreSQL it may run beside serving frontends.
+    /// Import numbering data (CSV, or a private-ENUM DNS zone file; see
+    /// authority/import-format.md) into the store, all or nothing. With
+    /// redb, stop the server first (the file is locked); with PostgreSQL it
+    /// may run beside serving frontends.
     Import {
         /// The TOML config.
         #[arg(long)]
         config: PathBuf,
-        /// The CSV file.
+        /// The CSV or zone file.
         data: PathBuf,
-        /// Default region for national-format numbers, e.g. DE.
+        /// Default region for national-format numbers, e.g. DE (CSV).
         #[arg(long)]
         region: Option<String>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// csv or zone; by default a file ending in .zone, or starting with
+        /// a $ORIGIN/$TTL directive or a record line, is a zone file.
+        #[arg(long)]
+        format: Option<String>,
+        /// Zone: the TNSP the numbers are assigned to (default: this
+        /// authority's id).
+        #[arg(long)]
+        tnsp: Option<String>,
+        /// Zone: the ENUM apex the owner names are under (default: dns.enum_apex
+        /// of the config, else e164.arpa).
+        #[arg(long)]
+        enum_apex: Option<String>,
     },
 }
 
@@ -272,7 +286,9 @@ fn main() -> ExitCode {
                 }
                 Err(e) => fail(EX_USAGE, e),
             },
-            Cmd::Import { config, data, region, quiet } => import(&config, &data, region.as_deref(), quiet).await,
+            Cmd::Import { config, data, region, quiet, format, tnsp, enum_apex } => {
+                import(&config, &data, region.as_deref(), quiet, ZoneArgs { format, tnsp, enum_apex }).await
+            }
             Cmd::Show { config, csi, region } => show(&config, &csi, region.as_deref()).await,
             Cmd::List { config, prefix, limit } => list(&config, &prefix, limit).await,
             Cmd::Provision { server, server_id, ca, cert, key, region, op } => {
@@ -442,7 +458,14 @@ async fn provision(server: &str, server_id: &str, ca: &Path, cert: &Path, key: &
     Err((code, format!("refused (HTTP {}): {why}", a.status)))
 }
 
-async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -> ExitCode {
+/// The zone-file options of `import`.
+struct ZoneArgs {
+    format: Option<String>,
+    tnsp: Option<String>,
+    enum_apex: Option<String>,
+}
+
+async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool, zone: ZoneArgs) -> ExitCode {
     let region: Option<Region> = match region.map(str::parse).transpose() {
         Ok(r) => r,
         Err(e) => return fail(EX_USAGE, e),
@@ -455,7 +478,35 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         Ok(t) => t,
         Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
     };
-    let items = match signpost_authority::import::parse(&text, region, MAX_IMPORT_ERRORS) {
+    let is_zone = match zone.format.as_deref() {
+        Some("zone") => true,
+        Some("csv") => false,
+        Some(f) => return fail(EX_USAGE, format!("--format {f:?}: use csv or zone")),
+        None => signpost_authority::zone_import::looks_like_zone(data, &text),
+    };
+    let parsed = if is_zone {
+        let tnsp = match Name::parse(zone.tnsp.as_deref().unwrap_or(&p.cfg.id)) {
+            Ok(t) => t,
+            Err(e) => return fail(EX_USAGE, format!("--tnsp: {e}")),
+        };
+        let apex = zone.enum_apex.clone().or_else(|| p.cfg.dns.as_ref().map(|d| d.enum_apex.clone())).unwrap_or_else(|| "e164.arpa".into());
+        let opts = signpost_authority::zone_import::ZoneOptions { apex, tnsp, origin: None };
+        signpost_authority::zone_import::parse(&text, &opts, MAX_IMPORT_ERRORS).map(|(items, s)| {
+            if !quiet {
+                eprintln!(
+                    "import: {}: zone file: {} records, {} messaging NAPTRs mapped, {} skipped (not discovery data)",
+                    data.display(),
+                    s.records,
+                    s.mapped,
+                    s.skipped
+                );
+            }
+            items
+        })
+    } else {
+        signpost_authority::import::parse(&text, region, MAX_IMPORT_ERRORS)
+    };
+    let items = match parsed {
         Ok(i) => i,
         Err(errors) => {
             for e in &errors {
@@ -517,17 +568,17 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
     }
 }
 
+/// The per-client limits of `[rate]`.
+fn limiter_of(cfg: &Config) -> Limiter {
+    Limiter::new(LimitSettings { rate: cfg.rate.queries_per_s, burst: cfg.rate.burst, miss_budget: cfg.rate.miss_budget, miss_window: cfg.rate.miss_window_s })
+}
+
 async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     metrics.build_info("authority", env!("CARGO_PKG_VERSION"));
     metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     let key_id = signpost_trust::peer::key_id_of(p.tls.me.public_key()).as_str().to_owned();
-    let limiter = Limiter::new(LimitSettings {
-        rate: p.cfg.rate.queries_per_s,
-        burst: p.cfg.rate.burst,
-        miss_budget: p.cfg.rate.miss_budget,
-        miss_window: p.cfg.rate.miss_window_s,
-    });
+    let limiter = limiter_of(&p.cfg);
     let feed = FeedSettings { heartbeat: Duration::from_millis(p.cfg.feed.heartbeat_ms), page: 512 };
     let svc = Arc::new(AuthorityService::new(p.core.clone(), limiter, feed, Bytes::from(p.tls.cert_pem.clone()), key_id, metrics.clone()));
     // Registered now, so a scrape before the first reading sees them.
@@ -559,6 +610,17 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     }
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
+    // The DNS bridge, when configured: plain DNS beside LoST.
+    let dns = match &p.cfg.dns {
+        Some(d) => {
+            let zones = signpost_authority::dns::Zones::new(d, &p.cfg.id, &p.core.settings().scope, p.cfg.answers.negative_ttl_s)?;
+            // Its own limiter with the same [rate] settings (DNS clients
+            // are keyed by address, LoST clients by certificate).
+            let bridge = Arc::new(signpost_authority::dns::DnsBridge::new(zones, p.core.clone(), limiter_of(&p.cfg)));
+            Some(signpost_authority::dns::DnsListener::start(d, bridge).await?)
+        }
+        None => None,
+    };
     tracing::info!(id = %p.cfg.id, "authority ready");
     // SIGHUP reloads the certificate and key (for new connections; open ones
     // keep theirs) and the log level.
@@ -569,5 +631,9 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
         tls.me.require(Role::Authority).map_err(|e| format!("tls.cert: {e}"))?;
         Ok((Some(tls.server), cfg.log.level.clone()))
     });
-    signpost_net::run(server, &p.cfg.listen, metrics).await
+    let r = signpost_net::run(server, &p.cfg.listen, metrics).await;
+    if let Some(d) = dns {
+        d.stop().await;
+    }
+    r
 }

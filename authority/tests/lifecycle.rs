@@ -293,7 +293,7 @@ async fn ranges_emails_and_renewal() {
     let tnsp = w.peer(Role::Csip, "tnsp-a.de.example", &["+4930"]);
     let first = match csi("tel:+4930123000") {
         Csi::E164(n) => n,
-        Csi::Email(_) => unreachable!(),
+        Csi::Email(_) | Csi::Mui(_) => unreachable!(),
     };
     let r = a.provision(&tnsp, Provision::AssignRange { first: first.clone(), count: 100, tnsp: None }).await.unwrap();
     assert_eq!(r.affected, 100);
@@ -301,7 +301,7 @@ async fn ranges_emails_and_renewal() {
     // All or nothing: a range overlapping an assigned number changes nothing.
     let first2 = match csi("tel:+4930123050") {
         Csi::E164(n) => n,
-        Csi::Email(_) => unreachable!(),
+        Csi::Email(_) | Csi::Mui(_) => unreachable!(),
     };
     let head = a.store().head().await.unwrap();
     assert!(a.provision(&tnsp, Provision::AssignRange { first: first2, count: 100, tnsp: None }).await.is_err());

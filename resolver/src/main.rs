@@ -48,7 +48,8 @@ enum Cmd {
     },
     /// Ask a resolver where an identifier can be reached.
     Lookup {
-        /// A phone number or email address.
+        /// A phone number, an email address or a MIMI user identifier
+        /// (mymimi.example.com).
         csi: String,
         /// The resolver's LoST URL.
         #[arg(long, default_value = "https://127.0.0.1:7420/lost")]

@@ -91,7 +91,7 @@ impl Service for ResolverService {
 }
 
 /// What `flush ARG` names: `all`, `negatives`, an identifier (`tel:`,
-/// `mailto:`, `+49…` with 7+ digits is a number only with `tel:`), a prefix
+/// `mailto:`, `mui:`, `+49…` with 7+ digits is a number only with `tel:`), a prefix
 /// (`+49`), or a domain (with its subdomains).
 fn flush_target(arg: &str) -> Result<signpost_resolver_core::Flush, String> {
     use signpost_resolver_core::Flush;
@@ -99,7 +99,7 @@ fn flush_target(arg: &str) -> Result<signpost_resolver_core::Flush, String> {
     match arg {
         "all" | "everything" => Ok(Flush::All),
         "negatives" => Ok(Flush::Negatives),
-        a if a.starts_with("tel:") || a.starts_with("mailto:") || a.contains('@') => Csi::parse(a, None).map(Flush::Identifier).map_err(|e| format!("{a:?}: {e}")),
+        a if a.starts_with("tel:") || a.starts_with("mailto:") || a.starts_with("mui:") || a.contains('@') => Csi::parse(a, None).map(Flush::Identifier).map_err(|e| format!("{a:?}: {e}")),
         a if a.starts_with('+') => E164Prefix::parse(a).map(|p| Flush::Cover(Cover::Prefix(p))).map_err(|e| format!("{a:?}: {e}")),
         a => Domain::parse(a).map(|d| Flush::Cover(Cover::Domain { domain: d, include_subdomains: true })).map_err(|e| format!("{a:?}: {e}")),
     }

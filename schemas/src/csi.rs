@@ -1,4 +1,6 @@
-//! Cross-service identifiers (CSIs): E.164 numbers and email addresses.
+//! Cross-service identifiers (CSIs): E.164 numbers, email addresses, and
+//! MIMI user identifiers (MUIs: FQDN-shaped names such as
+//! `mymimi.example.com`, draft-bertola-mimi-discovery-dns).
 //!
 //! A [`Csi`] can only be built by parsing, and parsing canonicalizes, so a
 //! value of this type always holds a valid identifier in its canonical URI
@@ -43,6 +45,8 @@ pub enum Csi {
     E164(E164),
     /// `mailto:<local>@<domain>`
     Email(Email),
+    /// `mui:<a-label fqdn>`
+    Mui(Mui),
 }
 
 impl Csi {
@@ -56,25 +60,29 @@ impl Csi {
             })?;
             return E164::from_digits(digits).map(Csi::E164);
         }
-        if s.starts_with("mailto:") {
-            let e = Email::parse(s)?;
-            if e.uri() != s {
-                return Err(CsiError::new(format!(
-                    "CSI is not in canonical form; expected {}",
-                    e.uri()
-                )));
-            }
-            return Ok(Csi::Email(e));
+        let parsed = if s.starts_with("mailto:") {
+            Csi::Email(Email::parse(s)?)
+        } else if let Some(rest) = s.strip_prefix("mui:") {
+            Csi::Mui(Mui::parse(rest)?)
+        } else {
+            return Err(CsiError::new(
+                "a CSI on the wire must be a tel:+…, mailto:… or mui:… URI",
+            ));
+        };
+        if parsed.uri() != s {
+            return Err(CsiError::new(format!(
+                "CSI is not in canonical form; expected {}",
+                parsed.uri()
+            )));
         }
-        Err(CsiError::new(
-            "a CSI on the wire must be a tel:+… or mailto:… URI",
-        ))
+        Ok(parsed)
     }
 
     /// Parses what a person or an import file gives: E.164 in any common
     /// notation (`+49 151 1234-5678`, `tel:+49-151-12345678`, `(0151)
     /// 12345678` with `default_region` DE), or an email address with or
-    /// without `mailto:`.
+    /// without `mailto:`, or a MUI with or without `mui:` (a name with
+    /// letters and dots and no `@`: `mymimi.example.com`).
     pub fn parse(input: &str, default_region: Option<Region>) -> Result<Csi, CsiError> {
         let s = input.trim();
         if s.is_empty() {
@@ -82,6 +90,17 @@ impl Csi {
         }
         if s.starts_with("mailto:") || s.contains('@') {
             return Email::parse(s).map(Csi::Email);
+        }
+        if let Some(rest) = s.strip_prefix("mui:") {
+            return Mui::parse(rest).map(Csi::Mui);
+        }
+        // Phone numbers are digits and punctuation; a name with a letter
+        // (or a non-ASCII character) and a dot is a MUI.
+        if !s.starts_with("tel:")
+            && s.contains('.')
+            && s.chars().any(|c| c.is_alphabetic())
+        {
+            return Mui::parse(s).map(Csi::Mui);
         }
         E164::parse(s, default_region).map(Csi::E164)
     }
@@ -91,14 +110,27 @@ impl Csi {
         match self {
             Csi::E164(e) => e.uri(),
             Csi::Email(e) => e.uri(),
+            Csi::Mui(m) => m.uri(),
         }
     }
 
-    /// `e164` or `email`: a fixed label for metrics.
+    /// `e164`, `email` or `mui`: a fixed label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             Csi::E164(_) => "e164",
             Csi::Email(_) => "email",
+            Csi::Mui(_) => "mui",
+        }
+    }
+
+    /// The domain an email address or a MUI is routed by (the email's
+    /// domain; the MUI's parent, `example.com` for `mymimi.example.com`);
+    /// `None` for a number.
+    pub fn routing_domain(&self) -> Option<&Domain> {
+        match self {
+            Csi::E164(_) => None,
+            Csi::Email(e) => Some(e.domain()),
+            Csi::Mui(m) => Some(m.domain()),
         }
     }
 }
@@ -541,6 +573,55 @@ impl fmt::Debug for Email {
     }
 }
 
+/// A MIMI user identifier: a fully qualified domain name that names one
+/// user (draft-bertola-mimi-discovery-dns), `mymimi.example.com`.
+///
+/// Canonical form `mui:<name>`: IDNA-mapped to A-labels (UTS 46), lowercase,
+/// without the trailing dot, at least three labels. It is routed like an
+/// email address whose domain is the MUI's parent (`example.com`): the root
+/// sends it to the authority of the nearest delegated parent domain.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mui {
+    uri: Box<str>,
+    parent: Domain,
+}
+
+impl Mui {
+    /// Parses and canonicalizes a name (`MyMimi.Example.COM.`,
+    /// `bücher.example.com`).
+    pub fn parse(input: &str) -> Result<Mui, CsiError> {
+        let d = Domain::parse(input.trim())?;
+        let parent = d
+            .parent()
+            .filter(|p| p.contains('.'))
+            .ok_or_else(|| CsiError::new(format!(
+                "MUI {:?} needs at least three labels (a user label under a provider's domain)",
+                d.as_str()
+            )))?;
+        let parent = Domain::from_ascii(parent)?;
+        Ok(Mui { uri: format!("mui:{}", d.as_str()).into_boxed_str(), parent })
+    }
+
+    /// `mui:…`
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+    /// The name itself (A-labels).
+    pub fn name(&self) -> &str {
+        self.uri.get(4..).unwrap_or("")
+    }
+    /// The parent domain, the routing key.
+    pub fn domain(&self) -> &Domain {
+        &self.parent
+    }
+}
+
+impl fmt::Debug for Mui {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mui({})", self.uri)
+    }
+}
+
 fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
 }
@@ -684,6 +765,27 @@ mod tests {
         assert_eq!(ok("alice@example.com."), "mailto:alice@example.com");
         // The local part is byte-exact: case is kept.
         assert_ne!(Csi::parse("Alice@example.com", None).unwrap(), Csi::parse("alice@example.com", None).unwrap());
+    }
+
+    #[test]
+    fn mui_forms() {
+        for (input, uri) in [
+            ("mymimi.example.com", "mui:mymimi.example.com"),
+            ("MyMimi.Example.COM.", "mui:mymimi.example.com"),
+            ("mui:mymimi.example.com", "mui:mymimi.example.com"),
+            ("alice.bücher.example", "mui:alice.xn--bcher-kva.example"),
+        ] {
+            assert_eq!(Csi::parse(input, None).unwrap().uri(), uri, "{input}");
+        }
+        let Csi::Mui(m) = Csi::parse("mymimi.example.com", None).unwrap() else { panic!() };
+        assert_eq!((m.name(), m.domain().as_str()), ("mymimi.example.com", "example.com"));
+        assert_eq!(Csi::from_wire("mui:mymimi.example.com").unwrap().kind(), "mui");
+        assert!(Csi::from_wire("mui:MyMimi.example.com").unwrap_err().message().contains("canonical"));
+        assert!(Csi::parse("example.com", None).unwrap_err().message().contains("three labels"));
+        assert!(Csi::parse("mui:a..example.com", None).is_err());
+        // Numbers stay numbers.
+        assert_eq!(Csi::parse("+49 151 1234 5678", None).unwrap().kind(), "e164");
+        assert_eq!(Csi::parse("tel:+49-151-12345678", None).unwrap().kind(), "e164");
     }
 
     #[test]

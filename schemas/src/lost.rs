@@ -1284,8 +1284,8 @@ impl Cover {
     pub fn covers(&self, csi: &Csi) -> bool {
         match (self, csi) {
             (Cover::Prefix(p), Csi::E164(n)) => p.covers(n),
-            (Cover::Domain { domain, include_subdomains }, Csi::Email(e)) => {
-                let d = e.domain().as_str();
+            (Cover::Domain { domain, include_subdomains }, Csi::Email(_) | Csi::Mui(_)) => {
+                let d = csi.routing_domain().map_or("", Domain::as_str);
                 d == domain.as_str()
                     || (*include_subdomains
                         && d.len() > domain.as_str().len()

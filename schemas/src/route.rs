@@ -195,7 +195,7 @@ impl<T> RoutingTable<T> {
     pub fn lookup(&self, csi: &Csi) -> Option<(Cover, &T)> {
         match csi {
             Csi::E164(n) => self.e164.longest_match(n.digits()).map(|(p, v)| (Cover::Prefix(p.clone()), v)),
-            Csi::Email(e) => self.email.nearest(e.domain().as_str()).map(|(d, inc, v)| {
+            Csi::Email(_) | Csi::Mui(_) => self.email.nearest(csi.routing_domain().map_or("", |d| d.as_str())).map(|(d, inc, v)| {
                 (Cover::Domain { domain: d.clone(), include_subdomains: inc }, v)
             }),
         }
@@ -204,7 +204,7 @@ impl<T> RoutingTable<T> {
     pub fn lookup_value(&self, csi: &Csi) -> Option<&T> {
         match csi {
             Csi::E164(n) => self.e164.longest_match(n.digits()).map(|(_, v)| v),
-            Csi::Email(e) => self.email.nearest(e.domain().as_str()).map(|(_, _, v)| v),
+            Csi::Email(_) | Csi::Mui(_) => self.email.nearest(csi.routing_domain().map_or("", |d| d.as_str())).map(|(_, _, v)| v),
         }
     }
     /// Entries in both tables.

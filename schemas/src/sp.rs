@@ -577,7 +577,7 @@ impl Provision {
             let range = |e: &Element<'_>| -> Result<(E164, u32), DecodeError> {
                 let first = match csi_value(e.req("first")?)? {
                     Csi::E164(n) => n,
-                    Csi::Email(_) => return Err(bad_value("a range starts at a tel: CSI")),
+                    Csi::Email(_) | Csi::Mui(_) => return Err(bad_value("a range starts at a tel: CSI")),
                 };
                 let count: u32 = num(e, "count")?;
                 if count == 0 || count > MAX_RANGE {

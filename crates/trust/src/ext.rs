@@ -88,7 +88,9 @@ impl ScopeEntry {
     pub fn covers(&self, csi: &Csi) -> bool {
         match (self, csi) {
             (ScopeEntry::Prefix(p), Csi::E164(n)) => p.covers(n),
-            (ScopeEntry::Domain(d), Csi::Email(e)) => domain_within(e.domain().as_str(), d.as_str()),
+            (ScopeEntry::Domain(d), Csi::Email(_) | Csi::Mui(_)) => {
+                csi.routing_domain().is_some_and(|r| domain_within(r.as_str(), d.as_str()))
+            }
             _ => false,
         }
     }
