@@ -38,6 +38,10 @@ impl Report {
     /// The Markdown summary table.
     pub fn markdown(&self) -> String {
         let mut s = format!("# Signpost testbed: {}\n\n", self.scenario);
+        for r in &self.runs {
+            let _ = writeln!(s, "- **{}**", verdict_line(&r.policy, r.wrong, r.stale, r.lookups, quantile(&r.invalidation_ms, 0.99)));
+        }
+        s.push('\n');
         s.push_str("| policy | lookups | lookups/s | correct | stale | wrong | errors | invalidation p50 | p99 | max | hit ratio |\n");
         s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.runs {
@@ -101,7 +105,15 @@ impl Report {
                 (r.policy.clone(), pts)
             })
             .collect();
-        body.push_str(&chart("Stale or wrong answers over time", "second of the run", "% of answers", &series, &colors, false));
+        // The scenario's events, as markers on the time chart.
+        let marks: Vec<(f64, String)> = self.runs.first().map(|r| r.event_marks.clone()).unwrap_or_default();
+        let mut head = String::from("<h2>Verdict</h2><ul>");
+        for r in &self.runs {
+            let _ = write!(head, "<li><b>{}</b></li>", esc(&verdict_line(&r.policy, r.wrong, r.stale, r.lookups, quantile(&r.invalidation_ms, 0.99))));
+        }
+        head.push_str("</ul>");
+        body.push_str(&head);
+        body.push_str(&chart("Stale or wrong answers over time", &Axes { x: "second of the run", y: "% of answers", log_x: false, y_max: None, marks: &marks }, &series, &colors));
         // Invalidation latency CDF.
         let series: Vec<(String, Vec<(f64, f64)>)> = self
             .runs
@@ -111,7 +123,8 @@ impl Report {
                 (r.policy.clone(), r.invalidation_ms.iter().enumerate().map(|(i, v)| (*v, (i + 1) as f64 / n)).collect())
             })
             .collect();
-        body.push_str(&chart("Invalidation latency (CDF)", "ms from commit to every resolver answering the new truth (log scale)", "fraction", &series, &colors, true));
+        body.push_str(&chart("Invalidation latency (CDF)", &Axes { x: "ms from commit to every resolver answering the new truth (log scale)", y: "fraction", log_x: true, y_max: Some(1.0), marks: &[] }, &series, &colors));
+        body.push_str(&error_bars(&self.runs, &colors));
         // Requests per tier.
         body.push_str(&bars(&self.runs, &colors));
         // Summary table.
@@ -162,25 +175,73 @@ const W: f64 = 860.0;
 const H: f64 = 300.0;
 const PAD: f64 = 50.0;
 
-pub(crate) fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<(f64, f64)>)], colors: &[&str], log_x: bool) -> String {
+/// A round step (1, 2 or 5 × 10^k) giving about `n` intervals over `span`.
+fn nice_step(span: f64, n: f64) -> f64 {
+    let raw = (span / n).max(1e-12);
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    mag * if f <= 1.0 { 1.0 } else if f <= 2.0 { 2.0 } else if f <= 5.0 { 5.0 } else { 10.0 }
+}
+
+/// What a chart's axes show.
+pub(crate) struct Axes<'a> {
+    /// x axis label.
+    pub x: &'a str,
+    /// y axis label.
+    pub y: &'a str,
+    /// x on a log scale (values from 1 up).
+    pub log_x: bool,
+    /// A fixed top of the y axis (a CDF ends at 1).
+    pub y_max: Option<f64>,
+    /// Vertical markers: (x, label), e.g. the scenario's events.
+    pub marks: &'a [(f64, String)],
+}
+
+pub(crate) fn chart(title: &str, axes: &Axes<'_>, series: &[(String, Vec<(f64, f64)>)], colors: &[&str]) -> String {
+    let log_x = axes.log_x;
     // On a log axis values are shown from 1 (ms) up.
     let tx = |x: f64| if log_x { x.max(1.0).log10() } else { x };
-    let xmax = series.iter().flat_map(|(_, p)| p.iter().map(|q| tx(q.0))).fold(1.0_f64, f64::max);
-    let ymax = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    let data_x = series.iter().flat_map(|(_, p)| p.iter().map(|q| tx(q.0))).chain(axes.marks.iter().map(|m| tx(m.0))).fold(1.0_f64, f64::max);
+    let data_y = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0_f64, f64::max).max(1e-9);
+    // Axes end at round values: a whole power of ten on a log axis, a
+    // multiple of the tick step otherwise.
+    let (xmax, xstep) = if log_x {
+        (data_x.ceil().max(1.0), 1.0)
+    } else {
+        let st = nice_step(data_x, 5.0);
+        ((data_x / st).ceil() * st, st)
+    };
+    let (ymax, ystep) = match axes.y_max {
+        Some(m) => (m, nice_step(m, 4.0)),
+        None => {
+            let st = nice_step(data_y, 4.0);
+            ((data_y / st).ceil().max(1.0) * st, st)
+        }
+    };
     let sx = |x: f64| PAD + (W - 2.0 * PAD) * tx(x) / xmax;
+    let sxt = |t: f64| PAD + (W - 2.0 * PAD) * t / xmax;
     let sy = |y: f64| H - PAD - (H - 2.0 * PAD) * y / ymax;
     let mut s = format!("<h2>{}</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">", esc(title), esc(title));
     let _ = write!(s, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\"/>", H - PAD, W - PAD, H - PAD);
     let _ = write!(s, "<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{}\" stroke=\"#444\"/>", H - PAD);
-    for k in 0..=4 {
-        let y = ymax * f64::from(k) / 4.0;
-        let _ = write!(s, "<text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>", PAD - 4.0, sy(y) + 4.0, fmt_num(y));
-        let t = xmax * f64::from(k) / 4.0;
-        let (x, label) = if log_x { (10f64.powf(t), fmt_num(10f64.powf(t))) } else { (t, fmt_num(t)) };
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>", sx(x), H - PAD + 16.0, label);
+    let mut y = 0.0;
+    while y <= ymax + ystep * 1e-6 {
+        let _ = write!(s, "<line x1=\"{PAD}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#eee\"/><text x=\"{2}\" y=\"{3:.1}\" font-size=\"11\" text-anchor=\"end\">{4}</text>", sy(y), W - PAD, PAD - 4.0, sy(y) + 4.0, fmt_num(y));
+        y += ystep;
     }
-    let _ = write!(s, "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>", W / 2.0, H - 8.0, esc(xlabel));
-    let _ = write!(s, "<text x=\"12\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">{}</text>", H / 2.0, H / 2.0, esc(ylabel));
+    let mut t = 0.0;
+    while t <= xmax + xstep * 1e-6 {
+        let label = if log_x { fmt_num(10f64.powf(t)) } else { fmt_num(t) };
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{label}</text>", sxt(t), H - PAD + 16.0);
+        t += xstep;
+    }
+    let _ = write!(s, "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>", W / 2.0, H - 8.0, esc(axes.x));
+    let _ = write!(s, "<text x=\"12\" y=\"{}\" font-size=\"12\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">{}</text>", H / 2.0, H / 2.0, esc(axes.y));
+    for (i, (x, label)) in axes.marks.iter().enumerate() {
+        let px = sx(*x);
+        let ty = PAD - 6.0 + 10.0 * (i % 3) as f64;
+        let _ = write!(s, "<line x1=\"{px:.1}\" y1=\"{PAD}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"3,3\"><title>{}</title></line><text x=\"{:.1}\" y=\"{ty:.1}\" font-size=\"9\" fill=\"#666\">{}</text>", H - PAD, esc(label), px + 2.0, esc(label));
+    }
     for (i, (name, pts)) in series.iter().enumerate() {
         let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
         if !pts.is_empty() {
@@ -191,6 +252,40 @@ pub(crate) fn chart(title: &str, xlabel: &str, ylabel: &str, series: &[(String, 
     }
     s.push_str("</svg>");
     s
+}
+
+/// Errors by kind, one bar per policy and kind.
+fn error_bars(runs: &[PolicyReport], colors: &[&str]) -> String {
+    let kinds: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.errors.keys()).collect();
+    if kinds.is_empty() {
+        return "<h2>Errors by kind</h2><p>None.</p>".into();
+    }
+    let max = runs.iter().flat_map(|r| r.errors.values()).copied().max().unwrap_or(1).max(1) as f64;
+    let mut s = format!("<h2>Errors by kind</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"errors by kind\">");
+    let group = (W - 2.0 * PAD) / kinds.len() as f64;
+    let bw = group / (runs.len() as f64 + 1.0);
+    for (k, kind) in kinds.iter().enumerate() {
+        for (i, r) in runs.iter().enumerate() {
+            let v = r.errors.get(*kind).copied().unwrap_or(0) as f64;
+            let h = (H - 2.0 * PAD) * v / max;
+            let x = PAD + group * k as f64 + bw * (i as f64 + 0.5);
+            let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
+            let _ = write!(s, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{} {}: {v}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{v}</text>", H - PAD - h, bw * 0.9, esc(kind), esc(&r.policy), x + bw * 0.45, H - PAD - h - 3.0);
+        }
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>", PAD + group * (k as f64 + 0.5), H - PAD + 16.0, esc(kind));
+    }
+    for (i, r) in runs.iter().enumerate() {
+        let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
+        let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>", W - PAD - 150.0, PAD + 18.0 * i as f64, W - PAD - 132.0, PAD + 10.0 + 18.0 * i as f64, esc(&r.policy));
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// One line per policy: the verdict users would care about.
+pub(crate) fn verdict_line(policy: &str, wrong: u64, stale: u64, lookups: u64, p99: Option<f64>) -> String {
+    let v = if wrong > 0 { "WRONG" } else if stale > 0 { "STALE" } else { "PASS" };
+    format!("{policy} {v}: {wrong} wrong and {stale} stale answers of {lookups}; invalidation p99 {}", ms(p99))
 }
 
 fn bars(runs: &[PolicyReport], colors: &[&str]) -> String {

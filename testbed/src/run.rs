@@ -120,6 +120,8 @@ pub struct PolicyReport {
     pub duration_s: f64,
     /// Events committed.
     pub events: Vec<String>,
+    /// Events as chart markers: (second of the run, what).
+    pub event_marks: Vec<(f64, String)>,
     /// The first wrong answers, described (identifier, what was seen, the
     /// recorded history), for diagnosis.
     pub wrong_samples: Vec<String>,
@@ -400,6 +402,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let mut released: Vec<usize> = Vec::new();
     let mut scans: Vec<(u64, u64)> = Vec::new();
     let mut events_done = Vec::new();
+    let mut marks: Vec<(f64, String)> = Vec::new();
     let mut events: Vec<_> = s.event.clone();
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let ttl_wait = Duration::from_secs(u64::from(s.mapping_ttl_s.max(s.negative_ttl_s)) + 5);
@@ -540,6 +543,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                 _ => {}
             }
             events_done.push(format!("{:>5.1} s  {} {}", e.at_s, e.kind, if e.target.is_some() { e.target.clone().unwrap_or_default() } else { e.count.to_string() }));
+            marks.push((e.at_s, if let Some(t) = &e.target { format!("{} {t}", e.kind) } else if matches!(e.kind.as_str(), "root-outage" | "root-recover") { e.kind.clone() } else { format!("{} {}", e.kind, e.count) }));
             // Probes: time until every resolver answers the new truth.
             for (csi, truth, at) in changed {
                 for (ep, id) in eps.iter() {
@@ -652,6 +656,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
         lookups_per_s: lookups as f64 / load_secs.max(0.001),
         duration_s: load_secs,
         events: events_done,
+        event_marks: marks,
         wrong_samples,
         scan_sent: scans.iter().map(|x| x.0).sum(),
         scan_throttled: scans.iter().map(|x| x.1).sum(),

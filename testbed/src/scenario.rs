@@ -60,6 +60,13 @@ pub struct Simulate {
     /// followed); 0 follows every identifier (exact).
     #[serde(default)]
     pub traced_per_band: u64,
+    /// Per band, identifiers followed among those whose own events start
+    /// in the run (`rates`), besides `traced_per_band` among the others:
+    /// stale answers come only from identifiers that change, so they are
+    /// sampled more densely (each still standing for its share). 0: one
+    /// uniform sample per band.
+    #[serde(default)]
+    pub changers_per_band: u64,
     /// Lookups simulated per followed identifier at most: a popular one is
     /// asked through a sample of resolvers, each lookup standing for the
     /// ones left out.
@@ -102,6 +109,7 @@ impl Default for Simulate {
             duration_s: None,
             lookup_rate: None,
             traced_per_band: 0,
+            changers_per_band: 0,
             max_lookups_per_identifier: max_lookups(),
             warm_lookups_per_ttl: 0.0,
             verify_every: 1,

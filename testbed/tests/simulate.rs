@@ -215,3 +215,24 @@ fn bad_scenarios_are_refused_with_the_usage_exit_code() {
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("latency"));
 }
+
+#[test]
+fn changers_are_sampled_densely_and_still_stand_for_the_whole_namespace() {
+    let mut s = big(1_000_000_000, 30);
+    s.simulate.changers_per_band = 30;
+    let space = Space::new(&s, s.seed).unwrap();
+    let duration = s.simulate.duration_s.unwrap_or(s.duration_s);
+    let f = signpost_testbed::sim::followed_stratified(&space, &s.simulate.rates, duration, 30, 30).unwrap();
+    let stands: f64 = f.iter().map(|x| x.stands_for).sum();
+    assert!((stands - space.total as f64).abs() / (space.total as f64) < 1e-9, "{stands}");
+    // About half of the followed tail changes in the run (at these rates
+    // about 6 % of all identifiers do).
+    let tail: Vec<_> = f.iter().filter(|x| x.rank >= 99).collect();
+    let busy = tail.iter().filter(|x| signpost_testbed::sim::changes_within(&space, &s.simulate.rates, x.g, duration)).count();
+    assert!(busy * 3 > tail.len() && busy * 3 < tail.len() * 2, "{busy} of {} followed change", tail.len());
+    let (r, _) = simulate(&s, s.seed).unwrap();
+    for (p, x) in &r.policies {
+        assert_eq!(x.figures.wrong, 0.0, "{p}");
+        assert!(x.figures.events.values().sum::<f64>() > 0.0);
+    }
+}

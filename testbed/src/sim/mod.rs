@@ -301,6 +301,9 @@ struct Ident {
     /// Resolvers that have asked for it.
     lookers: Vec<u32>,
     rng: Rng,
+    /// Its events' own generator (a pure function of seed and index, so
+    /// whether it changes in the run is known before the run).
+    life: Rng,
     /// The identifier's own events: the next one's kind.
     next: Life,
     /// Identifiers it stands for (1 / inclusion probability).
@@ -820,7 +823,9 @@ impl<'a> World<'a> {
             let v = Variant::of(&FindService::for_csi(id.csi.clone(), true));
             let held = self.res[r].core.answers().peek(&id.csi, &v).is_some_and(|e| e.fresh_until >= now && body_hash(&e.body) == w.old);
             if !held {
-                self.fig.invalidation.push((self.now - w.since) as f64 / 1000.0, 1.0);
+                let ms = (self.now - w.since) as f64 / 1000.0;
+                self.fig.invalidation.push(ms, 1.0);
+                self.fig.held_invalidation.push(ms, 1.0);
             }
             held
         });
@@ -840,13 +845,13 @@ impl<'a> World<'a> {
                 if total <= 0.0 {
                     (Life::None, u64::MAX)
                 } else {
-                    let wait = id.rng.exp_us(total / year);
-                    let x = id.rng.unit() * total;
+                    let wait = id.life.exp_us(total / year);
+                    let x = id.life.unit() * total;
                     (if x < port { Life::Port } else if x < port + rates.release_per_year { Life::Release } else { Life::Preference }, wait)
                 }
             }
             None if id.entries.is_empty() && rates.reassign_after_days > 0.0 && id.next == Life::Release => (Life::Reassign, (rates.reassign_after_days * DAY_S as f64 * 1e6) as u64),
-            None => (Life::Claim, id.rng.exp_us(rates.claim_per_year / year)),
+            None => (Life::Claim, id.life.exp_us(rates.claim_per_year / year)),
         };
         id.next = kind;
         if kind != Life::None && wait != u64::MAX {
@@ -930,6 +935,12 @@ impl<'a> World<'a> {
 
     fn script(&mut self, k: usize) -> Result<(), String> {
         let Some(e) = self.s.event.get(k).cloned() else { return Ok(()) };
+        let label = match &e.target {
+            Some(t) => format!("{} {t}", e.kind),
+            None if e.kind.starts_with("root-") => e.kind.clone(),
+            None => format!("{} {}", e.kind, e.count),
+        };
+        self.fig.event_marks.push((e.at_s / self.fig.bucket_s.max(1) as f64, label));
         let kind = match e.kind.as_str() {
             "port" => Life::Port,
             "release" => Life::Release,
@@ -1066,6 +1077,75 @@ pub struct Followed {
     pub stands_for: f64,
 }
 
+fn life_rng(seed: u64, g: u64) -> Rng {
+    Rng::new(seed ^ mix(g ^ 0x11FE))
+}
+
+/// Whether identifier `g`'s own events start within `duration` s: the
+/// first draw of its event generator, as the run will make it.
+pub fn changes_within(space: &Space, rates: &crate::scenario::Rates, g: u64, duration: u64) -> bool {
+    let year = 365.0 * DAY_S as f64;
+    let mut r = life_rng(space.seed, g);
+    let (a, _) = space.locate(g);
+    let total = if space.assigned_at_start(g) {
+        let phone = space.auths.get(a).is_some_and(|x| x.phone.is_some());
+        (if phone { rates.port_per_year } else { 0.0 }) + rates.release_per_year + rates.preference_per_year
+    } else {
+        rates.claim_per_year
+    };
+    r.exp_us(total / year) <= duration.saturating_mul(1_000_000)
+}
+
+/// The followed identifiers, stratified: per popularity band,
+/// `per_band` drawn among those whose own events do not start in the run
+/// and `changers` among those whose do (0: no stratification), each
+/// standing for its stratum's estimated size / followed.
+pub fn followed_stratified(space: &Space, rates: &crate::scenario::Rates, duration: u64, per_band: u64, changers: u64) -> Result<Vec<Followed>, String> {
+    if changers == 0 || per_band == 0 {
+        return followed(space, per_band);
+    }
+    let mut out = Vec::new();
+    let mut lo = 0u64;
+    let mut width = 9u64;
+    while lo < space.total {
+        let hi = lo.saturating_add(width).min(space.total);
+        let size = hi - lo;
+        if size <= per_band + changers {
+            out.extend((lo..hi).map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: 1.0 }));
+        } else {
+            let (mut quiet, mut busy) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+            let (mut tries, mut seen_busy, mut k) = (0u64, 0u64, 0u64);
+            let max_tries = 200 * (per_band + changers);
+            while (quiet.len() < per_band as usize || busy.len() < changers as usize) && tries < max_tries {
+                let rank = lo + mix(space.seed ^ mix(lo ^ mix(k ^ 0xBA4D))) % size;
+                k += 1;
+                if quiet.contains(&rank) || busy.contains(&rank) {
+                    continue;
+                }
+                tries += 1;
+                if changes_within(space, rates, space.at_rank(rank), duration) {
+                    seen_busy += 1;
+                    if busy.len() < changers as usize {
+                        busy.insert(rank);
+                    }
+                } else if quiet.len() < per_band as usize {
+                    quiet.insert(rank);
+                }
+            }
+            // The stratum sizes, estimated from the draws.
+            let share = seen_busy as f64 / tries.max(1) as f64;
+            let (n_busy, n_quiet) = (size as f64 * share, size as f64 * (1.0 - share));
+            let (bl, ql) = (busy.len().max(1) as f64, quiet.len().max(1) as f64);
+            out.extend(busy.into_iter().map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: n_busy / bl }));
+            out.extend(quiet.into_iter().map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: n_quiet / ql }));
+        }
+        lo = hi;
+        width = width.saturating_mul(10);
+    }
+    out.sort_by_key(|f| f.rank);
+    Ok(out)
+}
+
 /// The followed identifiers: every one (exact), or per popularity band.
 pub fn followed(space: &Space, per_band: u64) -> Result<Vec<Followed>, String> {
     const EXACT_MAX: u64 = 5_000_000;
@@ -1105,7 +1185,7 @@ pub fn simulate(s: &Scenario, seed: u64) -> Result<(SimReport, report::Measured)
     let space = Space::new(s, seed)?;
     let duration = s.simulate.duration_s.unwrap_or(s.duration_s);
     let keys = Keys::new(&space, duration.div_ceil(DAY_S), s.mapping_ttl_s, s.negative_ttl_s)?;
-    let follow = followed(&space, s.simulate.traced_per_band)?;
+    let follow = followed_stratified(&space, &s.simulate.rates, duration, s.simulate.traced_per_band, s.simulate.changers_per_band)?;
     let policies: Vec<String> = s.policies.clone();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -1212,7 +1292,7 @@ fn run_policy(s: &Scenario, space: &Space, keys: &Keys, follow: &[Followed], pol
         if let Some(t) = tnsp {
             batches[a].push(ImportItem { csi: csi.clone(), tnsp: Some(Name::parse(&space.auths[a].tnsps[usize::from(t)]).map_err(|e| e.to_string())?), entries: entries.clone(), line: idents.len() + 1 });
         }
-        idents.push(Ident { g: f.g, csi, auth: a, phone: space.auths[a].phone.is_some(), tnsp, entries, rate, weight, subset, lookers: vec![], rng, next: Life::None, stands_for: f.stands_for });
+        idents.push(Ident { g: f.g, csi, auth: a, phone: space.auths[a].phone.is_some(), tnsp, entries, rate, weight, subset, lookers: vec![], rng, life: life_rng(seed, f.g), next: Life::None, stands_for: f.stands_for });
     }
     clock.set(t0());
     for (a, b) in auths.iter().zip(batches) {

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::space::Space;
-use crate::report::{chart, esc, fmt_num};
+use crate::report::{Axes, chart, esc, fmt_num};
 use crate::scenario::Scenario;
 
 /// Values with weights (each simulated observation stands for `weight`).
@@ -140,6 +140,10 @@ pub struct PolicyFigures {
     /// resolver holding an old copy: until it stops serving it).
     #[serde(skip)]
     pub invalidation: Weighted,
+    /// Per change and resolver that held a fresh copy of the old answer:
+    /// ms until it no longer served it.
+    #[serde(skip)]
+    pub held_invalidation: Weighted,
     /// The first wrong answers, described.
     pub wrong_samples: Vec<String>,
     /// Upstream requests per tier (weighted by the lookups that caused them).
@@ -154,6 +158,8 @@ pub struct PolicyFigures {
     pub feed_breaks: u64,
     /// Events by kind (weighted: the identifiers they stand for).
     pub events: BTreeMap<String, f64>,
+    /// The scenario's scripted events as chart markers: (bucket, what).
+    pub event_marks: Vec<(f64, String)>,
     /// Authority outages.
     pub outages: u64,
     /// Resolver restarts.
@@ -197,6 +203,7 @@ impl PolicyFigures {
             bucket_s,
             staleness: Weighted::default(),
             invalidation: Weighted::default(),
+            held_invalidation: Weighted::default(),
             wrong_samples: vec![],
             tier_requests: BTreeMap::new(),
             tier_requests_simulated: BTreeMap::new(),
@@ -204,6 +211,7 @@ impl PolicyFigures {
             resyncs: 0,
             feed_breaks: 0,
             events: BTreeMap::new(),
+            event_marks: vec![],
             outages: 0,
             restarts: 0,
             verification: String::new(),
@@ -251,6 +259,15 @@ pub struct Summary {
     pub invalidation_max_ms: Option<f64>,
     /// (change, resolver) pairs measured.
     pub invalidations: usize,
+    /// Only resolvers that held a fresh copy of the old answer: p50, p99,
+    /// max ms until they no longer served it.
+    pub held_invalidation_p50_ms: Option<f64>,
+    /// p99.
+    pub held_invalidation_p99_ms: Option<f64>,
+    /// Max.
+    pub held_invalidation_max_ms: Option<f64>,
+    /// Such (change, resolver) pairs.
+    pub held_invalidations: usize,
     /// Lookups per second at the resolver tier the run stands for.
     pub lookups_per_s: f64,
     /// Upstream requests per second per tier the run stands for.
@@ -353,6 +370,10 @@ impl SimReport {
                 invalidation_p99_ms: f.invalidation.quantile(0.99),
                 invalidation_max_ms: f.invalidation.quantile(1.0),
                 invalidations: f.invalidation.len(),
+                held_invalidation_p50_ms: f.held_invalidation.quantile(0.5),
+                held_invalidation_p99_ms: f.held_invalidation.quantile(0.99),
+                held_invalidation_max_ms: f.held_invalidation.quantile(1.0),
+                held_invalidations: f.held_invalidation.len(),
                 lookups_per_s: f.lookups / secs,
                 tier_requests_per_s: f.tier_requests.iter().map(|(k, v)| (k.clone(), v / secs)).collect(),
                 changes_per_s: changes / secs,
@@ -376,11 +397,12 @@ impl SimReport {
             policies.insert(name, summary);
         }
         let sm = &s.simulate;
+        let strata = if sm.changers_per_band > 0 { format!(" (plus {} per band among the identifiers that change in the run)", sm.changers_per_band) } else { String::new() };
         let sampling = if sm.traced_per_band == 0 {
             "exact: every identifier followed, every lookup simulated".to_owned()
         } else {
             format!(
-                "{} identifiers followed per popularity band (ranks 1–9, 10–99, …), each standing for band size / followed; a resolver asking for one identifier more than {} times per mapping lifetime is simulated at that rate; at most {} lookups simulated per identifier (through a sample of resolvers); every simulated lookup weighted by what it stands for",
+                "{} identifiers followed per popularity band (ranks 1–9, 10–99, …){strata}, each standing for its stratum's size / followed; a resolver asking for one identifier more than {} times per mapping lifetime is simulated at that rate; at most {} lookups simulated per identifier (through a sample of resolvers); every simulated lookup weighted by what it stands for",
                 sm.traced_per_band, sm.warm_lookups_per_ttl, sm.max_lookups_per_identifier
             )
         };
@@ -413,7 +435,7 @@ impl SimReport {
         let mut s = format!("# Signpost testbed (simulated): {}\n\n", self.scenario);
         for (p, x) in &self.policies {
             let verdict = if x.figures.wrong > 0.0 { "WRONG" } else if x.figures.stale > 0.0 { "STALE" } else { "PASS" };
-            let _ = writeln!(s, "- **{p}: {verdict}** — stale {}, wrong {}, staleness p99 {}, invalidation p99 {}", rate(x.stale_rate), rate(x.wrong_rate), ms(x.staleness_p99_ms), ms(x.invalidation_p99_ms));
+            let _ = writeln!(s, "- **{p}: {verdict}** — stale {}, wrong {}, staleness p99 {}; a resolver holding an old answer stopped serving it within {} (p99)", rate(x.stale_rate), rate(x.wrong_rate), ms(x.staleness_p99_ms), ms(x.held_invalidation_p99_ms));
         }
         let _ = writeln!(
             s,
@@ -425,11 +447,11 @@ impl SimReport {
             self.followed_identifiers,
             self.seed
         );
-        s.push_str("| policy | lookups | stale | wrong | errors | staleness p50 | p99 | max | invalidation p50 | p99 | hit ratio | feed at authorities |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| policy | lookups | stale | wrong | errors | staleness p50 | p99 | max | invalidation p50 | p99 | held copies p50 | p99 | hit ratio | feed at authorities |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (p, x) in &self.policies {
             let _ = writeln!(
                 s,
-                "| {p} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} % | {} |",
+                "| {p} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} % | {} |",
                 big(x.figures.lookups),
                 rate(x.stale_rate),
                 rate(x.wrong_rate),
@@ -439,6 +461,8 @@ impl SimReport {
                 ms(x.staleness_max_ms),
                 ms(x.invalidation_p50_ms),
                 ms(x.invalidation_p99_ms),
+                ms(x.held_invalidation_p50_ms),
+                ms(x.held_invalidation_p99_ms),
                 100.0 * x.figures.hit_ratio,
                 bps(x.feed_bytes_per_s_all_resolvers)
             );
@@ -486,7 +510,7 @@ impl SimReport {
         body.push_str("<h2>Verdict</h2><ul>");
         for (p, x) in &self.policies {
             let verdict = if x.figures.wrong > 0.0 { "WRONG" } else if x.figures.stale > 0.0 { "STALE" } else { "PASS" };
-            let _ = write!(body, "<li><b>{} {verdict}</b>: stale {}, wrong {}, staleness p99 {}, invalidation p99 {}</li>", esc(p), rate(x.stale_rate), rate(x.wrong_rate), ms(x.staleness_p99_ms), ms(x.invalidation_p99_ms));
+            let _ = write!(body, "<li><b>{} {verdict}</b>: stale {}, wrong {}, staleness p99 {}; held copies invalidated within {} (p99)</li>", esc(p), rate(x.stale_rate), rate(x.wrong_rate), ms(x.staleness_p99_ms), ms(x.held_invalidation_p99_ms));
         }
         body.push_str("</ul>");
         let unit = self.policies.values().next().map_or(1, |x| x.figures.bucket_s);
@@ -507,9 +531,10 @@ impl SimReport {
                 (p.clone(), pts)
             })
             .collect();
-        body.push_str(&chart("Stale or wrong answers over time", if unit >= 86_400 { "day" } else { "second" }, "% of answers", &series, &colors, false));
+        let marks = self.policies.values().next().map(|x| x.figures.event_marks.clone()).unwrap_or_default();
+        body.push_str(&chart("Stale or wrong answers over time", &Axes { x: if unit >= 86_400 { "day" } else { "second" }, y: "% of answers", log_x: false, y_max: None, marks: &marks }, &series, &colors));
         let series: Vec<(String, Vec<(f64, f64)>)> = self.policies.iter().map(|(p, x)| (p.clone(), x.figures.invalidation.clone().cdf(400))).collect();
-        body.push_str(&chart("Invalidation latency (CDF)", "ms from commit until no resolver holding the old answer serves it (log scale)", "fraction", &series, &colors, true));
+        body.push_str(&chart("Invalidation latency (CDF)", &Axes { x: "ms from commit until every resolver answers the new truth (log scale)", y: "fraction", log_x: true, y_max: Some(1.0), marks: &[] }, &series, &colors));
         let md = self.markdown(m);
         let _ = write!(body, "<h2>Figures</h2><pre>{}</pre>", esc(&md));
         format!(
