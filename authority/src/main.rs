@@ -100,8 +100,12 @@ enum Cmd {
         config: PathBuf,
     },
     /// Import numbering data (CSV, see authority/import-format.md) into the
-    /// store, all or nothing. With redb, stop the server first (the file is
-    /// locked); with PostgreSQL it may run beside serving frontends.
+    /// store. Pass 1 checks the whole file (nothing is written if a row is
+    /// bad); pass 2 signs on every core and writes in batches, each with a
+    /// checkpoint in the same transaction: an interrupted import (a crash,
+    /// kill -9) resumes where it stopped when run again with the same file.
+    /// With redb, stop the server first (the file is locked); with
+    /// PostgreSQL it may run beside serving frontends.
     Import {
         /// The TOML config.
         #[arg(long)]
@@ -114,6 +118,20 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Write every stored identifier in the import format (the full
+    /// header, with epoch, opt-out, visibility and display-name language),
+    /// in identifier order, for backups and for moving between backends:
+    /// importing the file into an empty store and exporting again gives the
+    /// same bytes. Delegations are not included. With redb, stop the server
+    /// first.
+    Export {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The CSV file to write (written as OUT.partial, renamed when
+        /// complete); standard output without it.
+        out: Option<PathBuf>,
     },
 }
 
@@ -273,6 +291,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(EX_USAGE, e),
             },
             Cmd::Import { config, data, region, quiet } => import(&config, &data, region.as_deref(), quiet).await,
+            Cmd::Export { config, out } => export(&config, out.as_deref()).await,
             Cmd::Show { config, csi, region } => show(&config, &csi, region.as_deref()).await,
             Cmd::List { config, prefix, limit } => list(&config, &prefix, limit).await,
             Cmd::Provision { server, server_id, ca, cert, key, region, op } => {
@@ -442,7 +461,67 @@ async fn provision(server: &str, server_id: &str, ca: &Path, cert: &Path, key: &
     Err((code, format!("refused (HTTP {}): {why}", a.status)))
 }
 
+fn bad_rows(data: &Path, errors: &[String]) -> ExitCode {
+    for e in errors {
+        eprintln!("{}: {e}", data.display());
+    }
+    let more = if errors.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
+    fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()))
+}
+
+/// Pass 1: every row of the file checked (syntax, grouping, scope, new to
+/// the store, no identifier twice). Returns the file's digest, size and
+/// identifier count, or the exit.
+async fn import_check(core: &Arc<Authority<AnyStore>>, data: &Path, region: Option<Region>, written_before: u64) -> Result<(String, u64, u64), ExitCode> {
+    use signpost_authority::import::{Records, Seen, repeats};
+    let name = data.display().to_string();
+    let mut recs = Records::open(data, None, true, region).map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
+    let mut errors: Vec<String> = Vec::new();
+    let mut seen = Seen::default();
+    let mut total = 0u64;
+    loop {
+        let (back, b) = tokio::task::spawn_blocking(move || {
+            let b = recs.next_batch();
+            (recs, b)
+        })
+        .await
+        .map_err(|e| fail(exit::INTERNAL, e))?;
+        recs = back;
+        let Some(b) = b.map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))? else { break };
+        errors.extend(b.errors);
+        for r in &b.records {
+            seen.add(&r.item.csi).map_err(|e| fail(exit::INTERNAL, e))?;
+        }
+        total += b.records.len() as u64;
+        if errors.len() < MAX_IMPORT_ERRORS {
+            let more = core.import_problems(&b.records, written_before, MAX_IMPORT_ERRORS - errors.len()).await.map_err(|e| fail(EX_DATAERR, format!("{name}: {e}; nothing was imported")))?;
+            errors.extend(more);
+        }
+        if errors.len() >= MAX_IMPORT_ERRORS {
+            errors.truncate(MAX_IMPORT_ERRORS);
+            return Err(bad_rows(data, &errors));
+        }
+    }
+    let (digest, size) = recs.finish();
+    if errors.is_empty() {
+        let suspects = seen.suspects(1 << 20).map_err(|e| fail(exit::INTERNAL, e))?;
+        if !suspects.is_empty() {
+            let again = Records::open(data, None, false, region).map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
+            errors = tokio::task::spawn_blocking(move || repeats(again, &suspects, MAX_IMPORT_ERRORS))
+                .await
+                .map_err(|e| fail(exit::INTERNAL, e))?
+                .map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
+        }
+    }
+    if !errors.is_empty() {
+        return Err(bad_rows(data, &errors));
+    }
+    Ok((digest.unwrap_or_default(), size, total))
+}
+
 async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -> ExitCode {
+    use signpost_authority::import::{Progress, Records, cores};
+    use signpost_authority::store::Checkpoint;
     let region: Option<Region> = match region.map(str::parse).transpose() {
         Ok(r) => r,
         Err(e) => return fail(EX_USAGE, e),
@@ -451,70 +530,190 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         Ok(p) => p,
         Err(e) => return fail(EX_USAGE, e),
     };
-    let text = match std::fs::read_to_string(data) {
-        Ok(t) => t,
-        Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
-    };
-    let items = match signpost_authority::import::parse(&text, region, MAX_IMPORT_ERRORS) {
-        Ok(i) => i,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}: {e}", data.display());
-            }
-            let more = if errors.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
-            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()));
-        }
-    };
-    match p.core.import_problems(&items, MAX_IMPORT_ERRORS).await {
-        Ok(problems) if problems.is_empty() => {}
-        Ok(problems) => {
-            for e in &problems {
-                eprintln!("{}: {e}", data.display());
-            }
-            let more = if problems.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
-            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), problems.len()));
-        }
-        Err(e) => return fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
+    if let Err(e) = std::fs::File::open(data) {
+        return fail(EX_USAGE, format!("{}: {e}", data.display()));
     }
-    let n = items.len() as u64;
-    // On a terminal a progress bar; elsewhere (a log, systemd, CI) one line
-    // per phase and per tenth of the signing.
+    let name = data.display().to_string();
+    let core = p.core.clone();
+    let t = std::time::Instant::now();
+    // An interrupted import recorded how far it got.
+    let resume = match core.store().checkpoint().await {
+        Ok(Some(b)) => match Progress::decode(&b) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(exit::INTERNAL, format!("the store's import checkpoint: {e}")),
+        },
+        Ok(None) => None,
+        Err(e) => return fail(exit::UNAVAILABLE, e),
+    };
     let plain = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if plain {
-        eprintln!("import: {}: {n} identifiers checked (rows valid, in scope, new to the store); signing", data.display());
+    let written_before = resume.as_ref().map_or(0, |r| r.next.offset);
+    let (digest, size, total) = match import_check(&core, data, region, written_before).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    if let Some(r) = &resume
+        && (r.digest != digest || r.size != size)
+    {
+        return fail(
+            EX_DATAERR,
+            format!(
+                "{name}: the store records an unfinished import of another file (sha256 {}, {} of {} identifiers written); run the import again with that file to finish it",
+                r.digest, r.done, r.total
+            ),
+        );
     }
-    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
+    let mut done = resume.as_ref().map_or(0, |r| r.done);
+    if plain {
+        eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); signing on {} threads and writing in batches", cores());
+        if let Some(r) = &resume {
+            eprintln!("import: resuming an interrupted import: {done} of {total} identifiers were written; continuing at line {}", r.next.line + 1);
+        }
+    }
+    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} signing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
+        indicatif::ProgressStyle::with_template("{spinner} importing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let b2 = bar.clone();
-    let t = std::time::Instant::now();
-    let tenth = (n / 10).max(1);
-    let r = p.core.import(items, &move |i| {
-        b2.set_position(i);
-        if plain && (i % tenth == 0 || i == n) {
-            eprintln!("import: signed {i}/{n} ({}%)", i * 100 / n.max(1));
+    bar.set_position(done);
+    let mut recs = match Records::open(data, resume.as_ref().map(|r| r.next), false, region) {
+        Ok(r) => r,
+        Err(e) => return fail(EX_DATAERR, format!("{name}: {e}")),
+    };
+    let tenth = (total / 10).max(1);
+    let mut reported = done / tenth;
+    let mut seq = core.store().head().await.unwrap_or(0);
+    // Pass 2: batch k+1 is read and signed while batch k is written.
+    let mut writing: Option<(tokio::task::JoinHandle<Result<u64, signpost_authority::core::ProvisionError>>, u64)> = None;
+    let resume_hint = "; run the same import again to resume";
+    loop {
+        let c2 = core.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            let r = match recs.next_batch() {
+                Ok(Some(b)) => {
+                    let n = b.records.len() as u64;
+                    let next = b.next;
+                    let last = recs.at_end();
+                    Ok(Some((c2.sign_import(b.records, cores()).map_err(|e| e.to_string()), n, next, last)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            (recs, r)
+        })
+        .await;
+        let (back, r) = match step {
+            Ok(v) => v,
+            Err(e) => return fail(exit::INTERNAL, e),
+        };
+        recs = back;
+        if let Some((h, n)) = writing.take() {
+            match h.await {
+                Ok(Ok(s)) => {
+                    seq = s;
+                    done += n;
+                    bar.set_position(done);
+                    if plain && (done / tenth > reported || done == total) {
+                        reported = done / tenth;
+                        eprintln!("import: written {done}/{total} ({}%)", done * 100 / total.max(1));
+                    }
+                }
+                Ok(Err(e)) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+                Err(e) => return fail(exit::INTERNAL, e),
+            }
         }
-    })
-    .await;
+        let (signed, n, next, last) = match r {
+            Ok(Some(v)) => v,
+            Ok(None) => break,
+            Err(e) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+        };
+        let batch = match signed {
+            Ok(b) => b,
+            Err(e) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+        };
+        // The last batch clears the checkpoint: the import is complete.
+        let cp = if last { Checkpoint::Clear } else { Checkpoint::Set(Progress { digest: digest.clone(), size, next, done: done + n, total }.encode()) };
+        let c3 = core.clone();
+        writing = Some((tokio::spawn(async move { c3.import_batch(batch, cp).await }), n));
+        if last {
+            if let Some((h, n)) = writing.take() {
+                match h.await {
+                    Ok(Ok(s)) => {
+                        seq = s;
+                        done += n;
+                    }
+                    Ok(Err(e)) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+                    Err(e) => return fail(exit::INTERNAL, e),
+                }
+            }
+            if plain {
+                eprintln!("import: written {done}/{total} (100%)");
+            }
+            break;
+        }
+    }
     bar.finish_and_clear();
-    if plain {
-        eprintln!("import: written in one transaction");
+    let secs = t.elapsed().as_secs_f64();
+    println!("imported {total} identifiers from {name} in {secs:.1} s ({:.0} identifiers/s; feed head {seq})", total as f64 / secs.max(1e-9));
+    ExitCode::SUCCESS
+}
+
+async fn export(config: &Path, out: Option<&Path>) -> ExitCode {
+    use std::io::Write as _;
+    let store = match open_store_of(config).await {
+        Ok(s) => s,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let partial = out.map(|o| {
+        let mut p = o.as_os_str().to_owned();
+        p.push(".partial");
+        PathBuf::from(p)
+    });
+    let sink: Box<dyn std::io::Write> = match &partial {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(f),
+            Err(e) => return fail(exit::INTERNAL, format!("{}: {e}", p.display())),
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
+    let target = out.map_or_else(|| "standard output".to_owned(), |o| o.display().to_string());
+    let io_err = |e: std::io::Error| fail(exit::INTERNAL, format!("{target}: {e}"));
+    if let Err(e) = writeln!(w, "{}", signpost_authority::import::HEADER_FULL) {
+        return io_err(e);
     }
-    match r {
-        Ok(r) => {
-            println!(
-                "imported {} identifiers from {} in {:.1} s (feed head {})",
-                r.affected,
-                data.display(),
-                t.elapsed().as_secs_f64(),
-                r.seq
-            );
-            ExitCode::SUCCESS
+    let mut after: Option<String> = None;
+    let mut n = 0u64;
+    let mut buf = String::with_capacity(1 << 20);
+    loop {
+        let page = match store.page(after.as_deref(), 4096).await {
+            Ok(p) => p,
+            Err(e) => return fail(exit::UNAVAILABLE, e),
+        };
+        let Some(last) = page.last() else { break };
+        after = Some(last.csi.uri().to_owned());
+        buf.clear();
+        for r in &page {
+            if let Err(e) = signpost_authority::import::export_rows(r, &mut buf) {
+                return fail(EX_DATAERR, e);
+            }
         }
-        Err(e) => fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
+        n += page.len() as u64;
+        if let Err(e) = w.write_all(buf.as_bytes()) {
+            return io_err(e);
+        }
     }
+    let finished = w.into_inner().map_err(|e| e.into_error()).and_then(|mut f| f.flush().map(|()| f));
+    match finished {
+        Ok(f) => drop(f),
+        Err(e) => return io_err(e),
+    }
+    if let (Some(p), Some(o)) = (&partial, out) {
+        if let Err(e) = std::fs::File::open(p).and_then(|f| f.sync_all()).and_then(|()| std::fs::rename(p, o)) {
+            return fail(exit::INTERNAL, format!("{}: {e}", o.display()));
+        }
+        eprintln!("signpost-authority: exported {n} identifiers to {}", o.display());
+    }
+    ExitCode::SUCCESS
 }
 
 async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {

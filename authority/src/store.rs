@@ -73,8 +73,20 @@ pub struct Commit {
     /// overwritten. redb need not check: its file has one process, whose
     /// core serializes every read-decide-write.
     pub expect: Vec<(Csi, Option<NumberRecord>)>,
+    /// The bulk import's checkpoint, written in the same transaction as
+    /// the records and events of its batch (`None`: left as it is).
+    pub checkpoint: Option<Checkpoint>,
     /// The commit time.
     pub time: Timestamp,
+}
+
+/// What a commit does to the stored import checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Records how far an import got (opaque to the store).
+    Set(Vec<u8>),
+    /// The import finished: no checkpoint.
+    Clear,
 }
 
 /// A page of the change feed.
@@ -134,6 +146,13 @@ pub trait Store: Send + Sync + 'static {
     /// At most `limit` records whose CSI URI starts with `prefix` (e.g.
     /// `tel:+4915`), in URI order (operator tooling, not the hot path).
     fn list(&self, prefix: &str, limit: usize) -> impl Future<Output = Result<Vec<NumberRecord>, StoreError>> + Send;
+    /// At most `limit` records whose CSI URI sorts after `after` (`None`:
+    /// from the first), in URI byte order: `export` pages through the
+    /// whole store with it.
+    fn page(&self, after: Option<&str>, limit: usize) -> impl Future<Output = Result<Vec<NumberRecord>, StoreError>> + Send;
+    /// The import checkpoint the last batch of an unfinished import
+    /// recorded (see [`Commit::checkpoint`]).
+    fn checkpoint(&self) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     /// Whether other processes may commit to this store (a shared
     /// database): then the core follows its head (`Authority::follow`).
     fn shared(&self) -> bool {
@@ -151,6 +170,7 @@ const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
 const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const DELEGATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("delegations");
+const IMPORT: TableDefinition<&str, &[u8]> = TableDefinition::new("import");
 
 /// The embedded backend: one redb file (copy-on-write B-trees, fsync on
 /// commit, so a crash leaves the last committed state).
@@ -175,6 +195,7 @@ impl RedbStore {
             w.open_table(NUMBERS).map_err(se)?;
             w.open_table(CHANGES).map_err(se)?;
             w.open_table(DELEGATIONS).map_err(se)?;
+            w.open_table(IMPORT).map_err(se)?;
             let mut m = w.open_table(META).map_err(se)?;
             if m.get("head").map_err(se)?.is_none() {
                 m.insert("head", 0).map_err(se)?;
@@ -210,6 +231,15 @@ impl RedbStore {
             }
             meta.insert("head", seq).map_err(se)?;
             head = seq;
+            match &c.checkpoint {
+                Some(Checkpoint::Set(b)) => {
+                    w.open_table(IMPORT).map_err(se)?.insert("checkpoint", b.as_slice()).map_err(se)?;
+                }
+                Some(Checkpoint::Clear) => {
+                    w.open_table(IMPORT).map_err(se)?.remove("checkpoint").map_err(se)?;
+                }
+                None => {}
+            }
         }
         w.commit().map_err(se)?;
         Ok(head)
@@ -338,6 +368,28 @@ impl Store for RedbStore {
         }
         Ok(out)
     }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        use std::ops::Bound;
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(NUMBERS).map_err(se)?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in t.range::<&str>((from, Bound::Unbounded)).map_err(se)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item.map_err(se)?;
+            out.push(NumberRecord::decode(v.value()).map_err(se)?);
+        }
+        Ok(out)
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(IMPORT).map_err(se)?;
+        Ok(t.get("checkpoint").map_err(se)?.map(|v| v.value().to_vec()))
+    }
 }
 
 /// The backend a config chose (what `serve` and `import` run on).
@@ -402,6 +454,18 @@ impl Store for AnyStore {
         match self {
             AnyStore::Redb(s) => s.stats().await,
             AnyStore::Postgres(s) => s.stats().await,
+        }
+    }
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.page(after, limit).await,
+            AnyStore::Postgres(s) => s.page(after, limit).await,
+        }
+    }
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.checkpoint().await,
+            AnyStore::Postgres(s) => s.checkpoint().await,
         }
     }
     fn shared(&self) -> bool {
