@@ -563,6 +563,7 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         );
     }
     let mut done = resume.as_ref().map_or(0, |r| r.done);
+    let before = done;
     if plain {
         eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); signing on {} threads and writing in batches", cores());
         if let Some(r) = &resume {
@@ -653,7 +654,9 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
     }
     bar.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
-    println!("imported {total} identifiers from {name} in {secs:.1} s ({:.0} identifiers/s; feed head {seq})", total as f64 / secs.max(1e-9));
+    let now = done - before;
+    let resumed = if before > 0 { format!(" ({before} by an earlier, interrupted run)") } else { String::new() };
+    println!("imported {total} identifiers from {name}{resumed}: {now} written in {secs:.1} s ({:.0} identifiers/s; feed head {seq})", now as f64 / secs.max(1e-9));
     ExitCode::SUCCESS
 }
 
