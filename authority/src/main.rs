@@ -217,7 +217,15 @@ struct Prepared {
     tls: signpost_net::config::LoadedTls,
 }
 
+/// The redb page cache of `import` (it mostly writes: a small cache keeps
+/// its memory bounded whatever the file size).
+const IMPORT_CACHE: usize = 64 << 20;
+
 async fn prepare(config: &Path) -> Result<Prepared, String> {
+    prepare_with(config, None).await
+}
+
+async fn prepare_with(config: &Path, cache: Option<usize>) -> Result<Prepared, String> {
     signpost_schemas::csi::warm_up();
     let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
     let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
@@ -241,19 +249,19 @@ async fn prepare(config: &Path) -> Result<Prepared, String> {
         renew_before: cfg.answers.renew_before_h * 3600,
         root,
     };
-    let store = open_store(&cfg, &base).await?;
+    let store = open_store(&cfg, &base, cache).await?;
     let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
     Ok(Prepared { cfg, core: Arc::new(core), tls })
 }
 
 /// The configured backend; for PostgreSQL this connects (so `check-config`
 /// proves the database is reachable) and applies pending migrations.
-async fn open_store(cfg: &Config, base: &Path) -> Result<AnyStore, String> {
+async fn open_store(cfg: &Config, base: &Path, cache: Option<usize>) -> Result<AnyStore, String> {
     let s = &cfg.store;
     match s.backend {
         Backend::Redb => {
             let path = s.path.as_ref().ok_or("store.path is required with backend = \"redb\"")?;
-            Ok(AnyStore::Redb(RedbStore::open(&resolve(base, path)).map_err(|e| e.to_string())?))
+            Ok(AnyStore::Redb(RedbStore::open_with_cache(&resolve(base, path), cache).map_err(|e| e.to_string())?))
         }
         Backend::Postgres => {
             let url = s.url.clone().ok_or("store.url is required with backend = \"postgres\"")?;
@@ -349,7 +357,7 @@ fn describe(r: &signpost_authority::model::NumberRecord) -> String {
 /// embedded store is locked while its server runs; PostgreSQL is not.
 async fn open_store_of(config: &Path) -> Result<AnyStore, String> {
     let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
-    open_store(&cfg, &base).await.map_err(|e| match cfg.store.backend {
+    open_store(&cfg, &base, Some(IMPORT_CACHE)).await.map_err(|e| match cfg.store.backend {
         Backend::Redb => format!("{e} (is the server running? stop it first)"),
         Backend::Postgres => e,
     })
@@ -526,7 +534,7 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         Ok(r) => r,
         Err(e) => return fail(EX_USAGE, e),
     };
-    let p = match prepare(config).await {
+    let p = match prepare_with(config, Some(IMPORT_CACHE)).await {
         Ok(p) => p,
         Err(e) => return fail(EX_USAGE, e),
     };

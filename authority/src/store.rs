@@ -187,9 +187,21 @@ fn cover_key(c: &Cover) -> String {
 }
 
 impl RedbStore {
-    /// Opens or creates the store file.
+    /// Opens or creates the store file (redb's default page cache, 1 GiB at
+    /// most: what the answer path reads from).
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        RedbStore::open_with_cache(path, None)
+    }
+
+    /// Opens or creates the store file with a page cache of at most
+    /// `cache` bytes (`None`: redb's default). A bulk import mostly writes
+    /// and uses a small one, so its memory stays bounded.
+    pub fn open_with_cache(path: &Path, cache: Option<usize>) -> Result<RedbStore, StoreError> {
+        let mut b = redb::Builder::new();
+        if let Some(c) = cache {
+            b.set_cache_size(c);
+        }
+        let db = b.create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
         let w = db.begin_write().map_err(se)?;
         {
             w.open_table(NUMBERS).map_err(se)?;
