@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use signpost_net::Failure;
 use signpost_schemas::lost::{
-    AuthorityRef, Cover, Delegation, Endpoint, Epoch, MappingBody, NoProvidersReason, ProviderEntry, SERVICE_MIMI, Uri,
+    AuthorityRef, Cover, Delegation, Endpoint, Epoch, MappingBody, NoProvidersReason, SERVICE_MIMI,
 };
 use signpost_schemas::route::RoutingTable;
 use signpost_schemas::sp::{ChangeOp, EntryRecord, Provision, ProvisionResult, Subject, Visibility, range_end};
@@ -305,44 +305,14 @@ impl<S: Store> Authority<S> {
     // Signing
 
     fn sign_entry(&self, csi: &Csi, r: &EntryRecord, epoch: Epoch, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
-        let mut m = Mapping {
-            expires: Expires::NoCache,
-            last_updated,
-            source: self.settings.id.clone(),
-            source_id: format!("{}.e{}", r.provider, epoch.0),
-            display_names: r.display_name.iter().cloned().collect(),
-            service: Uri::parse(SERVICE_MIMI).ok(),
-            uris: r.uris.clone(),
-            body: MappingBody::Provider(ProviderEntry {
-                id: r.provider.clone(),
-                priority: r.priority,
-                tags: r.tags.clone(),
-                assurance: r.assurance,
-                epoch,
-            }),
-            signature: None,
-        };
-        self.signer
-            .sign_mapping(csi, &mut m, now, now.plus_secs(self.settings.signature_validity))
-            .map_err(|e| ProvisionError::Internal(e.to_string()))?;
-        Ok(m)
+        self.sign(csi, crate::model::entry_mapping(&self.settings.id, r, epoch, last_updated), now)
     }
 
     fn sign_none(&self, csi: &Csi, epoch: Epoch, reason: NoProvidersReason, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
-        let mut m = Mapping {
-            expires: Expires::NoCache,
-            last_updated,
-            source: self.settings.id.clone(),
-            source_id: match reason {
-                NoProvidersReason::RecipientPreferences => format!("none.e{}", epoch.0),
-                NoProvidersReason::OptedOut => format!("opted-out.e{}", epoch.0),
-            },
-            display_names: vec![],
-            service: Uri::parse(SERVICE_MIMI).ok(),
-            uris: vec![],
-            body: MappingBody::NoProviders { reason, epoch },
-            signature: None,
-        };
+        self.sign(csi, crate::model::none_mapping(&self.settings.id, epoch, reason, last_updated), now)
+    }
+
+    fn sign(&self, csi: &Csi, mut m: Mapping, now: Timestamp) -> Result<Mapping, ProvisionError> {
         self.signer
             .sign_mapping(csi, &mut m, now, now.plus_secs(self.settings.signature_validity))
             .map_err(|e| ProvisionError::Internal(e.to_string()))?;

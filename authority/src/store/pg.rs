@@ -269,7 +269,9 @@ async fn check_expected(tx: &deadpool_postgres::Transaction<'_>, expect: &[(Csi,
         for (csi, was) in chunk {
             let same = match (was, now.get(csi.uri())) {
                 (None, None) => true,
-                (Some(r), Some(b)) => r.encode() == *b,
+                // Compared decoded: a record written by an earlier release
+                // (another encoding version) is the same record.
+                (Some(r), Some(b)) => NumberRecord::decode(b).is_ok_and(|s| s == *r),
                 _ => false,
             };
             if !same {
