@@ -172,6 +172,61 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const DELEGATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("delegations");
 const IMPORT: TableDefinition<&str, &[u8]> = TableDefinition::new("import");
 
+/// A feed event as the embedded store keeps it: for an identifier, a
+/// tag byte, the op, the commit time as a varint and the CSI URI (about 30
+/// bytes, where the XML frame takes about 130); for a delegation change,
+/// the XML frame (which starts with `<`, never with the tag).
+const COMPACT_CHANGE: u8 = 1;
+
+fn encode_change(c: Change) -> Vec<u8> {
+    match &c.subject {
+        Subject::Csi(csi) => {
+            let op = ChangeOp::ALL.iter().position(|o| *o == c.op).unwrap_or(0);
+            let mut out = Vec::with_capacity(12 + csi.uri().len());
+            out.push(COMPACT_CHANGE);
+            out.push(u8::try_from(op).unwrap_or(0));
+            let mut t = c.time.as_millis();
+            while t >= 0x80 {
+                out.push((t as u8) | 0x80);
+                t >>= 7;
+            }
+            out.push(t as u8);
+            out.extend_from_slice(csi.uri().as_bytes());
+            out
+        }
+        Subject::Cover(_) => FeedFrame::Change(c).encode().into_bytes(),
+    }
+}
+
+fn decode_change(seq: u64, b: &[u8]) -> Result<Change, StoreError> {
+    let corrupt = || StoreError::new(format!("corrupt feed entry {seq}"));
+    match b {
+        [COMPACT_CHANGE, op, rest @ ..] => {
+            let op = *ChangeOp::ALL.get(usize::from(*op)).ok_or_else(corrupt)?;
+            let mut t = 0u64;
+            let mut i = 0;
+            loop {
+                let byte = *rest.get(i).ok_or_else(corrupt)?;
+                t |= u64::from(byte & 0x7f) << (7 * i);
+                i += 1;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+                if i >= 10 {
+                    return Err(corrupt());
+                }
+            }
+            let uri = std::str::from_utf8(rest.get(i..).unwrap_or(&[])).map_err(|_| corrupt())?;
+            let csi = Csi::from_wire(uri).map_err(|_| corrupt())?;
+            Ok(Change { seq, subject: Subject::Csi(csi), op, time: Timestamp::from_millis(t) })
+        }
+        _ => match FeedFrame::decode(b).map_err(se)? {
+            FeedFrame::Change(c) => Ok(c),
+            other => Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
+        },
+    }
+}
+
 /// The embedded backend: one redb file (copy-on-write B-trees, fsync on
 /// commit, so a crash leaves the last committed state).
 #[derive(Clone, Debug)]
@@ -238,8 +293,7 @@ impl RedbStore {
             let mut changes = w.open_table(CHANGES).map_err(se)?;
             for (subject, op) in c.changes {
                 seq += 1;
-                let frame = FeedFrame::Change(Change { seq, subject, op, time: c.time }).encode();
-                changes.insert(seq, frame.as_bytes()).map_err(se)?;
+                changes.insert(seq, encode_change(Change { seq, subject, op, time: c.time }).as_slice()).map_err(se)?;
             }
             meta.insert("head", seq).map_err(se)?;
             head = seq;
@@ -297,11 +351,8 @@ impl Store for RedbStore {
             if out.len() >= limit {
                 break;
             }
-            let (_, v) = item.map_err(se)?;
-            match FeedFrame::decode(v.value()).map_err(se)? {
-                FeedFrame::Change(c) => out.push(c),
-                other => return Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
-            }
+            let (k, v) = item.map_err(se)?;
+            out.push(decode_change(k.value(), v.value())?);
         }
         Ok(FeedPage::Changes(out))
     }
@@ -334,9 +385,9 @@ impl Store for RedbStore {
                 // Also drop events older than the age limit.
                 for item in changes.range(new_oldest..).map_err(se)? {
                     let (k, v) = item.map_err(se)?;
-                    let old = match FeedFrame::decode(v.value()) {
-                        Ok(FeedFrame::Change(c)) => c.time < older_than,
-                        _ => true,
+                    let old = match decode_change(k.value(), v.value()) {
+                        Ok(c) => c.time < older_than,
+                        Err(_) => true,
                     };
                     if !old {
                         break;
