@@ -575,7 +575,7 @@ mod v2 {
     fn mapping(w: &mut W, m: &Mapping, expected: Option<Mapping>, c: &Common) {
         let derived = expected.is_some_and(|mut x| {
             x.last_updated = m.last_updated;
-            x.expires = m.expires.clone();
+            x.expires = m.expires;
             x.signature = m.signature.clone();
             x == *m
         });
