@@ -492,6 +492,27 @@ mod v2 {
         fn str(&mut self, s: &str) {
             self.bytes(s.as_bytes());
         }
+        /// A key id: `sha256-` and 32 hex digits (what the trust crate
+        /// makes) as its 16 bytes, anything else as text.
+        fn key(&mut self, k: Option<&KeyId>) {
+            let Some(k) = k else {
+                self.0.push(0);
+                return;
+            };
+            let hex = k.as_str().strip_prefix("sha256-").filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            match hex {
+                Some(h) => {
+                    self.0.push(1);
+                    for i in (0..32).step_by(2) {
+                        self.0.push(h.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()).unwrap_or(0));
+                    }
+                }
+                None => {
+                    self.0.push(2);
+                    self.str(k.as_str());
+                }
+            }
+        }
     }
 
     struct R<'a>(&'a [u8]);
@@ -540,6 +561,22 @@ mod v2 {
         }
         fn time(&mut self) -> Result<Timestamp, Corrupt> {
             Ok(Timestamp::from_millis(self.var()?))
+        }
+        fn key(&mut self) -> Result<Option<KeyId>, Corrupt> {
+            let text = match self.u8()? {
+                0 => return Ok(None),
+                1 => {
+                    let mut t = String::with_capacity(39);
+                    t.push_str("sha256-");
+                    for b in self.take(16)? {
+                        t.push_str(&format!("{b:02x}"));
+                    }
+                    t
+                }
+                2 => self.str()?.to_owned(),
+                _ => return Err(bad("key form")),
+            };
+            KeyId::parse(&text).map(Some).map_err(|e| Corrupt(e.to_string()))
         }
     }
 
@@ -600,7 +637,7 @@ mod v2 {
         let flags = SIGNED | if own_key { OWN_KEY } else { 0 } | if own_times { OWN_TIMES } else { 0 } | if own_updated { OWN_UPDATED } else { 0 } | if raw.is_none() { DER } else { 0 };
         w.0.push(flags);
         if own_key {
-            w.str(s.key_id.as_str());
+            w.key(Some(&s.key_id));
         }
         if own_times {
             w.var(s.signed_at.as_millis());
@@ -631,7 +668,7 @@ mod v2 {
                     return expected(r.time()?);
                 }
                 let key_id = if flags & OWN_KEY != 0 {
-                    KeyId::parse(r.str()?).map_err(|e| Corrupt(e.to_string()))?
+                    r.key()?.ok_or_else(|| bad("no key"))?
                 } else {
                     c.key.clone().ok_or_else(|| bad("no record key"))?
                 };
@@ -752,7 +789,7 @@ mod v2 {
         }
         w.var(rec.epoch.0);
         w.str(c.source.as_ref().map_or("", Name::as_str));
-        w.str(c.key.as_ref().map_or("", KeyId::as_str));
+        w.key(c.key.as_ref());
         w.var(c.signed_at.as_millis());
         w.var(c.valid_until.as_millis());
         w.var(rec.entries.len() as u64);
@@ -793,10 +830,7 @@ mod v2 {
             "" => None,
             s => Some(Name::parse(s).map_err(|e| Corrupt(e.to_string()))?),
         };
-        let key = match r.str()? {
-            "" => None,
-            s => Some(KeyId::parse(s).map_err(|e| Corrupt(e.to_string()))?),
-        };
+        let key = r.key()?;
         let c = Common { source, key, signed_at: r.time()?, valid_until: r.time()? };
         let need_source = || c.source.clone().ok_or_else(|| bad("no record source"));
         let n = r.count()?;
@@ -908,6 +942,12 @@ mod tests {
         r.entries[0].signed.source_id = "custom-id".into();
         r.entries[1].signed.signature.as_mut().unwrap().value = vec![1, 2, 3];
         r.none.as_mut().unwrap().signature = None;
+        assert_eq!(NumberRecord::decode(&r.encode()).unwrap(), r);
+        // Signed by other keys than the record's first (a key rollover),
+        // one not in the trust crate's form.
+        let mut r = record(&s);
+        r.entries[1].signed.signature.as_mut().unwrap().key_id = KeyId::parse("sha256-00112233445566778899aabbccddeeff").unwrap();
+        r.none.as_mut().unwrap().signature.as_mut().unwrap().key_id = KeyId::parse("old.key-1").unwrap();
         assert_eq!(NumberRecord::decode(&r.encode()).unwrap(), r);
     }
 
