@@ -213,6 +213,8 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 struct Prepared {
     cfg: Config,
+    /// The config file's directory (relative paths are taken from it).
+    base: PathBuf,
     core: Arc<Authority<AnyStore>>,
     tls: signpost_net::config::LoadedTls,
 }
@@ -251,7 +253,7 @@ async fn prepare_with(config: &Path, cache: Option<usize>) -> Result<Prepared, S
     };
     let store = open_store(&cfg, &base, cache).await?;
     let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
-    Ok(Prepared { cfg, core: Arc::new(core), tls })
+    Ok(Prepared { cfg, base: base.to_path_buf(), core: Arc::new(core), tls })
 }
 
 /// The configured backend; for PostgreSQL this connects (so `check-config`
@@ -661,6 +663,22 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -
         }
     }
     bar.finish_and_clear();
+    // The embedded file: without the pages the batches' commits freed.
+    let compact = match (&p.cfg.store.backend, &p.cfg.store.path) {
+        (Backend::Redb, Some(path)) => Some(resolve(&p.base, path)),
+        _ => None,
+    };
+    if let Some(path) = compact {
+        drop(core);
+        drop(p);
+        match tokio::task::spawn_blocking(move || RedbStore::compact_file(&path, Some(IMPORT_CACHE))).await {
+            Ok(Ok((before, after))) if plain => eprintln!("import: store compacted from {} to {} MiB", before >> 20, after >> 20),
+            Ok(Ok(_)) => {}
+            // Everything is written; only the file is larger than it needs to be.
+            Ok(Err(e)) => eprintln!("signpost-authority: compacting the store: {e} (the import is complete)"),
+            Err(e) => return fail(exit::INTERNAL, e),
+        }
+    }
     let secs = t.elapsed().as_secs_f64();
     let now = done - before;
     let resumed = if before > 0 { format!(" ({before} by an earlier, interrupted run)") } else { String::new() };

@@ -273,6 +273,23 @@ impl RedbStore {
         Ok(RedbStore { db: Arc::new(db) })
     }
 
+    /// Rewrites the file without the pages that earlier commits freed (a
+    /// bulk import, one transaction per batch, leaves many), so it shrinks
+    /// to what it holds; returns the sizes before and after. Needs the file
+    /// to itself (nothing else may have it open).
+    pub fn compact_file(path: &Path, cache: Option<usize>) -> Result<(u64, u64), StoreError> {
+        let size = || std::fs::metadata(path).map(|m| m.len()).map_err(|e| StoreError::new(format!("{}: {e}", path.display())));
+        let before = size()?;
+        let mut b = redb::Builder::new();
+        if let Some(c) = cache {
+            b.set_cache_size(c);
+        }
+        let mut db = b.open(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        while db.compact().map_err(se)? {}
+        drop(db);
+        Ok((before, size()?))
+    }
+
     fn commit_sync(db: &Database, c: Commit) -> Result<u64, StoreError> {
         let w = db.begin_write().map_err(se)?;
         let head;

@@ -252,6 +252,7 @@ fn import_resumes_after_kill_9() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains(&format!("resuming an interrupted import: {part} of {N} identifiers were written")), "{err}");
+    assert!(err.contains("import: store compacted from"), "{err}");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("imported {N} identifiers from {d} ({part} by an earlier, interrupted run): {} written", N - part)), "{out}");
     // Each identifier once, one feed event each: nothing duplicated or lost.
