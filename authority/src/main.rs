@@ -104,7 +104,8 @@ enum Cmd {
     /// bad); pass 2 signs on every core and writes in batches, each with a
     /// checkpoint in the same transaction: an interrupted import (a crash,
     /// kill -9) resumes where it stopped when run again with the same file.
-    /// With redb, stop the server first (the file is locked); with
+    /// At the end a redb file is compacted. With redb, stop the server
+    /// first (the file is locked); with
     /// PostgreSQL it may run beside serving frontends.
     Import {
         /// The TOML config.
