@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use signpost_net::Failure;
 use signpost_schemas::lost::{
-    AuthorityRef, Cover, Delegation, Endpoint, Epoch, MappingBody, NoProvidersReason, ProviderEntry, SERVICE_MIMI, Uri,
+    AuthorityRef, Cover, Delegation, Endpoint, Epoch, MappingBody, NoProvidersReason, SERVICE_MIMI,
 };
 use signpost_schemas::route::RoutingTable;
 use signpost_schemas::sp::{ChangeOp, EntryRecord, Provision, ProvisionResult, Subject, Visibility, range_end};
@@ -20,6 +20,17 @@ use tokio::sync::{Mutex, watch};
 
 use crate::model::{NumberRecord, State, StoredEntry};
 use crate::store::{Commit, FeedPage, Store, StoreError};
+
+/// One signed batch of a bulk import ([`Authority::sign_import`]).
+#[derive(Debug)]
+pub struct ImportBatch {
+    /// The records, in file order.
+    pub records: Vec<NumberRecord>,
+    /// Their feed events.
+    pub changes: Vec<(Subject, ChangeOp)>,
+    /// When they were signed.
+    pub time: Timestamp,
+}
 
 /// What an authority is configured with.
 #[derive(Clone, Debug)]
@@ -297,44 +308,14 @@ impl<S: Store> Authority<S> {
     // Signing
 
     fn sign_entry(&self, csi: &Csi, r: &EntryRecord, epoch: Epoch, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
-        let mut m = Mapping {
-            expires: Expires::NoCache,
-            last_updated,
-            source: self.settings.id.clone(),
-            source_id: format!("{}.e{}", r.provider, epoch.0),
-            display_names: r.display_name.iter().cloned().collect(),
-            service: Uri::parse(SERVICE_MIMI).ok(),
-            uris: r.uris.clone(),
-            body: MappingBody::Provider(ProviderEntry {
-                id: r.provider.clone(),
-                priority: r.priority,
-                tags: r.tags.clone(),
-                assurance: r.assurance,
-                epoch,
-            }),
-            signature: None,
-        };
-        self.signer
-            .sign_mapping(csi, &mut m, now, now.plus_secs(self.settings.signature_validity))
-            .map_err(|e| ProvisionError::Internal(e.to_string()))?;
-        Ok(m)
+        self.sign(csi, crate::model::entry_mapping(&self.settings.id, r, epoch, last_updated), now)
     }
 
     fn sign_none(&self, csi: &Csi, epoch: Epoch, reason: NoProvidersReason, last_updated: Timestamp, now: Timestamp) -> Result<Mapping, ProvisionError> {
-        let mut m = Mapping {
-            expires: Expires::NoCache,
-            last_updated,
-            source: self.settings.id.clone(),
-            source_id: match reason {
-                NoProvidersReason::RecipientPreferences => format!("none.e{}", epoch.0),
-                NoProvidersReason::OptedOut => format!("opted-out.e{}", epoch.0),
-            },
-            display_names: vec![],
-            service: Uri::parse(SERVICE_MIMI).ok(),
-            uris: vec![],
-            body: MappingBody::NoProviders { reason, epoch },
-            signature: None,
-        };
+        self.sign(csi, crate::model::none_mapping(&self.settings.id, epoch, reason, last_updated), now)
+    }
+
+    fn sign(&self, csi: &Csi, mut m: Mapping, now: Timestamp) -> Result<Mapping, ProvisionError> {
         self.signer
             .sign_mapping(csi, &mut m, now, now.plus_secs(self.settings.signature_validity))
             .map_err(|e| ProvisionError::Internal(e.to_string()))?;
@@ -575,23 +556,92 @@ impl<S: Store> Authority<S> {
         Ok(ProvisionResult { seq, epoch, affected })
     }
 
-    /// What [`Authority::import`] would refuse, row by row: identifiers
-    /// outside this authority's scope and identifiers already in the store,
-    /// each as `line N: …`, up to `max` of them (so an operator fixes a
-    /// file in one pass, not one row per run).
-    pub async fn import_problems(&self, items: &[crate::import::ImportItem], max: usize) -> Result<Vec<String>, ProvisionError> {
+    /// What a bulk import would refuse among `recs`, row by row:
+    /// identifiers outside this authority's scope and identifiers already
+    /// in the store (except those at a byte offset before `written_before`:
+    /// an interrupted run of the same file wrote them), each as `line N:
+    /// …`, up to `max` of them (so an operator fixes a file in one pass, not
+    /// one row per run). One batched store read per call.
+    pub async fn import_problems(&self, recs: &[crate::import::ImportRecord], written_before: u64, max: usize) -> Result<Vec<String>, ProvisionError> {
         let mut out = Vec::new();
-        for it in items {
-            if out.len() >= max {
-                break;
-            }
-            if let Err(e) = self.require_scope(&it.csi) {
-                out.push(format!("line {}: {e}", it.line));
-            } else if self.store.get(&it.csi).await?.is_some() {
-                out.push(format!("line {}: {} is already in the store", it.line, it.csi.uri()));
+        let mut ask = Vec::new();
+        for r in recs {
+            if let Err(e) = self.require_scope(&r.item.csi) {
+                out.push((r.item.line, format!("line {}: {e}", r.item.line)));
+            } else if r.offset >= written_before {
+                ask.push(r);
             }
         }
-        Ok(out)
+        let csis: Vec<Csi> = ask.iter().map(|r| r.item.csi.clone()).collect();
+        for (r, found) in ask.iter().zip(self.store.get_many(&csis).await?) {
+            if found.is_some() {
+                out.push((r.item.line, format!("line {}: {} is already in the store", r.item.line, r.item.csi.uri())));
+            }
+        }
+        out.sort_by_key(|(l, _)| *l);
+        Ok(out.into_iter().take(max).map(|(_, e)| e).collect())
+    }
+
+    /// The stored record of an imported identifier, signed at `now`.
+    fn record_of(&self, r: crate::import::ImportRecord, now: Timestamp) -> Result<(NumberRecord, (Subject, ChangeOp)), ProvisionError> {
+        let crate::import::ImportRecord { item: it, epoch, opted_out, .. } = r;
+        self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
+        Ok(match it.tnsp {
+            Some(tnsp) => {
+                let mut entries = Vec::with_capacity(it.entries.len());
+                for e in it.entries {
+                    let signed = self.sign_entry(&it.csi, &e, epoch, now, now)?;
+                    entries.push(StoredEntry { record: e, signed });
+                }
+                let reason = if opted_out { NoProvidersReason::OptedOut } else { NoProvidersReason::RecipientPreferences };
+                let none = Some(self.sign_none(&it.csi, epoch, reason, now, now)?);
+                let change = (Subject::Csi(it.csi.clone()), ChangeOp::Assign);
+                (NumberRecord { none, csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }, change)
+            }
+            None => {
+                let change = (Subject::Csi(it.csi.clone()), ChangeOp::Release);
+                (NumberRecord { csi: it.csi, state: State::Released, epoch, entries: vec![], none: None }, change)
+            }
+        })
+    }
+
+    /// Builds and signs the records of a bulk import batch on `threads`
+    /// threads (every core: ECDSA signing is the bulk of an import's
+    /// work), in order, with their feed events. Blocking: call it off the
+    /// async runtime (`spawn_blocking`).
+    pub fn sign_import(&self, recs: Vec<crate::import::ImportRecord>, threads: usize) -> Result<ImportBatch, ProvisionError> {
+        let now = self.clock.now();
+        let per = recs.len().div_ceil(threads.max(1)).max(1);
+        let mut chunks = Vec::new();
+        let mut it = recs.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(per).collect::<Vec<_>>());
+        }
+        let parts: Vec<Result<Vec<_>, ProvisionError>> = std::thread::scope(|s| {
+            let hs: Vec<_> = chunks.into_iter().map(|c| s.spawn(move || c.into_iter().map(|r| self.record_of(r, now)).collect::<Result<Vec<_>, _>>())).collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ProvisionError::Internal("a signing thread failed".into())))).collect()
+        });
+        let mut b = ImportBatch { records: Vec::new(), changes: Vec::new(), time: now };
+        for p in parts {
+            for (rec, ch) in p? {
+                b.records.push(rec);
+                b.changes.push(ch);
+            }
+        }
+        Ok(b)
+    }
+
+    /// Writes one signed import batch with its checkpoint in one
+    /// transaction. Every identifier must still be new: a backend shared
+    /// with other frontends refuses the batch (a conflict, nothing of it
+    /// written) if one was created meanwhile.
+    pub async fn import_batch(&self, b: ImportBatch, checkpoint: crate::store::Checkpoint) -> Result<u64, ProvisionError> {
+        let _w = self.write.lock().await;
+        let expect = b.records.iter().map(|r| (r.csi.clone(), None)).collect();
+        let commit = Commit { records: b.records, changes: b.changes, expect, checkpoint: Some(checkpoint), time: b.time, ..Commit::default() };
+        let seq = self.store.commit(commit).await?;
+        self.advance(seq);
+        Ok(seq)
     }
 
     async fn reload_delegations(&self) -> Result<(), StoreError> {
@@ -686,26 +736,11 @@ impl<S: Store> Authority<S> {
         let found = self.store.get_many(&csis).await?;
         self.reads_guard().extend(csis.into_iter().zip(found.iter().cloned()));
         for (i, (it, existing)) in items.into_iter().zip(found).enumerate() {
-            self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
             if existing.is_some() {
                 return Err(ProvisionError::Conflict(format!("line {}: {} is already in the store", it.line, it.csi.uri())));
             }
-            let epoch = Epoch(1);
-            let rec = match it.tnsp {
-                Some(tnsp) => {
-                    let mut entries = Vec::with_capacity(it.entries.len());
-                    for e in it.entries {
-                        let signed = self.sign_entry(&it.csi, &e, epoch, now, now)?;
-                        entries.push(StoredEntry { record: e, signed });
-                    }
-                    commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Assign));
-                    NumberRecord { none: Some(self.sign_none(&it.csi, epoch, NoProvidersReason::RecipientPreferences, now, now)?), csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }
-                }
-                None => {
-                    commit.changes.push((Subject::Csi(it.csi.clone()), ChangeOp::Release));
-                    NumberRecord { csi: it.csi, state: State::Released, epoch, entries: vec![], none: None }
-                }
-            };
+            let (rec, change) = self.record_of(crate::import::ImportRecord { item: it, epoch: Epoch(1), opted_out: false, offset: 0 }, now)?;
+            commit.changes.push(change);
             commit.records.push(rec);
             progress(i as u64 + 1);
         }

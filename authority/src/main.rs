@@ -101,9 +101,14 @@ enum Cmd {
         config: PathBuf,
     },
     /// Import numbering data (CSV, or a private-ENUM DNS zone file; see
-    /// authority/import-format.md) into the store, all or nothing. With
-    /// redb, stop the server first (the file is locked); with PostgreSQL it
-    /// may run beside serving frontends.
+    /// authority/import-format.md) into the store. CSV: pass 1 checks the
+    /// whole file (nothing is written if a row is bad); pass 2 signs on
+    /// every core and writes in batches, each with a checkpoint in the same
+    /// transaction: an interrupted import (a crash, kill -9) resumes where
+    /// it stopped when run again with the same file. A zone file is checked
+    /// whole and written in one transaction. At the end a redb file is
+    /// compacted. With redb, stop the server first (the file is locked);
+    /// with PostgreSQL it may run beside serving frontends.
     Import {
         /// The TOML config.
         #[arg(long)]
@@ -128,6 +133,20 @@ enum Cmd {
         /// of the config, else e164.arpa).
         #[arg(long)]
         enum_apex: Option<String>,
+    },
+    /// Write every stored identifier in the import format (the full
+    /// header, with epoch, opt-out, visibility and display-name language),
+    /// in identifier order, for backups and for moving between backends:
+    /// importing the file into an empty store and exporting again gives the
+    /// same bytes. Delegations are not included. With redb, stop the server
+    /// first.
+    Export {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The CSV file to write (written as OUT.partial, renamed when
+        /// complete); standard output without it.
+        out: Option<PathBuf>,
     },
 }
 
@@ -209,11 +228,21 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 struct Prepared {
     cfg: Config,
+    /// The config file's directory (relative paths are taken from it).
+    base: PathBuf,
     core: Arc<Authority<AnyStore>>,
     tls: signpost_net::config::LoadedTls,
 }
 
+/// The redb page cache of `import` (it mostly writes: a small cache keeps
+/// its memory bounded whatever the file size).
+const IMPORT_CACHE: usize = 64 << 20;
+
 async fn prepare(config: &Path) -> Result<Prepared, String> {
+    prepare_with(config, None).await
+}
+
+async fn prepare_with(config: &Path, cache: Option<usize>) -> Result<Prepared, String> {
     signpost_schemas::csi::warm_up();
     let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
     let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
@@ -237,19 +266,19 @@ async fn prepare(config: &Path) -> Result<Prepared, String> {
         renew_before: cfg.answers.renew_before_h * 3600,
         root,
     };
-    let store = open_store(&cfg, &base).await?;
+    let store = open_store(&cfg, &base, cache).await?;
     let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
-    Ok(Prepared { cfg, core: Arc::new(core), tls })
+    Ok(Prepared { cfg, base: base.to_path_buf(), core: Arc::new(core), tls })
 }
 
 /// The configured backend; for PostgreSQL this connects (so `check-config`
 /// proves the database is reachable) and applies pending migrations.
-async fn open_store(cfg: &Config, base: &Path) -> Result<AnyStore, String> {
+async fn open_store(cfg: &Config, base: &Path, cache: Option<usize>) -> Result<AnyStore, String> {
     let s = &cfg.store;
     match s.backend {
         Backend::Redb => {
             let path = s.path.as_ref().ok_or("store.path is required with backend = \"redb\"")?;
-            Ok(AnyStore::Redb(RedbStore::open(&resolve(base, path)).map_err(|e| e.to_string())?))
+            Ok(AnyStore::Redb(RedbStore::open_with_cache(&resolve(base, path), cache).map_err(|e| e.to_string())?))
         }
         Backend::Postgres => {
             let url = s.url.clone().ok_or("store.url is required with backend = \"postgres\"")?;
@@ -289,6 +318,7 @@ fn main() -> ExitCode {
             Cmd::Import { config, data, region, quiet, format, tnsp, enum_apex } => {
                 import(&config, &data, region.as_deref(), quiet, ZoneArgs { format, tnsp, enum_apex }).await
             }
+            Cmd::Export { config, out } => export(&config, out.as_deref()).await,
             Cmd::Show { config, csi, region } => show(&config, &csi, region.as_deref()).await,
             Cmd::List { config, prefix, limit } => list(&config, &prefix, limit).await,
             Cmd::Provision { server, server_id, ca, cert, key, region, op } => {
@@ -346,7 +376,7 @@ fn describe(r: &signpost_authority::model::NumberRecord) -> String {
 /// embedded store is locked while its server runs; PostgreSQL is not.
 async fn open_store_of(config: &Path) -> Result<AnyStore, String> {
     let (cfg, base) = Config::load(config).map_err(|e| e.to_string())?;
-    open_store(&cfg, &base).await.map_err(|e| match cfg.store.backend {
+    open_store(&cfg, &base, Some(IMPORT_CACHE)).await.map_err(|e| match cfg.store.backend {
         Backend::Redb => format!("{e} (is the server running? stop it first)"),
         Backend::Postgres => e,
     })
@@ -466,11 +496,30 @@ struct ZoneArgs {
 }
 
 async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool, zone: ZoneArgs) -> ExitCode {
-    let region: Option<Region> = match region.map(str::parse).transpose() {
-        Ok(r) => r,
-        Err(e) => return fail(EX_USAGE, e),
+    let is_zone = match zone.format.as_deref() {
+        Some("zone") => true,
+        Some("csv") => false,
+        Some(f) => return fail(EX_USAGE, format!("--format {f:?}: use csv or zone")),
+        None => {
+            // Sniffed from the name and the first lines.
+            let head = match std::fs::File::open(data) {
+                Ok(f) => {
+                    use std::io::Read as _;
+                    let mut b = Vec::with_capacity(8192);
+                    let _ = f.take(8192).read_to_end(&mut b);
+                    String::from_utf8_lossy(&b).into_owned()
+                }
+                Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
+            };
+            signpost_authority::zone_import::looks_like_zone(data, &head)
+        }
     };
-    let p = match prepare(config).await {
+    if is_zone { import_zone(config, data, quiet, zone).await } else { import_csv(config, data, region, quiet).await }
+}
+
+/// A private-ENUM zone file: parsed whole, checked, written in one transaction.
+async fn import_zone(config: &Path, data: &Path, quiet: bool, zone: ZoneArgs) -> ExitCode {
+    let p = match prepare_with(config, Some(IMPORT_CACHE)).await {
         Ok(p) => p,
         Err(e) => return fail(EX_USAGE, e),
     };
@@ -478,94 +527,310 @@ async fn import(config: &Path, data: &Path, region: Option<&str>, quiet: bool, z
         Ok(t) => t,
         Err(e) => return fail(EX_USAGE, format!("{}: {e}", data.display())),
     };
-    let is_zone = match zone.format.as_deref() {
-        Some("zone") => true,
-        Some("csv") => false,
-        Some(f) => return fail(EX_USAGE, format!("--format {f:?}: use csv or zone")),
-        None => signpost_authority::zone_import::looks_like_zone(data, &text),
+    let tnsp = match Name::parse(zone.tnsp.as_deref().unwrap_or(&p.cfg.id)) {
+        Ok(t) => t,
+        Err(e) => return fail(EX_USAGE, format!("--tnsp: {e}")),
     };
-    let parsed = if is_zone {
-        let tnsp = match Name::parse(zone.tnsp.as_deref().unwrap_or(&p.cfg.id)) {
-            Ok(t) => t,
-            Err(e) => return fail(EX_USAGE, format!("--tnsp: {e}")),
-        };
-        let apex = zone.enum_apex.clone().or_else(|| p.cfg.dns.as_ref().map(|d| d.enum_apex.clone())).unwrap_or_else(|| "e164.arpa".into());
-        let opts = signpost_authority::zone_import::ZoneOptions { apex, tnsp, origin: None };
-        signpost_authority::zone_import::parse(&text, &opts, MAX_IMPORT_ERRORS).map(|(items, s)| {
+    let apex = zone.enum_apex.clone().or_else(|| p.cfg.dns.as_ref().map(|d| d.enum_apex.clone())).unwrap_or_else(|| "e164.arpa".into());
+    let opts = signpost_authority::zone_import::ZoneOptions { apex, tnsp, origin: None };
+    let items = match signpost_authority::zone_import::parse(&text, &opts, MAX_IMPORT_ERRORS) {
+        Ok((items, st)) => {
             if !quiet {
-                eprintln!(
-                    "import: {}: zone file: {} records, {} messaging NAPTRs mapped, {} skipped (not discovery data)",
-                    data.display(),
-                    s.records,
-                    s.mapped,
-                    s.skipped
-                );
+                eprintln!("import: {}: zone file: {} records, {} messaging NAPTRs mapped, {} skipped (not discovery data)", data.display(), st.records, st.mapped, st.skipped);
             }
             items
-        })
-    } else {
-        signpost_authority::import::parse(&text, region, MAX_IMPORT_ERRORS)
-    };
-    let items = match parsed {
-        Ok(i) => i,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}: {e}", data.display());
-            }
-            let more = if errors.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
-            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()));
         }
+        Err(errors) => return bad_rows(data, &errors),
     };
-    match p.core.import_problems(&items, MAX_IMPORT_ERRORS).await {
+    let recs: Vec<signpost_authority::import::ImportRecord> =
+        items.iter().map(|it| signpost_authority::import::ImportRecord { item: it.clone(), epoch: signpost_schemas::lost::Epoch(1), opted_out: false, offset: 0 }).collect();
+    match p.core.import_problems(&recs, 0, MAX_IMPORT_ERRORS).await {
         Ok(problems) if problems.is_empty() => {}
-        Ok(problems) => {
-            for e in &problems {
-                eprintln!("{}: {e}", data.display());
-            }
-            let more = if problems.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
-            return fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), problems.len()));
-        }
+        Ok(problems) => return bad_rows(data, &problems),
         Err(e) => return fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
     }
-    let n = items.len() as u64;
-    // On a terminal a progress bar; elsewhere (a log, systemd, CI) one line
-    // per phase and per tenth of the signing.
-    let plain = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if plain {
-        eprintln!("import: {}: {n} identifiers checked (rows valid, in scope, new to the store); signing", data.display());
-    }
-    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n) };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} signing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let b2 = bar.clone();
-    let t = std::time::Instant::now();
-    let tenth = (n / 10).max(1);
-    let r = p.core.import(items, &move |i| {
-        b2.set_position(i);
-        if plain && (i % tenth == 0 || i == n) {
-            eprintln!("import: signed {i}/{n} ({}%)", i * 100 / n.max(1));
-        }
-    })
-    .await;
-    bar.finish_and_clear();
-    if plain {
-        eprintln!("import: written in one transaction");
-    }
-    match r {
+    let n = items.len();
+    match p.core.import(items, &|_| {}).await {
         Ok(r) => {
-            println!(
-                "imported {} identifiers from {} in {:.1} s (feed head {})",
-                r.affected,
-                data.display(),
-                t.elapsed().as_secs_f64(),
-                r.seq
-            );
+            println!("imported {n} identifiers from {} (feed head {})", data.display(), r.seq);
             ExitCode::SUCCESS
         }
         Err(e) => fail(EX_DATAERR, format!("{}: {e}; nothing was imported", data.display())),
     }
+}
+
+fn bad_rows(data: &Path, errors: &[String]) -> ExitCode {
+    for e in errors {
+        eprintln!("{}: {e}", data.display());
+    }
+    let more = if errors.len() >= MAX_IMPORT_ERRORS { " (the first ones; there may be more)" } else { "" };
+    fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()))
+}
+
+/// Pass 1: every row of the file checked (syntax, grouping, scope, new to
+/// the store, no identifier twice). Returns the file's digest, size and
+/// identifier count, or the exit.
+async fn import_check(core: &Arc<Authority<AnyStore>>, data: &Path, region: Option<Region>, written_before: u64) -> Result<(String, u64, u64), ExitCode> {
+    use signpost_authority::import::{Records, Seen, repeats};
+    let name = data.display().to_string();
+    let mut recs = Records::open(data, None, true, region).map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
+    let mut errors: Vec<String> = Vec::new();
+    let mut seen = Seen::default();
+    let mut total = 0u64;
+    loop {
+        let (back, b) = tokio::task::spawn_blocking(move || {
+            let b = recs.next_batch();
+            (recs, b)
+        })
+        .await
+        .map_err(|e| fail(exit::INTERNAL, e))?;
+        recs = back;
+        let Some(b) = b.map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))? else { break };
+        errors.extend(b.errors);
+        for r in &b.records {
+            seen.add(&r.item.csi).map_err(|e| fail(exit::INTERNAL, e))?;
+        }
+        total += b.records.len() as u64;
+        if errors.len() < MAX_IMPORT_ERRORS {
+            let more = core.import_problems(&b.records, written_before, MAX_IMPORT_ERRORS - errors.len()).await.map_err(|e| fail(EX_DATAERR, format!("{name}: {e}; nothing was imported")))?;
+            errors.extend(more);
+        }
+        if errors.len() >= MAX_IMPORT_ERRORS {
+            errors.truncate(MAX_IMPORT_ERRORS);
+            return Err(bad_rows(data, &errors));
+        }
+    }
+    let (digest, size) = recs.finish();
+    if errors.is_empty() {
+        let suspects = seen.suspects(1 << 20).map_err(|e| fail(exit::INTERNAL, e))?;
+        if !suspects.is_empty() {
+            let again = Records::open(data, None, false, region).map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
+            errors = tokio::task::spawn_blocking(move || repeats(again, &suspects, MAX_IMPORT_ERRORS))
+                .await
+                .map_err(|e| fail(exit::INTERNAL, e))?
+                .map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
+        }
+    }
+    if !errors.is_empty() {
+        return Err(bad_rows(data, &errors));
+    }
+    Ok((digest.unwrap_or_default(), size, total))
+}
+
+async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -> ExitCode {
+    use signpost_authority::import::{Progress, Records, cores};
+    use signpost_authority::store::Checkpoint;
+    let region: Option<Region> = match region.map(str::parse).transpose() {
+        Ok(r) => r,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let p = match prepare_with(config, Some(IMPORT_CACHE)).await {
+        Ok(p) => p,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    if let Err(e) = std::fs::File::open(data) {
+        return fail(EX_USAGE, format!("{}: {e}", data.display()));
+    }
+    let name = data.display().to_string();
+    let core = p.core.clone();
+    let t = std::time::Instant::now();
+    // An interrupted import recorded how far it got.
+    let resume = match core.store().checkpoint().await {
+        Ok(Some(b)) => match Progress::decode(&b) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(exit::INTERNAL, format!("the store's import checkpoint: {e}")),
+        },
+        Ok(None) => None,
+        Err(e) => return fail(exit::UNAVAILABLE, e),
+    };
+    let plain = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let written_before = resume.as_ref().map_or(0, |r| r.next.offset);
+    let (digest, size, total) = match import_check(&core, data, region, written_before).await {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    if let Some(r) = &resume
+        && (r.digest != digest || r.size != size)
+    {
+        return fail(
+            EX_DATAERR,
+            format!(
+                "{name}: the store records an unfinished import of another file (sha256 {}, {} of {} identifiers written); run the import again with that file to finish it",
+                r.digest, r.done, r.total
+            ),
+        );
+    }
+    let mut done = resume.as_ref().map_or(0, |r| r.done);
+    let before = done;
+    if plain {
+        eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); signing on {} threads and writing in batches", cores());
+        if let Some(r) = &resume {
+            eprintln!("import: resuming an interrupted import: {done} of {total} identifiers were written; continuing at line {}", r.next.line + 1);
+        }
+    }
+    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} importing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(done);
+    let mut recs = match Records::open(data, resume.as_ref().map(|r| r.next), false, region) {
+        Ok(r) => r,
+        Err(e) => return fail(EX_DATAERR, format!("{name}: {e}")),
+    };
+    let tenth = (total / 10).max(1);
+    let mut reported = done / tenth;
+    let mut seq = core.store().head().await.unwrap_or(0);
+    // Pass 2: batch k+1 is read and signed while batch k is written.
+    let mut writing: Option<(tokio::task::JoinHandle<Result<u64, signpost_authority::core::ProvisionError>>, u64)> = None;
+    let resume_hint = "; run the same import again to resume";
+    loop {
+        let c2 = core.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            let r = match recs.next_batch() {
+                Ok(Some(b)) => {
+                    let n = b.records.len() as u64;
+                    let next = b.next;
+                    let last = recs.at_end();
+                    Ok(Some((c2.sign_import(b.records, cores()).map_err(|e| e.to_string()), n, next, last)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            (recs, r)
+        })
+        .await;
+        let (back, r) = match step {
+            Ok(v) => v,
+            Err(e) => return fail(exit::INTERNAL, e),
+        };
+        recs = back;
+        if let Some((h, n)) = writing.take() {
+            match h.await {
+                Ok(Ok(s)) => {
+                    seq = s;
+                    done += n;
+                    bar.set_position(done);
+                    if plain && (done / tenth > reported || done == total) {
+                        reported = done / tenth;
+                        eprintln!("import: written {done}/{total} ({}%)", done * 100 / total.max(1));
+                    }
+                }
+                Ok(Err(e)) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+                Err(e) => return fail(exit::INTERNAL, e),
+            }
+        }
+        let (signed, n, next, last) = match r {
+            Ok(Some(v)) => v,
+            Ok(None) => break,
+            Err(e) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+        };
+        let batch = match signed {
+            Ok(b) => b,
+            Err(e) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+        };
+        // The last batch clears the checkpoint: the import is complete.
+        let cp = if last { Checkpoint::Clear } else { Checkpoint::Set(Progress { digest: digest.clone(), size, next, done: done + n, total }.encode()) };
+        let c3 = core.clone();
+        writing = Some((tokio::spawn(async move { c3.import_batch(batch, cp).await }), n));
+        if last {
+            if let Some((h, n)) = writing.take() {
+                match h.await {
+                    Ok(Ok(s)) => {
+                        seq = s;
+                        done += n;
+                    }
+                    Ok(Err(e)) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
+                    Err(e) => return fail(exit::INTERNAL, e),
+                }
+            }
+            if plain {
+                eprintln!("import: written {done}/{total} (100%)");
+            }
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    // The embedded file: without the pages the batches' commits freed.
+    let compact = match (&p.cfg.store.backend, &p.cfg.store.path) {
+        (Backend::Redb, Some(path)) => Some(resolve(&p.base, path)),
+        _ => None,
+    };
+    if let Some(path) = compact {
+        drop(core);
+        drop(p);
+        match tokio::task::spawn_blocking(move || RedbStore::compact_file(&path, Some(IMPORT_CACHE))).await {
+            Ok(Ok((before, after))) if plain => eprintln!("import: store compacted from {} to {} MiB", before >> 20, after >> 20),
+            Ok(Ok(_)) => {}
+            // Everything is written; only the file is larger than it needs to be.
+            Ok(Err(e)) => eprintln!("signpost-authority: compacting the store: {e} (the import is complete)"),
+            Err(e) => return fail(exit::INTERNAL, e),
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let now = done - before;
+    let resumed = if before > 0 { format!(" ({before} by an earlier, interrupted run)") } else { String::new() };
+    println!("imported {total} identifiers from {name}{resumed}: {now} written in {secs:.1} s ({:.0} identifiers/s; feed head {seq})", now as f64 / secs.max(1e-9));
+    ExitCode::SUCCESS
+}
+
+async fn export(config: &Path, out: Option<&Path>) -> ExitCode {
+    use std::io::Write as _;
+    let store = match open_store_of(config).await {
+        Ok(s) => s,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let partial = out.map(|o| {
+        let mut p = o.as_os_str().to_owned();
+        p.push(".partial");
+        PathBuf::from(p)
+    });
+    let sink: Box<dyn std::io::Write> = match &partial {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(f),
+            Err(e) => return fail(exit::INTERNAL, format!("{}: {e}", p.display())),
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
+    let target = out.map_or_else(|| "standard output".to_owned(), |o| o.display().to_string());
+    let io_err = |e: std::io::Error| fail(exit::INTERNAL, format!("{target}: {e}"));
+    if let Err(e) = writeln!(w, "{}", signpost_authority::import::HEADER_FULL) {
+        return io_err(e);
+    }
+    let mut after: Option<String> = None;
+    let mut n = 0u64;
+    let mut buf = String::with_capacity(1 << 20);
+    loop {
+        let page = match store.page(after.as_deref(), 4096).await {
+            Ok(p) => p,
+            Err(e) => return fail(exit::UNAVAILABLE, e),
+        };
+        let Some(last) = page.last() else { break };
+        after = Some(last.csi.uri().to_owned());
+        buf.clear();
+        for r in &page {
+            if let Err(e) = signpost_authority::import::export_rows(r, &mut buf) {
+                return fail(EX_DATAERR, e);
+            }
+        }
+        n += page.len() as u64;
+        if let Err(e) = w.write_all(buf.as_bytes()) {
+            return io_err(e);
+        }
+    }
+    let finished = w.into_inner().map_err(|e| e.into_error()).and_then(|mut f| f.flush().map(|()| f));
+    match finished {
+        Ok(f) => drop(f),
+        Err(e) => return io_err(e),
+    }
+    if let (Some(p), Some(o)) = (&partial, out) {
+        if let Err(e) = std::fs::File::open(p).and_then(|f| f.sync_all()).and_then(|()| std::fs::rename(p, o)) {
+            return fail(exit::INTERNAL, format!("{}: {e}", o.display()));
+        }
+        eprintln!("signpost-authority: exported {n} identifiers to {}", o.display());
+    }
+    ExitCode::SUCCESS
 }
 
 /// The per-client limits of `[rate]`.

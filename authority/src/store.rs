@@ -75,8 +75,20 @@ pub struct Commit {
     /// overwritten. redb need not check: its file has one process, whose
     /// core serializes every read-decide-write.
     pub expect: Vec<(Csi, Option<NumberRecord>)>,
+    /// The bulk import's checkpoint, written in the same transaction as
+    /// the records and events of its batch (`None`: left as it is).
+    pub checkpoint: Option<Checkpoint>,
     /// The commit time.
     pub time: Timestamp,
+}
+
+/// What a commit does to the stored import checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Records how far an import got (opaque to the store).
+    Set(Vec<u8>),
+    /// The import finished: no checkpoint.
+    Clear,
 }
 
 /// A page of the change feed.
@@ -136,6 +148,13 @@ pub trait Store: Send + Sync + 'static {
     /// At most `limit` records whose CSI URI starts with `prefix` (e.g.
     /// `tel:+4915`), in URI order (operator tooling, not the hot path).
     fn list(&self, prefix: &str, limit: usize) -> impl Future<Output = Result<Vec<NumberRecord>, StoreError>> + Send;
+    /// At most `limit` records whose CSI URI sorts after `after` (`None`:
+    /// from the first), in URI byte order: `export` pages through the
+    /// whole store with it.
+    fn page(&self, after: Option<&str>, limit: usize) -> impl Future<Output = Result<Vec<NumberRecord>, StoreError>> + Send;
+    /// The import checkpoint the last batch of an unfinished import
+    /// recorded (see [`Commit::checkpoint`]).
+    fn checkpoint(&self) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
     /// Whether other processes may commit to this store (a shared
     /// database): then the core follows its head (`Authority::follow`).
     fn shared(&self) -> bool {
@@ -153,6 +172,62 @@ const NUMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("numbers");
 const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const DELEGATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("delegations");
+const IMPORT: TableDefinition<&str, &[u8]> = TableDefinition::new("import");
+
+/// A feed event as the embedded store keeps it: for an identifier, a
+/// tag byte, the op, the commit time as a varint and the CSI URI (about 30
+/// bytes, where the XML frame takes about 130); for a delegation change,
+/// the XML frame (which starts with `<`, never with the tag).
+const COMPACT_CHANGE: u8 = 1;
+
+fn encode_change(c: Change) -> Vec<u8> {
+    match &c.subject {
+        Subject::Csi(csi) => {
+            let op = ChangeOp::ALL.iter().position(|o| *o == c.op).unwrap_or(0);
+            let mut out = Vec::with_capacity(12 + csi.uri().len());
+            out.push(COMPACT_CHANGE);
+            out.push(u8::try_from(op).unwrap_or(0));
+            let mut t = c.time.as_millis();
+            while t >= 0x80 {
+                out.push((t as u8) | 0x80);
+                t >>= 7;
+            }
+            out.push(t as u8);
+            out.extend_from_slice(csi.uri().as_bytes());
+            out
+        }
+        Subject::Cover(_) => FeedFrame::Change(c).encode().into_bytes(),
+    }
+}
+
+fn decode_change(seq: u64, b: &[u8]) -> Result<Change, StoreError> {
+    let corrupt = || StoreError::new(format!("corrupt feed entry {seq}"));
+    match b {
+        [COMPACT_CHANGE, op, rest @ ..] => {
+            let op = *ChangeOp::ALL.get(usize::from(*op)).ok_or_else(corrupt)?;
+            let mut t = 0u64;
+            let mut i = 0;
+            loop {
+                let byte = *rest.get(i).ok_or_else(corrupt)?;
+                t |= u64::from(byte & 0x7f) << (7 * i);
+                i += 1;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+                if i >= 10 {
+                    return Err(corrupt());
+                }
+            }
+            let uri = std::str::from_utf8(rest.get(i..).unwrap_or(&[])).map_err(|_| corrupt())?;
+            let csi = Csi::from_wire(uri).map_err(|_| corrupt())?;
+            Ok(Change { seq, subject: Subject::Csi(csi), op, time: Timestamp::from_millis(t) })
+        }
+        _ => match FeedFrame::decode(b).map_err(se)? {
+            FeedFrame::Change(c) => Ok(c),
+            other => Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
+        },
+    }
+}
 
 /// The embedded backend: one redb file (copy-on-write B-trees, fsync on
 /// commit, so a crash leaves the last committed state).
@@ -169,14 +244,27 @@ fn cover_key(c: &Cover) -> String {
 }
 
 impl RedbStore {
-    /// Opens or creates the store file.
+    /// Opens or creates the store file (redb's default page cache, 1 GiB at
+    /// most: what the answer path reads from).
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        RedbStore::open_with_cache(path, None)
+    }
+
+    /// Opens or creates the store file with a page cache of at most
+    /// `cache` bytes (`None`: redb's default). A bulk import mostly writes
+    /// and uses a small one, so its memory stays bounded.
+    pub fn open_with_cache(path: &Path, cache: Option<usize>) -> Result<RedbStore, StoreError> {
+        let mut b = redb::Builder::new();
+        if let Some(c) = cache {
+            b.set_cache_size(c);
+        }
+        let db = b.create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
         let w = db.begin_write().map_err(se)?;
         {
             w.open_table(NUMBERS).map_err(se)?;
             w.open_table(CHANGES).map_err(se)?;
             w.open_table(DELEGATIONS).map_err(se)?;
+            w.open_table(IMPORT).map_err(se)?;
             let mut m = w.open_table(META).map_err(se)?;
             if m.get("head").map_err(se)?.is_none() {
                 m.insert("head", 0).map_err(se)?;
@@ -185,6 +273,23 @@ impl RedbStore {
         }
         w.commit().map_err(se)?;
         Ok(RedbStore { db: Arc::new(db) })
+    }
+
+    /// Rewrites the file without the pages that earlier commits freed (a
+    /// bulk import, one transaction per batch, leaves many), so it shrinks
+    /// to what it holds; returns the sizes before and after. Needs the file
+    /// to itself (nothing else may have it open).
+    pub fn compact_file(path: &Path, cache: Option<usize>) -> Result<(u64, u64), StoreError> {
+        let size = || std::fs::metadata(path).map(|m| m.len()).map_err(|e| StoreError::new(format!("{}: {e}", path.display())));
+        let before = size()?;
+        let mut b = redb::Builder::new();
+        if let Some(c) = cache {
+            b.set_cache_size(c);
+        }
+        let mut db = b.open(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        while db.compact().map_err(se)? {}
+        drop(db);
+        Ok((before, size()?))
     }
 
     fn commit_sync(db: &Database, c: Commit) -> Result<u64, StoreError> {
@@ -207,11 +312,19 @@ impl RedbStore {
             let mut changes = w.open_table(CHANGES).map_err(se)?;
             for (subject, op) in c.changes {
                 seq += 1;
-                let frame = FeedFrame::Change(Change { seq, subject, op, time: c.time }).encode();
-                changes.insert(seq, frame.as_bytes()).map_err(se)?;
+                changes.insert(seq, encode_change(Change { seq, subject, op, time: c.time }).as_slice()).map_err(se)?;
             }
             meta.insert("head", seq).map_err(se)?;
             head = seq;
+            match &c.checkpoint {
+                Some(Checkpoint::Set(b)) => {
+                    w.open_table(IMPORT).map_err(se)?.insert("checkpoint", b.as_slice()).map_err(se)?;
+                }
+                Some(Checkpoint::Clear) => {
+                    w.open_table(IMPORT).map_err(se)?.remove("checkpoint").map_err(se)?;
+                }
+                None => {}
+            }
         }
         w.commit().map_err(se)?;
         Ok(head)
@@ -257,11 +370,8 @@ impl Store for RedbStore {
             if out.len() >= limit {
                 break;
             }
-            let (_, v) = item.map_err(se)?;
-            match FeedFrame::decode(v.value()).map_err(se)? {
-                FeedFrame::Change(c) => out.push(c),
-                other => return Err(StoreError::new(format!("corrupt feed entry {other:?}"))),
-            }
+            let (k, v) = item.map_err(se)?;
+            out.push(decode_change(k.value(), v.value())?);
         }
         Ok(FeedPage::Changes(out))
     }
@@ -294,9 +404,9 @@ impl Store for RedbStore {
                 // Also drop events older than the age limit.
                 for item in changes.range(new_oldest..).map_err(se)? {
                     let (k, v) = item.map_err(se)?;
-                    let old = match FeedFrame::decode(v.value()) {
-                        Ok(FeedFrame::Change(c)) => c.time < older_than,
-                        _ => true,
+                    let old = match decode_change(k.value(), v.value()) {
+                        Ok(c) => c.time < older_than,
+                        Err(_) => true,
                     };
                     if !old {
                         break;
@@ -339,6 +449,28 @@ impl Store for RedbStore {
             out.push(NumberRecord::decode(v.value()).map_err(se)?);
         }
         Ok(out)
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        use std::ops::Bound;
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(NUMBERS).map_err(se)?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in t.range::<&str>((from, Bound::Unbounded)).map_err(se)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item.map_err(se)?;
+            out.push(NumberRecord::decode(v.value()).map_err(se)?);
+        }
+        Ok(out)
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(se)?;
+        let t = r.open_table(IMPORT).map_err(se)?;
+        Ok(t.get("checkpoint").map_err(se)?.map(|v| v.value().to_vec()))
     }
 }
 
@@ -404,6 +536,18 @@ impl Store for AnyStore {
         match self {
             AnyStore::Redb(s) => s.stats().await,
             AnyStore::Postgres(s) => s.stats().await,
+        }
+    }
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.page(after, limit).await,
+            AnyStore::Postgres(s) => s.page(after, limit).await,
+        }
+    }
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.checkpoint().await,
+            AnyStore::Postgres(s) => s.checkpoint().await,
         }
     }
     fn shared(&self) -> bool {

@@ -7,7 +7,7 @@
 mod support;
 
 use signpost_authority::model::{NumberRecord, State};
-use signpost_authority::store::{Commit, FeedPage, PgStore, Store};
+use signpost_authority::store::{Checkpoint, Commit, FeedPage, PgStore, Store};
 use signpost_schemas::lost::{AuthorityRef, Cover, Delegation, Endpoint, Epoch};
 use signpost_schemas::sp::{ChangeOp, Subject};
 use signpost_schemas::{Csi, E164Prefix, Name, Timestamp};
@@ -33,6 +33,7 @@ fn t(s: u64) -> Timestamp {
 async fn records_and_sequence<S: Store>(s: S) {
     assert_eq!(s.head().await.unwrap(), 0);
     assert!(s.get(&rec(1, 1).csi).await.unwrap().is_none());
+    assert_eq!(s.checkpoint().await.unwrap(), None);
     let head = s.commit(Commit { records: vec![rec(1, 1), rec(2, 1)], changes: vec![change(&rec(1, 1), ChangeOp::Assign), change(&rec(2, 1), ChangeOp::Assign)], time: t(0), ..Commit::default() }).await.unwrap();
     assert_eq!(head, 2);
     assert_eq!(s.get(&rec(1, 1).csi).await.unwrap(), Some(rec(1, 1)));
@@ -43,6 +44,9 @@ async fn records_and_sequence<S: Store>(s: S) {
     assert_eq!(s.commit(Commit { records: vec![rec(2, 1)], time: t(2), ..Commit::default() }).await.unwrap(), 3);
     let st = s.stats().await.unwrap();
     assert_eq!((st.records, st.changes, st.head), (2, 3, 3));
+    // The events as committed: subject, op and time.
+    let FeedPage::Changes(p) = s.changes_since(2, 10).await.unwrap() else { panic!() };
+    assert_eq!(p, vec![signpost_schemas::sp::Change { seq: 3, subject: change(&rec(1, 2), ChangeOp::Release).0, op: ChangeOp::Release, time: t(1) }]);
     // A batch read answers in the order asked, absent ones as None.
     let got = s.get_many(&[rec(2, 1).csi, rec(9, 1).csi, rec(1, 2).csi]).await.unwrap();
     assert_eq!(got, vec![Some(rec(2, 1)), None, Some(rec(1, 2))]);
@@ -80,6 +84,31 @@ async fn list_by_prefix<S: Store>(s: S) {
     assert!(s.list("tel:+33", 10).await.unwrap().is_empty());
 }
 
+/// The import checkpoint goes with its commit; `page` walks every record
+/// in URI byte order.
+async fn checkpoint_and_page<S: Store>(s: S) {
+    assert_eq!(s.checkpoint().await.unwrap(), None);
+    let set = |b: &str| Some(Checkpoint::Set(b.as_bytes().to_vec()));
+    s.commit(Commit { records: vec![rec(3, 1), rec(1, 1)], changes: vec![change(&rec(3, 1), ChangeOp::Assign)], checkpoint: set("half"), time: t(0), ..Commit::default() }).await.unwrap();
+    assert_eq!(s.checkpoint().await.unwrap(), Some(b"half".to_vec()));
+    // A commit without one leaves it as it is.
+    s.commit(Commit { records: vec![rec(2, 1)], time: t(1), ..Commit::default() }).await.unwrap();
+    assert_eq!(s.checkpoint().await.unwrap(), Some(b"half".to_vec()));
+    let mail = NumberRecord { csi: Csi::from_wire("mailto:a.b-c@mail.example").unwrap(), ..rec(9, 1) };
+    s.commit(Commit { records: vec![rec(4, 1), mail.clone()], checkpoint: Some(Checkpoint::Clear), time: t(2), ..Commit::default() }).await.unwrap();
+    assert_eq!(s.checkpoint().await.unwrap(), None);
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let p = s.page(after.as_deref(), 2).await.unwrap();
+        assert!(p.len() <= 2);
+        let Some(last) = p.last() else { break };
+        after = Some(last.csi.uri().to_owned());
+        all.extend(p);
+    }
+    assert_eq!(all, vec![mail, rec(1, 1), rec(2, 1), rec(3, 1), rec(4, 1)]);
+}
+
 async fn delegations<S: Store>(s: S) {
     let d = Delegation {
         cover: Cover::Prefix(E164Prefix::parse("+4916").unwrap()),
@@ -88,6 +117,8 @@ async fn delegations<S: Store>(s: S) {
     };
     s.commit(Commit { delegations_put: vec![d.clone()], changes: vec![(Subject::Cover(d.cover.clone()), ChangeOp::Delegate)], time: t(0), ..Commit::default() }).await.unwrap();
     assert_eq!(s.delegations().await.unwrap(), vec![d.clone()]);
+    let FeedPage::Changes(p) = s.changes_since(0, 10).await.unwrap() else { panic!() };
+    assert_eq!((p[0].seq, &p[0].subject, p[0].op, p[0].time), (1, &Subject::Cover(d.cover.clone()), ChangeOp::Delegate, t(0)));
     s.commit(Commit { delegations_remove: vec![d.cover.clone()], time: t(1), ..Commit::default() }).await.unwrap();
     assert!(s.delegations().await.unwrap().is_empty());
 }
@@ -110,6 +141,11 @@ macro_rules! conformance {
             async fn list_by_prefix() {
                 let Some((s, _g)) = $make else { return };
                 super::list_by_prefix(s).await;
+            }
+            #[tokio::test]
+            async fn checkpoint_and_page() {
+                let Some((s, _g)) = $make else { return };
+                super::checkpoint_and_page(s).await;
             }
             #[tokio::test]
             async fn delegations() {
@@ -258,8 +294,10 @@ async fn postgres_refuses_a_commit_on_a_stale_read() {
     };
     // Both frontends saw the number absent; A commits first.
     assert_eq!(a.commit(assign(rec(1, 1), None)).await.unwrap(), 1);
-    let e = b.commit(assign(rec(1, 5), None)).await.unwrap_err();
+    let e = b.commit(Commit { checkpoint: Some(Checkpoint::Set(b"x".to_vec())), ..assign(rec(1, 5), None) }).await.unwrap_err();
     assert!(e.is_conflict(), "{e}");
+    // Nothing of the refused commit, its checkpoint neither.
+    assert_eq!(b.checkpoint().await.unwrap(), None);
     assert_eq!(b.get(&rec(1, 1).csi).await.unwrap(), Some(rec(1, 1)));
     assert_eq!(b.head().await.unwrap(), 1);
     // Decided on the current record: accepted.

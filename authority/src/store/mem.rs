@@ -13,7 +13,7 @@ use signpost_schemas::lost::Delegation;
 use signpost_schemas::sp::Change;
 use signpost_schemas::{Csi, Timestamp};
 
-use super::{Commit, FeedPage, Stats, Store, StoreError, cover_key};
+use super::{Checkpoint, Commit, FeedPage, Stats, Store, StoreError, cover_key};
 use crate::model::NumberRecord;
 
 #[derive(Debug, Default)]
@@ -22,6 +22,7 @@ struct Inner {
     /// Retained changes by sequence number (`oldest..=head`).
     changes: BTreeMap<u64, Change>,
     delegations: BTreeMap<String, Delegation>,
+    checkpoint: Option<Vec<u8>>,
     head: u64,
     oldest: u64,
 }
@@ -83,6 +84,11 @@ impl Store for MemStore {
         for cv in &c.delegations_remove {
             g.delegations.remove(&cover_key(cv));
         }
+        match c.checkpoint {
+            Some(Checkpoint::Set(b)) => g.checkpoint = Some(b),
+            Some(Checkpoint::Clear) => g.checkpoint = None,
+            None => {}
+        }
         for (subject, op) in c.changes {
             g.head += 1;
             let seq = g.head;
@@ -131,5 +137,18 @@ impl Store for MemStore {
     async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
         let g = self.lock();
         Ok(g.numbers.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(_, r)| r.clone()).collect())
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<Vec<NumberRecord>, StoreError> {
+        let g = self.lock();
+        let it: Box<dyn Iterator<Item = (&String, &NumberRecord)>> = match after {
+            Some(a) => Box::new(g.numbers.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))),
+            None => Box::new(g.numbers.iter()),
+        };
+        Ok(it.take(limit).map(|(_, r)| r.clone()).collect())
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().checkpoint.clone())
     }
 }
