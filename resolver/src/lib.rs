@@ -11,5 +11,7 @@ pub use signpost_resolver_core as core;
 
 pub mod config;
 pub mod lookup;
+pub mod ohttp;
+pub mod relay;
 pub mod resolver;
 pub mod service;

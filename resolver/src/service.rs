@@ -1,13 +1,18 @@
 //! The resolver behind the HTTP shell: `POST /lost` for its clients (APs),
-//! with per-client limits.
+//! with per-client limits; and, when configured, the Oblivious HTTP
+//! gateway for the same endpoint (`GET`/`POST /.well-known/ohttp-gateway`,
+//! RFC 9540 and RFC 9458).
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use signpost_net::limits::Limiter;
 use signpost_net::{Ctx, Failure, LostReply, Reply, Service};
 use signpost_schemas::lost::SERVICE_MIMI;
 use signpost_schemas::{ListServicesResponse, Name, Path, Request, Response};
 
+use crate::ohttp::{self, Gateway, OhttpError};
 use crate::resolver::Resolver;
 
 /// The resolver's HTTP service.
@@ -15,13 +20,93 @@ use crate::resolver::Resolver;
 pub struct ResolverService {
     r: Arc<Resolver>,
     limiter: Limiter,
+    gateway: Option<Arc<Gateway>>,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Client identities remembered at most by [`ResolverService::clients_seen`].
+const SEEN_KEPT: usize = 4096;
 
 impl ResolverService {
     /// Wraps a resolver.
     pub fn new(r: Arc<Resolver>, limiter: Limiter) -> ResolverService {
-        ResolverService { r, limiter }
+        ResolverService { r, limiter, gateway: None, seen: std::sync::Mutex::new(std::collections::HashSet::new()) }
     }
+
+    /// The client identities (certificate ids, or addresses without one)
+    /// this service has answered LoST requests from, directly or through
+    /// the gateway (at most 4096): what the resolver learns about who asks.
+    pub fn clients_seen(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Also serves as the Oblivious HTTP gateway for its LoST endpoint.
+    pub fn with_gateway(mut self, g: Arc<Gateway>) -> ResolverService {
+        self.gateway = Some(g);
+        self
+    }
+
+    /// One LoST request as `POST /lost` would answer it: status, content
+    /// type, body (the shell's mapping: a LoST error, rate limiting
+    /// included, is a 200 with an `<errors>` body).
+    async fn lost_bytes(&self, body: &[u8], ctx: &Ctx) -> (u16, &'static str, Bytes) {
+        use signpost_schemas::lost::CONTENT_TYPE as LOST_CT;
+        let result = match Request::decode(body, &signpost_schemas::Limits::MESSAGE) {
+            Err(e) => Err(Failure::Decode(e)),
+            Ok(r) => self.lost(r, ctx).await,
+        };
+        let bytes = match result {
+            Ok(LostReply::Encoded { body, .. }) => body,
+            Ok(LostReply::Response(r)) => Bytes::from(r.encode()),
+            Err(f) => Bytes::from(Response::Errors(signpost_net::failure_errors(self.id(), f)).encode()),
+        };
+        (200, LOST_CT, bytes)
+    }
+
+    /// `POST /.well-known/ohttp-gateway`: open, answer the inner LoST POST,
+    /// seal. Failures before the request is opened are a 400 with an
+    /// RFC 9457 problem (an unknown or rotated-out key id has RFC 9458
+    /// §5.3's `ohttp-key` type); failures of the inner request are
+    /// answered inside the encapsulation.
+    async fn gateway(&self, g: &Gateway, headers: &signpost_net::hyper::HeaderMap, body: &[u8], ctx: &Ctx) -> Reply {
+        let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
+        if ct.as_deref() != Some(ohttp::REQUEST_CONTENT_TYPE) {
+            return Reply::full(415, "text/plain; charset=utf-8", format!("the gateway takes {}\n", ohttp::REQUEST_CONTENT_TYPE));
+        }
+        let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock).as_secs();
+        let (inner, opened) = match g.open(body, now) {
+            Ok(x) => x,
+            Err(e) => return problem(&e),
+        };
+        let (status, ct, out) = match ohttp::decode_request(&inner) {
+            Err(e) => (400, "text/plain; charset=utf-8", Bytes::from(format!("{e}\n"))),
+            // The signing certificates, so a client verifies its answer
+            // by the same route.
+            Ok(r) if r.method == "GET" && r.path.starts_with("/certs/") => match self.get(&r.path, headers, ctx).await {
+                Some(rep) => (rep.status, rep.content_type, rep.body),
+                None => (404, "text/plain; charset=utf-8", Bytes::from_static(b"no such certificate\n")),
+            },
+            Ok(r) if r.method != "POST" => (405, "text/plain; charset=utf-8", Bytes::from_static(b"the gateway answers POST /lost and GET /certs/{keyId}\n")),
+            Ok(r) if r.path != "/lost" => (404, "text/plain; charset=utf-8", Bytes::from_static(b"the gateway answers POST /lost and GET /certs/{keyId}\n")),
+            Ok(r) if r.content_type != signpost_schemas::lost::CONTENT_TYPE => {
+                (415, "text/plain; charset=utf-8", Bytes::from_static(b"the inner body must be application/lost+xml\n"))
+            }
+            Ok(r) => self.lost_bytes(&r.body, ctx).await,
+        };
+        match ohttp::encode_response(status, ct, &out).and_then(|b| opened.seal(&b)) {
+            Ok(sealed) => Reply::full(200, ohttp::RESPONSE_CONTENT_TYPE, sealed),
+            Err(e) => problem(&e),
+        }
+    }
+}
+
+/// A 400 `application/problem+json` answer to an encapsulated request
+/// that cannot be opened.
+fn problem(e: &OhttpError) -> Reply {
+    tracing::debug!(reason = e.label(), "OHTTP request refused: {e}");
+    Reply::full(400, "application/problem+json", e.problem_json())
 }
 
 impl Service for ResolverService {
@@ -34,6 +119,12 @@ impl Service for ResolverService {
             Some(p) => p.id().to_string(),
             None => ctx.remote.ip().to_string(),
         };
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.len() < SEEN_KEPT {
+                seen.insert(key.clone());
+            }
+        }
         if let Err(secs) = self.limiter.query(&key, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)) {
             return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
         }
@@ -55,7 +146,11 @@ impl Service for ResolverService {
     /// text command, answered in text. `stats` and `dump [N]` read the
     /// state; `flush all | negatives | IDENTIFIER | +PREFIX | DOMAIN` drops
     /// cached answers (and referrals under a prefix or domain).
-    async fn post(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, body: bytes::Bytes, ctx: &Ctx) -> Option<Reply> {
+    async fn post(&self, path: &str, headers: &signpost_net::hyper::HeaderMap, body: bytes::Bytes, ctx: &Ctx) -> Option<Reply> {
+        if path == ohttp::GATEWAY_PATH {
+            let g = self.gateway.as_ref()?;
+            return Some(self.gateway(g, headers, &body, ctx).await);
+        }
         (path == "/v1/control").then_some(())?;
         let who = match &ctx.peer {
             Some(p) if p.role() == signpost_trust::Role::Admin => p.id().to_string(),
@@ -85,6 +180,13 @@ impl Service for ResolverService {
     }
 
     async fn get(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, _ctx: &Ctx) -> Option<Reply> {
+        if path == ohttp::GATEWAY_PATH {
+            // RFC 9540 §4: the key configuration at the gateway's location.
+            let g = self.gateway.as_ref()?;
+            let mut r = Reply::full(200, ohttp::KEYS_CONTENT_TYPE, g.key_configs());
+            r.headers.push(("cache-control", "max-age=3600".into()));
+            return Some(r);
+        }
         let k = path.strip_prefix("/certs/")?;
         self.r.cert_pem(k).map(|pem| Reply::full(200, "application/pem-certificate-chain", pem))
     }

@@ -1,0 +1,209 @@
+//! Oblivious HTTP over real mTLS on 127.0.0.1:0: an AP through a relay to
+//! the resolver's gateway gets the same verified answer as directly; the
+//! relay keeps no identifier and the resolver sees only the relay; stale
+//! keys, replays, truncated and garbled encapsulations get clear answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use signpost_kit::{Auth, Running, serve};
+use signpost_net::Metrics;
+use signpost_net::client::Client;
+use signpost_net::limits::{LimitSettings, Limiter};
+use signpost_resolver::lookup::{Via, load_keys, lookup, lookup_via};
+use signpost_resolver::ohttp::{self, Gateway, GatewayKey};
+use signpost_resolver::relay::RelayService;
+use signpost_resolver::service::ResolverService;
+use signpost_schemas::Response;
+use signpost_schemas::lost::Endpoint;
+use signpost_trust::Role;
+use support::*;
+
+const RELAY: &str = "relay.test.example";
+const AP: &str = "ap.carrier-x.example";
+const NUMBER: &str = "tel:+4915112345678";
+
+struct Oblivious {
+    t: Topology,
+    node: signpost_kit::ResolverNode,
+    gateway: Arc<Gateway>,
+    svc: Arc<ResolverService>,
+    resolver: Running,
+    relay_svc: Arc<RelayService>,
+    relay: Running,
+}
+
+fn limiter(rate: f64) -> Limiter {
+    Limiter::new(LimitSettings { rate, burst: rate, miss_budget: usize::MAX, miss_window: 60 })
+}
+
+impl Oblivious {
+    /// The topology, a resolver that is also a gateway (key 1), and a relay
+    /// allowing `relay_rate` requests per second (and burst) per AP.
+    async fn start(relay_rate: f64) -> Oblivious {
+        let t = Topology::start().await;
+        t.provision(&t.de, NUMBER, "+4915", "provider-a.example").await;
+        let node = t.resolver(t.plan()).await;
+        let gateway = Arc::new(Gateway::with_keys(vec![GatewayKey::from_private(1, &[7u8; 32]).unwrap()], 600));
+        let svc = Arc::new(ResolverService::new(node.resolver.clone(), limiter(1e6)).with_gateway(gateway.clone()));
+        let cert = t.pki.cert(Role::Resolver, RES, &[]).unwrap();
+        let resolver = serve(svc.clone(), &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
+        let relay_cert = t.pki.cert(Role::Resolver, RELAY, &[]).unwrap();
+        let gw = Endpoint::parse(&format!("https://{}{}", resolver.addr, ohttp::GATEWAY_PATH)).unwrap();
+        let relay_svc = Arc::new(RelayService::new(name(RELAY), t.pki.client(Some(&relay_cert)).unwrap(), gw, name(RES), limiter(relay_rate)));
+        let relay = serve(relay_svc.clone(), &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
+        Oblivious { t, node, gateway, svc, resolver, relay_svc, relay }
+    }
+
+    fn ap(&self) -> Client {
+        self.t.pki.client(Some(&self.t.pki.cert(Role::Msp, AP, &[]).unwrap())).unwrap()
+    }
+
+    fn relay_url(&self) -> Endpoint {
+        Endpoint::parse(&format!("https://{}/relay", self.relay.addr)).unwrap()
+    }
+
+    async fn via_relay(&self, ap: &Client) -> Via {
+        let keys = load_keys(ap, &format!("https://{}/relay/keys", self.relay.addr), &name(RELAY)).await.unwrap();
+        Via::Relay { relay: self.relay_url(), relay_id: name(RELAY), keys }
+    }
+
+    /// POSTs raw bytes to the relay as `message/ohttp-req`.
+    async fn post_raw(&self, ap: &Client, body: Vec<u8>) -> signpost_net::client::Answer {
+        ap.raw(&self.relay_url(), &name(RELAY), signpost_net::hyper::Method::POST, ohttp::REQUEST_CONTENT_TYPE, Bytes::from(body)).await.unwrap()
+    }
+}
+
+fn problem_type(a: &signpost_net::client::Answer) -> String {
+    assert_eq!(a.status, 400, "{:?}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.headers.get("content-type").unwrap(), "application/problem+json");
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert!(!v["title"].as_str().unwrap().is_empty());
+    v["type"].as_str().unwrap().to_owned()
+}
+
+fn lost_request(csi_: &str) -> Vec<u8> {
+    let f = signpost_schemas::FindService::for_csi(csi(csi_), true);
+    ohttp::encode_request("resolver", "/lost", signpost_schemas::lost::CONTENT_TYPE, signpost_schemas::Request::FindService(f).encode().as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_relay_an_ap_gets_the_same_verified_answer_and_the_resolver_sees_only_the_relay() {
+    let o = Oblivious::start(1e6).await;
+    let ap = o.ap();
+    let anchor = o.t.pki.anchor.clone();
+    let via = o.via_relay(&ap).await;
+    let relayed = lookup_via(&ap, &via, &anchor, &csi(NUMBER), None).await.unwrap();
+    assert_eq!(o.svc.clients_seen(), [RELAY], "the resolver saw only the relay");
+    let direct = lookup(&ap, &o.resolver.endpoint().unwrap(), &name(RES), &anchor, &csi(NUMBER), None).await.unwrap();
+    assert_eq!(providers(&relayed.response), ["provider-a.example"]);
+    assert_eq!(providers(&relayed.response), providers(&direct.response));
+    assert_eq!(uri(&relayed.response), uri(&direct.response));
+    assert!(relayed.verified.iter().all(Result::is_ok), "{:?}", relayed.verified);
+    assert_eq!(relayed.verified.len(), direct.verified.len());
+    assert_eq!(signpost_resolver::lookup::exit_code(&relayed), 0);
+    let (Response::Found(a), Response::Found(b)) = (&relayed.response, &direct.response) else { panic!() };
+    assert_eq!(a.path, b.path);
+    // The relay kept who and how big, never what: nothing of the number.
+    let records = o.relay_svc.records();
+    assert!(records.len() >= 2, "the lookup and its certificate fetch");
+    assert!(records.iter().all(|r| r.ap == AP && r.status == 200));
+    let text = format!("{records:?}");
+    assert!(!text.contains("4915112345678") && !text.contains("provider-a"), "{text}");
+    // Now the resolver has seen the AP too (the direct lookup).
+    assert_eq!(o.svc.clients_seen(), [AP, RELAY]);
+    // A number that is not there: the same notFound either way.
+    let relayed = lookup_via(&ap, &via, &anchor, &csi("tel:+4915199999999"), None).await.unwrap();
+    assert_eq!(kind(&relayed.response), signpost_schemas::ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_out_key_gets_the_ohttp_key_problem_and_the_previous_key_works_in_the_overlap() {
+    let o = Oblivious::start(1e6).await;
+    let ap = o.ap();
+    let old_keys = o.gateway.key_configs();
+    let old = GatewayKey::from_private(1, &[7u8; 32]).unwrap();
+    let new = GatewayKey::from_private(2, &[8u8; 32]).unwrap();
+    // Rotation: 2 is current, 1 still accepted.
+    o.gateway.set_keys(vec![new.clone(), old]);
+    let keys = load_keys(&ap, &format!("https://{}/relay/keys", o.relay.addr), &name(RELAY)).await.unwrap();
+    assert_eq!(keys[2], 2, "the new key is published");
+    let stale = Via::Relay { relay: o.relay_url(), relay_id: name(RELAY), keys: old_keys.clone() };
+    let l = lookup_via(&ap, &stale, &o.t.pki.anchor, &csi(NUMBER), None).await.unwrap();
+    assert_eq!(providers(&l.response), ["provider-a.example"], "the previous key is accepted in the overlap");
+    // Past the overlap: only 2.
+    o.gateway.set_keys(vec![new]);
+    let sealed = ohttp::seal(&old_keys, &lost_request(NUMBER)).unwrap();
+    let a = o.post_raw(&ap, sealed.body).await;
+    assert_eq!(problem_type(&a), ohttp::KEY_PROBLEM);
+    // The lookup client says what went wrong.
+    let e = lookup_via(&ap, &stale, &o.t.pki.anchor, &csi(NUMBER), None).await.unwrap_err();
+    assert!(e.to_string().contains("ohttp-key") && e.to_string().contains("rotated out"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_truncated_and_garbled_encapsulations_are_refused_clearly() {
+    let o = Oblivious::start(1e6).await;
+    let ap = o.ap();
+    let keys = o.gateway.key_configs();
+    let sealed = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();
+    let body = sealed.body.clone();
+    let first = o.post_raw(&ap, body.clone()).await;
+    assert_eq!(first.status, 200);
+    let inner = ohttp::decode_response(&sealed.open(&first.body).unwrap()).unwrap();
+    assert_eq!(inner.status, 200);
+    assert!(String::from_utf8_lossy(&inner.body).contains("provider-a.example"));
+    // The same bytes again.
+    let again = o.post_raw(&ap, body.clone()).await;
+    assert_eq!(problem_type(&again), "about:blank");
+    assert!(String::from_utf8_lossy(&again.body).contains("replayed"));
+    // Truncated: in the header, after it, before the tag.
+    for n in [0usize, 3, 20, 50] {
+        let a = o.post_raw(&ap, body[..n.min(body.len())].to_vec()).await;
+        problem_type(&a);
+        let text = String::from_utf8_lossy(&a.body).into_owned();
+        assert!(text.contains("truncated") || text.contains("does not decrypt"), "{n}: {text}");
+    }
+    // Garbled ciphertext.
+    let mut bad = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap().body;
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    let a = o.post_raw(&ap, bad).await;
+    problem_type(&a);
+    assert!(String::from_utf8_lossy(&a.body).contains("does not decrypt"));
+    // Not an OHTTP request at all: the relay says what it forwards.
+    let a = ap.raw(&o.relay_url(), &name(RELAY), signpost_net::hyper::Method::POST, "application/lost+xml", Bytes::from_static(b"<x/>")).await.unwrap();
+    assert_eq!(a.status, 415);
+    // A well-sealed request for something other than POST /lost is
+    // answered inside the encapsulation.
+    let inner = ohttp::encode_request("resolver", "/v1/control", "text/plain", b"stats").unwrap();
+    let s = ohttp::seal(&keys, &inner).unwrap();
+    let a = o.post_raw(&ap, s.body.clone()).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(ohttp::decode_response(&s.open(&a.body).unwrap()).unwrap().status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_requires_an_ap_certificate_and_limits_each_ap() {
+    let o = Oblivious::start(2.0).await;
+    let ap = o.ap();
+    let keys = o.gateway.key_configs();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let s = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();
+        statuses.push(o.post_raw(&ap, s.body).await.status);
+    }
+    assert_eq!(&statuses[..2], [200, 200]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    // Another AP has its own budget.
+    let other = o.t.pki.client(Some(&o.t.pki.cert(Role::Msp, "ap.other.example", &[]).unwrap())).unwrap();
+    let s = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();
+    assert_eq!(o.post_raw(&other, s.body).await.status, 200);
+    // No certificate: the TLS handshake (client_auth = required) fails.
+    let anon = o.t.pki.client(None).unwrap();
+    let s = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();
+    assert!(anon.raw(&o.relay_url(), &name(RELAY), signpost_net::hyper::Method::POST, ohttp::REQUEST_CONTENT_TYPE, Bytes::from(s.body)).await.is_err());
+}
