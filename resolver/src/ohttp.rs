@@ -162,6 +162,11 @@ impl KeyFile {
         Ok(f)
     }
 
+    /// The keys, loaded (current first).
+    pub fn gateway_keys(&self) -> Result<Vec<GatewayKey>, String> {
+        self.keys.iter().map(|k| GatewayKey::from_stored(k).map_err(|e| format!("key {}: {e}", k.id))).collect()
+    }
+
     /// Rotates: a fresh key with an id not in use becomes current; the
     /// previous current key and up to `keep - 1` older ones stay accepted.
     pub fn rotate(&mut self, keep: usize, now_s: u64) -> &StoredKey {
@@ -427,8 +432,7 @@ impl Gateway {
 }
 
 fn load_keys(path: &Path) -> Result<Vec<GatewayKey>, String> {
-    let f = KeyFile::load(path)?;
-    f.keys.iter().map(|k| GatewayKey::from_stored(k).map_err(|e| format!("{}: key {}: {e}", path.display(), k.id))).collect()
+    KeyFile::load(path)?.gateway_keys().map_err(|e| format!("{}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------------------

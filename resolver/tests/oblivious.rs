@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,7 +29,7 @@ const NUMBER: &str = "tel:+4915112345678";
 
 struct Oblivious {
     t: Topology,
-    node: signpost_kit::ResolverNode,
+    _node: signpost_kit::ResolverNode,
     gateway: Arc<Gateway>,
     svc: Arc<ResolverService>,
     resolver: Running,
@@ -55,7 +56,7 @@ impl Oblivious {
         let gw = Endpoint::parse(&format!("https://{}{}", resolver.addr, ohttp::GATEWAY_PATH)).unwrap();
         let relay_svc = Arc::new(RelayService::new(name(RELAY), t.pki.client(Some(&relay_cert)).unwrap(), gw, name(RES), limiter(relay_rate)));
         let relay = serve(relay_svc.clone(), &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
-        Oblivious { t, node, gateway, svc, resolver, relay_svc, relay }
+        Oblivious { t, _node: node, gateway, svc, resolver, relay_svc, relay }
     }
 
     fn ap(&self) -> Client {
@@ -206,4 +207,170 @@ async fn the_relay_requires_an_ap_certificate_and_limits_each_ap() {
     let anon = o.t.pki.client(None).unwrap();
     let s = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();
     assert!(anon.raw(&o.relay_url(), &name(RELAY), signpost_net::hyper::Method::POST, ohttp::REQUEST_CONTENT_TYPE, Bytes::from(s.body)).await.is_err());
+}
+
+// ---------------------------------------------------------------------------
+// An independent client, and the binaries
+
+/// A Python with `pyhpke` and `cryptography` (`SIGNPOST_PYTHON`, else
+/// `python3`), or `None`.
+fn python() -> Option<String> {
+    let py = std::env::var("SIGNPOST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py).args(["-c", "import pyhpke, cryptography"]).output().is_ok_and(|o| o.status.success());
+    ok.then_some(py)
+}
+
+fn write_pem(dir: &std::path::Path, t: &Topology, role: Role, id: &str) -> (String, String) {
+    let c = t.pki.cert(role, id, &[]).unwrap();
+    let (cert, key) = (dir.join(format!("{id}.cert.pem")), dir.join(format!("{id}.key.pem")));
+    std::fs::write(&cert, c.chain).unwrap();
+    std::fs::write(&key, c.key).unwrap();
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_python_ohttp_client_completes_a_lookup_through_the_relay() {
+    let Some(py) = python() else {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI=true: this test needs a Python with pyhpke (bash .ci/run installs one into a venv and sets SIGNPOST_PYTHON)");
+        println!("SKIPPED: an_independent_python_ohttp_client_completes_a_lookup_through_the_relay: no Python with pyhpke (pip install pyhpke, or set SIGNPOST_PYTHON)");
+        return;
+    };
+    let o = Oblivious::start(1e6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, o.t.pki.ca_pem()).unwrap();
+    let (cert, key) = write_pem(dir.path(), &o.t, Role::Msp, AP);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ohttp_client.py");
+    let ap = o.ap();
+    let via = o.via_relay(&ap).await;
+    for aead in ["aes128gcm", "chacha20poly1305"] {
+        let args = vec![
+            script.display().to_string(),
+            "--relay".into(),
+            o.relay.addr.to_string(),
+            "--relay-name".into(),
+            RELAY.into(),
+            "--ca".into(),
+            ca.display().to_string(),
+            "--cert".into(),
+            cert.clone(),
+            "--key".into(),
+            key.clone(),
+            "--csi".into(),
+            NUMBER.into(),
+            "--aead".into(),
+            aead.into(),
+        ];
+        let py = py.clone();
+        let out = tokio::task::spawn_blocking(move || Command::new(py).args(args).output().unwrap()).await.unwrap();
+        assert!(out.status.success(), "{aead}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], 200, "{v}");
+        assert_eq!(v["content_type"], signpost_schemas::lost::CONTENT_TYPE);
+        assert_eq!(v["aead"], aead);
+        let r = Response::decode(v["body"].as_str().unwrap().as_bytes(), &signpost_schemas::Limits::MESSAGE).unwrap();
+        assert_eq!(providers(&r), ["provider-a.example"]);
+        let verified = signpost_resolver::lookup::verify(&ap, &via, &csi(NUMBER), &r, &o.t.pki.anchor).await;
+        assert!(!verified.is_empty() && verified.iter().all(Result::is_ok), "{verified:?}");
+    }
+    assert_eq!(o.svc.clients_seen(), [RELAY]);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_signpost-resolver");
+
+/// Runs the binary; its output.
+async fn run(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay() {
+    use std::io::{BufRead, BufReader};
+    let o = Oblivious::start(1e6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    // Keys: made, then rotated (the first stays accepted).
+    let keys = p("ohttp-keys.toml");
+    for _ in 0..2 {
+        let out = run(vec!["ohttp-keygen".into(), "--keys".into(), keys.clone()]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("is current"));
+    }
+    let file = signpost_resolver::ohttp::KeyFile::load(std::path::Path::new(&keys)).unwrap();
+    assert_eq!(file.keys.len(), 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o077, 0, "the key file is private");
+    }
+    o.gateway.set_keys(file.gateway_keys().unwrap());
+    // The relay binary, with its own certificate.
+    std::fs::write(p("ca.pem"), o.t.pki.ca_pem()).unwrap();
+    let (rc, rk) = write_pem(dir.path(), &o.t, Role::Resolver, RELAY);
+    let (ac, ak) = write_pem(dir.path(), &o.t, Role::Msp, AP);
+    let cfg = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("relay.sample.toml"))
+        .unwrap()
+        .replace("relay.signpost.example", RELAY)
+        .replace("resolver.signpost.example", RES)
+        .replace("127.0.0.1:7430", "127.0.0.1:0")
+        .replace("admin = \"127.0.0.1:7431\"\n", "")
+        .replace("pki/ca/ca.pem", &p("ca.pem"))
+        .replace("pki/relay/cert.pem", &rc)
+        .replace("pki/relay/key.pem", &rk)
+        .replace("https://127.0.0.1:7420/", &format!("https://{}/", o.resolver.addr));
+    std::fs::write(p("relay.toml"), &cfg).unwrap();
+    let out = run(vec!["relay".into(), "--config".into(), p("relay.toml"), "--check".into()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A relay that accepts APs without certificates is refused.
+    std::fs::write(p("bad.toml"), cfg.replace("client_auth = \"required\"", "client_auth = \"optional\"")).unwrap();
+    let out = run(vec!["relay".into(), "--config".into(), p("bad.toml"), "--check".into()]).await;
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("client_auth"));
+    let mut child = Command::new(BIN).args(["relay", "--config", &p("relay.toml")]).env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let addr: std::net::SocketAddr = loop {
+        if let Some(a) = log.lock().unwrap().iter().find_map(|l| l.split("listening for lost on ").nth(1).map(|a| a.trim().parse().unwrap())) {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let lookup = |extra: &[&str]| {
+        let mut v: Vec<String> = ["lookup", "+49 151 1234 5678", "--resolver-id", RES, "--ca", &p("ca.pem"), "--cert", &ac, "--key", &ak, "--relay", &format!("https://{addr}/relay"), "--relay-id", RELAY]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Keys fetched through the relay.
+    let out = run(lookup(&["--ohttp-keys", &format!("https://{addr}/relay/keys")])).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("provider-a.example") && text.contains("verified (dp.de.example signed)"), "{text}");
+    // Keys from a file; then a stale file after the overlap.
+    std::fs::write(p("keys.bin"), o.gateway.key_configs()).unwrap();
+    let out = run(lookup(&["--ohttp-keys", &p("keys.bin")])).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    o.gateway.set_keys(vec![GatewayKey::from_private(99, &[3u8; 32]).unwrap()]);
+    let out = run(lookup(&["--ohttp-keys", &p("keys.bin")])).await;
+    assert_eq!(out.status.code(), Some(65), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ohttp-key"), "{}", String::from_utf8_lossy(&out.stderr));
+    // --relay without keys is a usage error.
+    let out = run(lookup(&[])).await;
+    assert_eq!(out.status.code(), Some(64));
+    // The relay's log, at info, never shows the number.
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = log.lock().unwrap().join("\n");
+    assert!(!logged.contains("4915112345678") && !logged.contains("+49 151"), "{logged}");
+    assert_eq!(o.svc.clients_seen(), [RELAY]);
 }
