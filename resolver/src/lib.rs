@@ -9,6 +9,7 @@
 
 pub use signpost_resolver_core as core;
 
+pub mod bulk;
 pub mod config;
 pub mod lookup;
 pub mod ohttp;

@@ -191,6 +191,47 @@ pub async fn lookup_via(client: &Client, via: &Via, anchor: &TrustAnchor, csi: &
     Ok(Lookup { xml, response, verified })
 }
 
+/// Asks for several identifiers in one bulk request (`POST /lost/bulk`,
+/// directly or through the relay); one verified answer per identifier, in
+/// order. A refusal of the whole bulk (too many queries, over the budget
+/// of new identifiers, malformed) is an error naming the reason.
+pub async fn lookup_bulk_via(client: &Client, via: &Via, anchor: &TrustAnchor, csis: &[Csi], context: Option<SenderContext>) -> Result<Vec<Lookup>, LookupError> {
+    let docs: Vec<String> = csis
+        .iter()
+        .map(|c| {
+            let mut f = FindService::for_csi(c.clone(), true);
+            f.context = context.clone();
+            Request::FindService(f).encode()
+        })
+        .collect();
+    let body = crate::bulk::wrap(crate::bulk::REQUEST_ROOT, docs.iter().map(|d| d.as_bytes()));
+    let (status, answer) = exchange(client, via, "POST", crate::bulk::BULK_PATH, crate::bulk::CONTENT_TYPE, Bytes::from(body)).await?;
+    let parts = match crate::bulk::split(&answer, crate::bulk::RESPONSE_ROOT, csis.len()) {
+        Ok(p) => p,
+        Err(e) => {
+            // The whole bulk refused: one LoST <errors> document.
+            return Err(match Response::decode(&answer, &Limits::MESSAGE) {
+                Ok(Response::Errors(errs)) => {
+                    let what: Vec<String> = errs.list.issues().iter().map(|i| format!("{}: {}", i.kind, i.message.as_ref().map_or("", |m| m.text.as_str()))).collect();
+                    let why = format!("the bulk request was refused (HTTP {status}): {}", what.join("; "));
+                    if status >= 500 { LookupError::Unavailable(why) } else { LookupError::Garbled(why) }
+                }
+                _ => LookupError::Garbled(format!("the resolver's bulk answer (HTTP {status}) does not decode: {e}")),
+            });
+        }
+    };
+    if parts.len() != csis.len() {
+        return Err(LookupError::Garbled(format!("the bulk answer holds {} answers for {} queries", parts.len(), csis.len())));
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (csi, part) in csis.iter().zip(parts) {
+        let response = Response::decode(&part, &Limits::MESSAGE).map_err(|e| LookupError::Garbled(format!("the answer for {csi} does not decode: {e}")))?;
+        let verified = verify(client, via, csi, &response, anchor).await;
+        out.push(Lookup { xml: String::from_utf8_lossy(&part).into_owned(), response, verified });
+    }
+    Ok(out)
+}
+
 /// Per mapping of a found answer: whether it verifies (signing
 /// certificates fetched from the resolver by `via` when unknown).
 pub async fn verify(client: &Client, via: &Via, csi: &Csi, response: &Response, anchor: &TrustAnchor) -> Vec<Result<(), String>> {

@@ -71,10 +71,13 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Ask a resolver where an identifier can be reached.
+    /// Ask a resolver where an identifier can be reached. Several
+    /// identifiers go in one bulk request (POST /lost/bulk), answered in
+    /// order; the exit code is the worst of their codes.
     Lookup {
-        /// A phone number or email address.
-        csi: String,
+        /// Phone numbers or email addresses (one or more).
+        #[arg(required = true, num_args = 1..)]
+        csi: Vec<String>,
         /// The resolver's LoST URL.
         #[arg(long, default_value = "https://127.0.0.1:7420/lost")]
         resolver: String,
@@ -244,7 +247,7 @@ fn main() -> ExitCode {
 
 #[allow(clippy::too_many_arguments)]
 async fn lookup(
-    csi: &str,
+    csis: &[String],
     resolver: &str,
     resolver_id: &str,
     ca: &Path,
@@ -259,7 +262,7 @@ async fn lookup(
 ) -> Result<ExitCode, (u8, String)> {
     let usage = |e: String| (EX_USAGE, e);
     let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| usage(e.to_string()))?;
-    let csi = Csi::parse(csi, region).map_err(|e| usage(format!("{csi:?}: {e}")))?;
+    let csis: Vec<Csi> = csis.iter().map(|c| Csi::parse(c, region).map_err(|e| usage(format!("{c:?}: {e}")))).collect::<Result<_, _>>()?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())));
     let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| usage(format!("{}: {e}", ca.display())))?;
     let identity = match (cert, key) {
@@ -306,7 +309,7 @@ async fn lookup(
             Via::Relay { relay: relay_ep, relay_id, keys: bytes }
         }
     };
-    let l = signpost_resolver::lookup::lookup_via(&client, &via, &anchor, &csi, context).await.map_err(|e| {
+    let explain = |e: signpost_resolver::lookup::LookupError| {
         let mut msg = e.to_string();
         // With TLS 1.3 a server that requires a client certificate closes
         // the connection after the handshake; the HTTP layer only sees it go.
@@ -314,13 +317,24 @@ async fn lookup(
             msg.push_str(" — the connection was closed after the TLS handshake: if the resolver requires a client certificate (tls.client_auth = \"required\"), pass --cert and --key");
         }
         (e.exit_code(), msg)
-    })?;
-    if xml {
-        print!("{}", l.xml);
-    } else {
-        print!("{}", signpost_resolver::lookup::describe(&csi, &l));
+    };
+    let answers = match csis.as_slice() {
+        [one] => vec![signpost_resolver::lookup::lookup_via(&client, &via, &anchor, one, context).await.map_err(explain)?],
+        many => signpost_resolver::lookup::lookup_bulk_via(&client, &via, &anchor, many, context).await.map_err(explain)?,
+    };
+    let mut code = 0u8;
+    for (csi, l) in csis.iter().zip(&answers) {
+        if xml {
+            print!("{}", l.xml);
+            if !l.xml.ends_with('\n') {
+                println!();
+            }
+        } else {
+            print!("{}", signpost_resolver::lookup::describe(csi, l));
+        }
+        code = code.max(signpost_resolver::lookup::exit_code(l));
     }
-    Ok(ExitCode::from(signpost_resolver::lookup::exit_code(&l)))
+    Ok(ExitCode::from(code))
 }
 
 async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
@@ -328,7 +342,8 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     p.metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     p.resolver.start().await;
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
-    let mut svc = ResolverService::new(p.resolver.clone(), limiter);
+    let b = &p.cfg.bulk;
+    let mut svc = ResolverService::new(p.resolver.clone(), limiter).with_bulk(b.max_queries, b.new_identifiers_per_window, b.window_s);
     if let Some(g) = &p.gateway {
         tracing::info!("serving the Oblivious HTTP gateway at {}", signpost_resolver::ohttp::GATEWAY_PATH);
         svc = svc.with_gateway(g.clone());

@@ -12,6 +12,7 @@ use signpost_net::{Ctx, Failure, LostReply, Reply, Service};
 use signpost_schemas::lost::SERVICE_MIMI;
 use signpost_schemas::{ListServicesResponse, Name, Path, Request, Response};
 
+use crate::bulk::{self, NewIdentifierBudget};
 use crate::ohttp::{self, Gateway, OhttpError};
 use crate::resolver::Resolver;
 
@@ -22,7 +23,12 @@ pub struct ResolverService {
     limiter: Limiter,
     gateway: Option<Arc<Gateway>>,
     seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    bulk_max: usize,
+    budget: NewIdentifierBudget,
 }
+
+/// Queries of one bulk resolved at once.
+const BULK_CONCURRENCY: usize = 64;
 
 /// Client identities remembered at most by [`ResolverService::clients_seen`].
 const SEEN_KEPT: usize = 4096;
@@ -30,7 +36,15 @@ const SEEN_KEPT: usize = 4096;
 impl ResolverService {
     /// Wraps a resolver.
     pub fn new(r: Arc<Resolver>, limiter: Limiter) -> ResolverService {
-        ResolverService { r, limiter, gateway: None, seen: std::sync::Mutex::new(std::collections::HashSet::new()) }
+        let d = crate::config::Bulk::default();
+        ResolverService {
+            r,
+            limiter,
+            gateway: None,
+            seen: std::sync::Mutex::new(std::collections::HashSet::new()),
+            bulk_max: d.max_queries,
+            budget: NewIdentifierBudget::new(d.new_identifiers_per_window, d.window_s),
+        }
     }
 
     /// The client identities (certificate ids, or addresses without one)
@@ -40,6 +54,101 @@ impl ResolverService {
         let mut v: Vec<String> = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
         v.sort();
         v
+    }
+
+    /// Bulk lookups: at most `max_queries` per request, and at most
+    /// `new_per_window` identifiers a client has not asked about before in
+    /// `window_s` (defaults: [`crate::config::Bulk`]).
+    pub fn with_bulk(mut self, max_queries: usize, new_per_window: usize, window_s: u64) -> ResolverService {
+        self.bulk_max = max_queries;
+        self.budget = NewIdentifierBudget::new(new_per_window, window_s);
+        self
+    }
+
+    fn client_key(ctx: &Ctx) -> String {
+        match &ctx.peer {
+            Some(p) => p.id().to_string(),
+            None => ctx.remote.ip().to_string(),
+        }
+    }
+
+    fn remember(&self, key: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() < SEEN_KEPT && !seen.contains(key) {
+            seen.insert(key.to_owned());
+        }
+    }
+
+    /// `POST /lost/bulk`: status, content type, body. One LoST answer per
+    /// query, in order, in an `sp:bulkFindServiceResponse`; a refusal of
+    /// the whole bulk is one LoST `<errors>` document (400 malformed, 413
+    /// too many queries, 200 `<forbidden>` over the rate or the budget of
+    /// new identifiers, as `POST /lost` answers a rate limit).
+    async fn bulk_bytes(&self, body: &[u8], ctx: &Ctx) -> (u16, &'static str, Bytes) {
+        use signpost_schemas::lost::CONTENT_TYPE as LOST_CT;
+        use signpost_schemas::{ErrorKind, Errors, Issue};
+        let err = |status: u16, f: Failure| (status, LOST_CT, Bytes::from(Response::Errors(signpost_net::failure_errors(self.id(), f)).encode()));
+        let bad = |status: u16, msg: String| (status, LOST_CT, Bytes::from(Response::Errors(Errors::one(self.id(), Issue::new(ErrorKind::BadRequest, msg))).encode()));
+        let key = Self::client_key(ctx);
+        self.remember(&key);
+        let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock);
+        if let Err(secs) = self.limiter.query(&key, now) {
+            return err(200, Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
+        }
+        let docs = match bulk::split(body, bulk::REQUEST_ROOT, self.bulk_max) {
+            Ok(d) if d.is_empty() => return bad(400, bulk::BulkError::Empty.to_string()),
+            Ok(d) => d,
+            Err(e @ bulk::BulkError::TooMany { .. }) => return bad(413, e.to_string()),
+            Err(e) => return bad(400, e.to_string()),
+        };
+        // Each query decoded; an undecodable one is answered in its place.
+        let queries: Vec<Result<signpost_schemas::FindService, Response>> = docs
+            .iter()
+            .map(|d| match Request::decode(d, &signpost_schemas::Limits::MESSAGE) {
+                Ok(Request::FindService(f)) => Ok(f),
+                Ok(Request::ListServices(_)) => Err(Response::Errors(Errors::one(self.id(), Issue::new(ErrorKind::BadRequest, "a bulk request holds findService queries only")))),
+                Err(e) => Err(Response::Errors(signpost_net::failure_errors(self.id(), Failure::Decode(e)))),
+            })
+            .collect();
+        let ids: Vec<String> = queries.iter().filter_map(|q| q.as_ref().ok()).filter_map(|f| f.csi_location().ok().map(|(_, c)| c.uri().to_owned())).collect();
+        match self.budget.charge(&key, ids.iter().map(String::as_str), now) {
+            Ok(fresh) => tracing::debug!(client = %key, queries = docs.len(), new_identifiers = fresh, "bulk lookup"),
+            Err(secs) => {
+                return err(200, Failure::RateLimited { message: format!("bulk: budget of new identifiers spent for this window ({} of them in this request were not asked about before)", ids.len()), retry_after: secs });
+            }
+        }
+        let mut answers: Vec<Bytes> = Vec::with_capacity(queries.len());
+        let mut it = queries.into_iter().peekable();
+        while it.peek().is_some() {
+            let mut set = tokio::task::JoinSet::new();
+            let mut slots: Vec<Option<Bytes>> = Vec::new();
+            for (i, q) in it.by_ref().take(BULK_CONCURRENCY).enumerate() {
+                match q {
+                    Ok(f) => {
+                        slots.push(None);
+                        let r = self.r.clone();
+                        set.spawn(async move { (i, r.resolve(f).await) });
+                    }
+                    Err(resp) => slots.push(Some(Bytes::from(resp.encode()))),
+                }
+            }
+            while let Some(j) = set.join_next().await {
+                let (i, res) = match j {
+                    Ok(x) => x,
+                    Err(e) => return err(500, Failure::Internal(format!("bulk: a query task failed: {e}"))),
+                };
+                let b = match res {
+                    Ok(LostReply::Encoded { body, .. }) => body,
+                    Ok(LostReply::Response(r)) => Bytes::from(r.encode()),
+                    Err(f) => Bytes::from(Response::Errors(signpost_net::failure_errors(self.id(), f)).encode()),
+                };
+                if let Some(s) = slots.get_mut(i) {
+                    *s = Some(b);
+                }
+            }
+            answers.extend(slots.into_iter().map(Option::unwrap_or_default));
+        }
+        (200, bulk::CONTENT_TYPE, Bytes::from(bulk::wrap(bulk::RESPONSE_ROOT, answers.iter().map(|b| b.as_ref()))))
     }
 
     /// Also serves as the Oblivious HTTP gateway for its LoST endpoint.
@@ -88,8 +197,9 @@ impl ResolverService {
                 Some(rep) => (rep.status, rep.content_type, rep.body),
                 None => (404, "text/plain; charset=utf-8", Bytes::from_static(b"no such certificate\n")),
             },
-            Ok(r) if r.method != "POST" => (405, "text/plain; charset=utf-8", Bytes::from_static(b"the gateway answers POST /lost and GET /certs/{keyId}\n")),
-            Ok(r) if r.path != "/lost" => (404, "text/plain; charset=utf-8", Bytes::from_static(b"the gateway answers POST /lost and GET /certs/{keyId}\n")),
+            Ok(r) if r.method == "POST" && r.path == bulk::BULK_PATH && r.content_type == bulk::CONTENT_TYPE => self.bulk_bytes(&r.body, ctx).await,
+            Ok(r) if r.method != "POST" => (405, "text/plain; charset=utf-8", Bytes::from_static(b"the gateway answers POST /lost, POST /lost/bulk and GET /certs/{keyId}\n")),
+            Ok(r) if r.path != "/lost" => (404, "text/plain; charset=utf-8", Bytes::from_static(b"the gateway answers POST /lost, POST /lost/bulk and GET /certs/{keyId}\n")),
             Ok(r) if r.content_type != signpost_schemas::lost::CONTENT_TYPE => {
                 (415, "text/plain; charset=utf-8", Bytes::from_static(b"the inner body must be application/lost+xml\n"))
             }
@@ -115,16 +225,8 @@ impl Service for ResolverService {
     }
 
     async fn lost(&self, req: Request, ctx: &Ctx) -> Result<LostReply, Failure> {
-        let key = match &ctx.peer {
-            Some(p) => p.id().to_string(),
-            None => ctx.remote.ip().to_string(),
-        };
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if seen.len() < SEEN_KEPT {
-                seen.insert(key.clone());
-            }
-        }
+        let key = Self::client_key(ctx);
+        self.remember(&key);
         if let Err(secs) = self.limiter.query(&key, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)) {
             return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
         }
@@ -150,6 +252,14 @@ impl Service for ResolverService {
         if path == ohttp::GATEWAY_PATH {
             let g = self.gateway.as_ref()?;
             return Some(self.gateway(g, headers, &body, ctx).await);
+        }
+        if path == bulk::BULK_PATH {
+            let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
+            if ct.as_deref() != Some(bulk::CONTENT_TYPE) {
+                return Some(Reply::full(415, "text/plain; charset=utf-8", format!("a bulk request is {} (an sp:bulkFindService document)\n", bulk::CONTENT_TYPE)));
+            }
+            let (status, ct, out) = self.bulk_bytes(&body, ctx).await;
+            return Some(Reply::full(status, ct, out));
         }
         (path == "/v1/control").then_some(())?;
         let who = match &ctx.peer {

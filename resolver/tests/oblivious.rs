@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
+#[path = "../../schemas/tests/common/mod.rs"]
+mod common;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -45,11 +47,16 @@ impl Oblivious {
     /// The topology, a resolver that is also a gateway (key 1), and a relay
     /// allowing `relay_rate` requests per second (and burst) per AP.
     async fn start(relay_rate: f64) -> Oblivious {
+        Oblivious::start_with(relay_rate, 1000, 10_000).await
+    }
+
+    /// With bulk limits: queries per bulk, new identifiers per window.
+    async fn start_with(relay_rate: f64, bulk_max: usize, new_ids: usize) -> Oblivious {
         let t = Topology::start().await;
         t.provision(&t.de, NUMBER, "+4915", "provider-a.example").await;
         let node = t.resolver(t.plan()).await;
         let gateway = Arc::new(Gateway::with_keys(vec![GatewayKey::from_private(1, &[7u8; 32]).unwrap()], 600));
-        let svc = Arc::new(ResolverService::new(node.resolver.clone(), limiter(1e6)).with_gateway(gateway.clone()));
+        let svc = Arc::new(ResolverService::new(node.resolver.clone(), limiter(1e6)).with_gateway(gateway.clone()).with_bulk(bulk_max, new_ids, 3600));
         let cert = t.pki.cert(Role::Resolver, RES, &[]).unwrap();
         let resolver = serve(svc.clone(), &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
         let relay_cert = t.pki.cert(Role::Resolver, RELAY, &[]).unwrap();
@@ -373,4 +380,104 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     let logged = log.lock().unwrap().join("\n");
     assert!(!logged.contains("4915112345678") && !logged.contains("+49 151"), "{logged}");
     assert_eq!(o.svc.clients_seen(), [RELAY]);
+}
+
+// ---------------------------------------------------------------------------
+// Bulk (address-book) lookups
+
+const SECOND: &str = "tel:+4915112345679";
+const MISSING: &str = "tel:+4915199999999";
+
+fn direct(o: &Oblivious) -> Via {
+    Via::Direct { resolver: o.resolver.endpoint().unwrap(), resolver_id: name(RES) }
+}
+
+/// The bulk grammar (schemas/rng/signpost-bulk.rng.in) written out with
+/// the official LoST schema; `None` without it.
+fn bulk_rng(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let lost = common::lost_rng()?;
+    let template = std::fs::read_to_string(common::manifest().join("rng/signpost-bulk.rng.in")).unwrap();
+    let text = template.replace("@LOST1_RNG@", &lost.display().to_string()).replace("@SP_DEFS_RNG@", &common::manifest().join("rng/sp-defs.rng").display().to_string());
+    let p = dir.join("signpost-bulk.rng");
+    std::fs::write(&p, text).unwrap();
+    Some(p)
+}
+
+fn bulk_doc(csis: &[&str]) -> Vec<u8> {
+    let docs: Vec<String> = csis.iter().map(|c| signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi(c), true)).encode()).collect();
+    signpost_resolver::bulk::wrap(signpost_resolver::bulk::REQUEST_ROOT, docs.iter().map(|d| d.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_lookup_answers_each_query_in_order_directly_and_through_ohttp_and_every_document_is_schema_valid() {
+    let o = Oblivious::start(1e6).await;
+    o.t.provision(&o.t.de, SECOND, "+4915", "provider-b.example").await;
+    let ap = o.ap();
+    let csis: Vec<_> = [NUMBER, MISSING, SECOND].iter().map(|c| csi(c)).collect();
+    let relay = o.via_relay(&ap).await;
+    let mut docs = Docs::default();
+    for via in [direct(&o), relay] {
+        let got = signpost_resolver::lookup::lookup_bulk_via(&ap, &via, &o.t.pki.anchor, &csis, None).await.unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(providers(&got[0].response), ["provider-a.example"]);
+        assert_eq!(kind(&got[1].response), signpost_schemas::ErrorKind::NotFound);
+        assert_eq!(providers(&got[2].response), ["provider-b.example"]);
+        for l in [&got[0], &got[2]] {
+            assert!(!l.verified.is_empty() && l.verified.iter().all(Result::is_ok), "{:?}", l.verified);
+        }
+        docs.0.extend(got.iter().map(|l| (String::from("bulk answer"), l.xml.clone())));
+    }
+    // Each answer is a LoST document valid against the official schema.
+    assert_eq!(common::xmllint_lost(&docs.0), Vec::<String>::new());
+    // The wrappers, against the project's bulk grammar.
+    let req = bulk_doc(&[NUMBER, MISSING, SECOND]);
+    let bulk_ep = Endpoint::parse(&format!("https://{}/lost/bulk", o.resolver.addr)).unwrap();
+    let a = ap.raw(&bulk_ep, &name(RES), signpost_net::hyper::Method::POST, signpost_resolver::bulk::CONTENT_TYPE, Bytes::from(req.clone())).await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.headers.get("content-type").unwrap(), signpost_resolver::bulk::CONTENT_TYPE);
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(rng) = bulk_rng(dir.path()) {
+        let wrappers = vec![("bulk request".to_owned(), String::from_utf8(req).unwrap()), ("bulk answer".to_owned(), String::from_utf8(a.body.to_vec()).unwrap())];
+        assert_eq!(common::xmllint(&rng, &wrappers), Vec::<String>::new());
+    }
+    // A query that does not decode is answered in its place.
+    let mut bad = String::from_utf8(bulk_doc(&[NUMBER, SECOND])).unwrap();
+    bad = bad.replacen("tel:+4915112345679", "tel:+49-not-a-number", 1);
+    let a = ap.raw(&bulk_ep, &name(RES), signpost_net::hyper::Method::POST, signpost_resolver::bulk::CONTENT_TYPE, Bytes::from(bad)).await.unwrap();
+    let parts = signpost_resolver::bulk::split(&a.body, signpost_resolver::bulk::RESPONSE_ROOT, 10).unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(providers(&Response::decode(&parts[0], &signpost_schemas::Limits::MESSAGE).unwrap()), ["provider-a.example"]);
+    assert_eq!(kind(&Response::decode(&parts[1], &signpost_schemas::Limits::MESSAGE).unwrap()), signpost_schemas::ErrorKind::BadRequest);
+    // Not a bulk document: 400 with a LoST error naming the problem.
+    let a = ap.raw(&bulk_ep, &name(RES), signpost_net::hyper::Method::POST, signpost_resolver::bulk::CONTENT_TYPE, Bytes::from_static(b"<x/>")).await.unwrap();
+    assert_eq!(a.status, 400);
+    assert!(String::from_utf8_lossy(&a.body).contains("bulkFindService"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_bulk_is_refused_and_the_budget_charges_only_identifiers_not_seen_before() {
+    let o = Oblivious::start_with(1e6, 5, 4).await;
+    let ap = o.ap();
+    let n = |i: u32| csi(&format!("tel:+49151123456{i:02}"));
+    let six: Vec<_> = (0..6).map(n).collect();
+    let relay = o.via_relay(&ap).await;
+    for via in [direct(&o), relay.clone()] {
+        let e = signpost_resolver::lookup::lookup_bulk_via(&ap, &via, &o.t.pki.anchor, &six, None).await.unwrap_err();
+        assert!(e.to_string().contains("at most 5") && e.to_string().contains("HTTP 413"), "{e}");
+    }
+    let bulk_ep = Endpoint::parse(&format!("https://{}/lost/bulk", o.resolver.addr)).unwrap();
+    let six_doc: Vec<String> = (0..6).map(|i| format!("tel:+49151123456{i:02}")).collect();
+    let six_doc = bulk_doc(&six_doc.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = ap.raw(&bulk_ep, &name(RES), signpost_net::hyper::Method::POST, signpost_resolver::bulk::CONTENT_TYPE, Bytes::from(six_doc)).await.unwrap();
+    assert_eq!(a.status, 413);
+    // The budget (4 new identifiers per window) through the relay: the
+    // gateway's client is the relay.
+    let anchor = o.t.pki.anchor.clone();
+    let ids = |v: &[u32]| v.iter().map(|i| n(*i)).collect::<Vec<_>>();
+    use signpost_resolver::lookup::lookup_bulk_via as bulk;
+    assert!(bulk(&ap, &relay, &anchor, &ids(&[1, 2, 3]), None).await.is_ok());
+    assert!(bulk(&ap, &relay, &anchor, &ids(&[1, 2, 3]), None).await.is_ok(), "the same identifiers again are free");
+    let e = bulk(&ap, &relay, &anchor, &ids(&[3, 4, 5]), None).await.unwrap_err();
+    assert!(e.to_string().contains("forbidden") && e.to_string().contains("new identifiers"), "{e}");
+    assert!(bulk(&ap, &relay, &anchor, &ids(&[1, 4]), None).await.is_ok(), "one new identifier still fits");
 }
