@@ -32,6 +32,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size of the lookup variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     #[command(flatten)]

@@ -169,13 +169,14 @@ impl KeyFile {
 
     /// Rotates: a fresh key with an id not in use becomes current; the
     /// previous current key and up to `keep - 1` older ones stay accepted.
-    pub fn rotate(&mut self, keep: usize, now_s: u64) -> &StoredKey {
+    pub fn rotate(&mut self, keep: usize, now_s: u64) -> StoredKey {
         let next = self.keys.first().map_or(1u8, |k| k.id.wrapping_add(1));
         let id = (0..=255u8).map(|i| next.wrapping_add(i)).find(|i| !self.keys.iter().any(|k| k.id == *i)).unwrap_or(next);
         let (sk, _) = hpke::kem::X25519HkdfSha256::gen_keypair();
-        self.keys.insert(0, StoredKey { id, private_key: hex(&sk.to_bytes()), created: now_s });
+        let k = StoredKey { id, private_key: hex(&sk.to_bytes()), created: now_s };
+        self.keys.insert(0, k.clone());
         self.keys.truncate(keep.saturating_add(1).max(1));
-        &self.keys[0]
+        k
     }
 
     /// Writes the file with owner-only permissions.
@@ -542,7 +543,7 @@ fn hex(b: &[u8]) -> String {
 /// Hex to bytes (`None` if not hex).
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok())).collect()

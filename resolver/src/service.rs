@@ -102,12 +102,12 @@ impl ResolverService {
             Err(e) => return bad(400, e.to_string()),
         };
         // Each query decoded; an undecodable one is answered in its place.
-        let queries: Vec<Result<signpost_schemas::FindService, Response>> = docs
+        let queries: Vec<Result<signpost_schemas::FindService, Box<Response>>> = docs
             .iter()
             .map(|d| match Request::decode(d, &signpost_schemas::Limits::MESSAGE) {
                 Ok(Request::FindService(f)) => Ok(f),
-                Ok(Request::ListServices(_)) => Err(Response::Errors(Errors::one(self.id(), Issue::new(ErrorKind::BadRequest, "a bulk request holds findService queries only")))),
-                Err(e) => Err(Response::Errors(signpost_net::failure_errors(self.id(), Failure::Decode(e)))),
+                Ok(Request::ListServices(_)) => Err(Box::new(Response::Errors(Errors::one(self.id(), Issue::new(ErrorKind::BadRequest, "a bulk request holds findService queries only"))))),
+                Err(e) => Err(Box::new(Response::Errors(signpost_net::failure_errors(self.id(), Failure::Decode(e))))),
             })
             .collect();
         let ids: Vec<String> = queries.iter().filter_map(|q| q.as_ref().ok()).filter_map(|f| f.csi_location().ok().map(|(_, c)| c.uri().to_owned())).collect();
