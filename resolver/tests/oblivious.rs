@@ -328,6 +328,11 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     std::fs::write(p("relay.toml"), &cfg).unwrap();
     let out = run(vec!["relay".into(), "--config".into(), p("relay.toml"), "--check".into()]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Strict: an unknown key is named.
+    std::fs::write(p("typo.toml"), cfg.replace("[gateway]", "[gateway]\ntimeout_mss = 1")).unwrap();
+    let out = run(vec!["relay".into(), "--config".into(), p("typo.toml"), "--check".into()]).await;
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timeout_mss"), "{}", String::from_utf8_lossy(&out.stderr));
     // A relay that accepts APs without certificates is refused.
     std::fs::write(p("bad.toml"), cfg.replace("client_auth = \"required\"", "client_auth = \"optional\"")).unwrap();
     let out = run(vec!["relay".into(), "--config".into(), p("bad.toml"), "--check".into()]).await;
