@@ -188,6 +188,16 @@ impl Default for Rate {
     }
 }
 
+impl Rate {
+    /// Checks the values.
+    pub fn check(&self) -> Result<(), String> {
+        if self.queries_per_s <= 0.0 || self.burst < 1.0 {
+            return Err("rate: queries_per_s > 0 and burst >= 1 are required".into());
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
@@ -224,9 +234,7 @@ impl Config {
                 self.limits.request_timeout_ms, self.upstream.timeout_ms
             ));
         }
-        if self.rate.queries_per_s <= 0.0 || self.rate.burst < 1.0 {
-            return Err("rate: queries_per_s > 0 and burst >= 1 are required".into());
-        }
+        self.rate.check()?;
         if self.ohttp.replay_window_s < 2 || self.ohttp.replay_max_entries == 0 {
             return Err("ohttp: replay_window_s >= 2 and replay_max_entries > 0 are required".into());
         }

@@ -90,9 +90,7 @@ impl RelayConfig {
         if self.tls.client_auth != "required" {
             return Err(format!("tls.client_auth = {:?}: a relay needs client certificates from APs (\"required\"), since its limits are per AP", self.tls.client_auth));
         }
-        if self.rate.queries_per_s <= 0.0 || self.rate.burst < 1.0 {
-            return Err("rate: queries_per_s > 0 and burst >= 1 are required".into());
-        }
+        self.rate.check()?;
         self.log.check()?;
         self.limits.check()
     }

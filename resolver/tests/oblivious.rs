@@ -290,9 +290,31 @@ async fn run(args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || Command::new(BIN).args(args).output().unwrap()).await.unwrap()
 }
 
+/// Starts a server binary; its LoST address (from its `listening for lost
+/// on` line, sent over a channel by the thread that reads its log), and
+/// that thread, which hands back every log line once the server exits.
+fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(a) = line.split("listening for lost on ").nth(1) {
+                let _ = tx.send(a.trim().parse::<std::net::SocketAddr>().unwrap());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    // Bounded: a server that never binds fails the test instead of hanging it.
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server did not log its address");
+    (child, addr, reader)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay() {
-    use std::io::{BufRead, BufReader};
     let o = Oblivious::start(1e6).await;
     let dir = tempfile::tempdir().unwrap();
     let p = |s: &str| dir.path().join(s).display().to_string();
@@ -338,23 +360,7 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     let out = run(vec!["relay".into(), "--config".into(), p("bad.toml"), "--check".into()]).await;
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("client_auth"));
-    let mut child = Command::new(BIN).args(["relay", "--config", &p("relay.toml")]).env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let err = child.stderr.take().unwrap();
-    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let l2 = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            l2.lock().unwrap().push(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let addr: std::net::SocketAddr = loop {
-        if let Some(a) = log.lock().unwrap().iter().find_map(|l| l.split("listening for lost on ").nth(1).map(|a| a.trim().parse().unwrap())) {
-            break a;
-        }
-        assert!(std::time::Instant::now() < deadline, "{:?}", log.lock().unwrap());
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let (mut child, addr, log) = spawn_server(Command::new(BIN).args(["relay", "--config", &p("relay.toml")]));
     let lookup = |extra: &[&str]| {
         let mut v: Vec<String> = ["lookup", "+49 151 1234 5678", "--resolver-id", RES, "--ca", &p("ca.pem"), "--cert", &ac, "--key", &ak, "--relay", &format!("https://{addr}/relay"), "--relay-id", RELAY]
             .iter()
@@ -382,7 +388,7 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     // The relay's log, at info, never shows the number.
     let _ = child.kill();
     let _ = child.wait();
-    let logged = log.lock().unwrap().join("\n");
+    let logged = log.join().unwrap().join("\n");
     assert!(!logged.contains("4915112345678") && !logged.contains("+49 151"), "{logged}");
     assert_eq!(o.svc.clients_seen(), [RELAY]);
 }
