@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use signpost_kit::{Auth, serve};
+use signpost_kit::Auth;
 use signpost_net::Metrics;
 use signpost_net::limits::{LimitSettings, Limiter};
 use signpost_resolver::lookup::Via;
@@ -29,6 +29,19 @@ use signpost_resolver::service::ResolverService;
 use signpost_schemas::lost::Endpoint;
 use signpost_schemas::{Csi, FindService, Request};
 use signpost_trust::Role;
+
+/// Serves `svc` over TLS on 127.0.0.1:0 with room for a 1000-query bulk
+/// (the kit's servers keep the default 64 KiB body limit); its address.
+async fn serve_big<S: signpost_net::Service>(svc: Arc<S>, cert: &signpost_kit::Cert, anchor: &signpost_trust::TrustAnchor, auth: Auth) -> std::net::SocketAddr {
+    let id = signpost_trust::tls::Identity::from_pem(cert.chain.as_bytes(), cert.key.as_bytes()).unwrap();
+    let tls = Arc::new(signpost_trust::tls::server_config(&id, anchor, auth).unwrap());
+    let l = signpost_net::bind("127.0.0.1:0".parse().unwrap(), "lost").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let limits = signpost_net::Limits { max_body: 4 << 20, ..signpost_net::Limits::default() };
+    let server = signpost_net::Server::new(svc, Some(tls), Some(anchor.clone()), limits, Arc::new(Metrics::new()), Arc::new(signpost_schemas::SystemClock));
+    tokio::spawn(server.serve(l, std::future::pending::<()>()));
+    addr
+}
 
 fn number(i: usize) -> String {
     format!("tel:+49151{i:08}")
@@ -67,20 +80,20 @@ fn main() {
         let gateway = Arc::new(Gateway::with_keys(vec![GatewayKey::from_private(1, &[7u8; 32]).unwrap()], 600));
         let svc = Arc::new(ResolverService::new(node.resolver.clone(), unlimited()).with_gateway(gateway.clone()).with_bulk(1000, usize::MAX / 2, 3600));
         let cert = t.pki.cert(Role::Resolver, support::RES, &[]).unwrap();
-        let running = serve(svc, &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
-        (t, node, running, gateway)
+        let addr = serve_big(svc, &cert, &t.pki.anchor, Auth::Optional).await;
+        (t, node, addr, gateway)
     });
     let relay = rly.block_on(async {
         let relay_cert = t.pki.cert(Role::Resolver, "relay.bench.example", &[]).unwrap();
-        let gw = Endpoint::parse(&format!("https://{}{}", resolver.addr, ohttp::GATEWAY_PATH)).unwrap();
+        let gw = Endpoint::parse(&format!("https://{resolver}{}", ohttp::GATEWAY_PATH)).unwrap();
         let svc = Arc::new(RelayService::new(support::name("relay.bench.example"), t.pki.client(Some(&relay_cert)).unwrap(), gw, support::name(support::RES), unlimited()));
-        serve(svc, &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap()
+        serve_big(svc, &relay_cert, &t.pki.anchor, Auth::Required).await
     });
     let ap = t.pki.client(Some(&t.pki.cert(Role::Msp, "ap.bench.example", &[]).unwrap())).unwrap();
     let keys = gateway.key_configs();
-    let direct_ep = resolver.endpoint().unwrap();
-    let bulk_ep = Endpoint::parse(&format!("https://{}/lost/bulk", resolver.addr)).unwrap();
-    let relay_ep = Endpoint::parse(&format!("https://{}/relay", relay.addr)).unwrap();
+    let direct_ep = Endpoint::parse(&format!("https://{resolver}/lost")).unwrap();
+    let bulk_ep = Endpoint::parse(&format!("https://{resolver}/lost/bulk")).unwrap();
+    let relay_ep = Endpoint::parse(&format!("https://{relay}/relay")).unwrap();
     let via = Via::Relay { relay: relay_ep.clone(), relay_id: support::name("relay.bench.example"), keys: keys.clone() };
     let bodies: Vec<String> = (0..population).map(|i| Request::FindService(FindService::for_csi(Csi::from_wire(&number(i)).unwrap(), true)).encode()).collect();
     let rid = support::name(support::RES);
