@@ -85,6 +85,9 @@ $P --server https://127.0.0.1:7403 --server-id dp.mail.example --cert pki/msp/ce
 # 5. The resolver (it preloads the signed root table), and two lookups as an
 #    AP would make them: providers, verified, and the path.
 cp "$repo/resolver/resolver.sample.toml" resolver.toml
+# With an Oblivious HTTP key the resolver is also a gateway (step 6).
+$V ohttp-keygen --keys ohttp-keys.toml
+sed -i 's/^keys = ""/keys = "ohttp-keys.toml"/' resolver.toml
 $V check-config --config resolver.toml
 start resolver "$V" serve --config resolver.toml
 $V lookup "+49 151 1234 5678" --ca pki/ca/ca.pem | tee lookup-number.txt
@@ -94,4 +97,19 @@ grep -q "verified (dp.de.example signed)" lookup-number.txt
 grep -q "verified (dp.mail.example signed)" lookup-email.txt
 $V lookup "+49 151 1234 0001" --ca pki/ca/ca.pem | tee lookup-imported.txt          # a number from the import
 grep -q "verified (dp.de.example signed)" lookup-imported.txt
-echo "walkthrough: both lookups answered and verified"
+
+# 6. Privacy (docs/privacy.md): a relay with its own certificate in front of
+#    the resolver's Oblivious HTTP gateway; an AP looks up through it (the
+#    resolver sees the relay, not the AP), then two identifiers in one bulk.
+$R ca issue --ca pki/ca --role resolver --id relay.signpost.example --out pki/relay
+$R ca issue --ca pki/ca --role msp --id ap.signpost.example --out pki/ap
+cp "$repo/resolver/relay.sample.toml" relay.toml
+$V relay --config relay.toml --check
+start relay "$V" relay --config relay.toml
+AP="--ca pki/ca/ca.pem --cert pki/ap/cert.pem --key pki/ap/key.pem --relay https://127.0.0.1:7430/relay --ohttp-keys https://127.0.0.1:7430/relay/keys"
+$V lookup "+49 151 1234 5678" $AP | tee lookup-relay.txt
+grep -q "verified (dp.de.example signed)" lookup-relay.txt
+$V lookup "+49 151 1234 5678" alice@mail.example $AP | tee lookup-bulk.txt
+[ "$(grep -c "verified (" lookup-bulk.txt)" -ge 2 ]
+if grep -q "4915112345678" relay.log; then echo "the relay logged an identifier" >&2; exit 1; fi
+echo "walkthrough: both lookups answered and verified, directly and through the relay"

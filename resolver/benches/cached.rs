@@ -9,6 +9,9 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+mod common;
+
+use common::cpu_of;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,22 +22,6 @@ use signpost_schemas::lost::{Assurance, Uri};
 use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
 use signpost_schemas::{Csi, FindService, Name, Request};
 use signpost_trust::Role;
-
-/// CPU seconds of this process's threads whose name starts with `prefix`.
-fn cpu_of(prefix: &str) -> f64 {
-    let mut ticks = 0.0;
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
-    for t in dir.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        ticks += f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    }
-    ticks / 100.0
-}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");

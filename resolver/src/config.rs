@@ -32,12 +32,56 @@ pub struct Config {
     /// Per-client limits.
     #[serde(default)]
     pub rate: Rate,
+    /// The Oblivious HTTP gateway (RFC 9458) for the LoST endpoint.
+    #[serde(default)]
+    pub ohttp: Ohttp,
+    /// Bulk (address-book) lookups.
+    #[serde(default)]
+    pub bulk: Bulk,
     /// Server bounds.
     #[serde(default)]
     pub limits: LimitsConfig,
     /// Logging.
     #[serde(default)]
     pub log: Log,
+}
+
+/// The Oblivious HTTP gateway (a key left out takes its default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ohttp {
+    /// The key file (made by `signpost-resolver ohttp-keygen`; relative to
+    /// this file). `""`: no gateway.
+    pub keys: PathBuf,
+    /// Requests are remembered at least this long to refuse replays, s.
+    pub replay_window_s: u64,
+    /// Remembered requests per half window at most (then the window turns
+    /// over early).
+    pub replay_max_entries: usize,
+}
+
+impl Default for Ohttp {
+    fn default() -> Self {
+        Ohttp { keys: PathBuf::new(), replay_window_s: 600, replay_max_entries: 1_000_000 }
+    }
+}
+
+/// Bulk lookups (a key left out takes its default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bulk {
+    /// findService queries in one bulk request at most.
+    pub max_queries: usize,
+    /// Identifiers not seen before from one client, per window, at most.
+    pub new_identifiers_per_window: usize,
+    /// That window, seconds.
+    pub window_s: u64,
+}
+
+impl Default for Bulk {
+    fn default() -> Self {
+        Bulk { max_queries: 1000, new_identifiers_per_window: 10_000, window_s: 3600 }
+    }
 }
 
 /// The root.
@@ -144,6 +188,16 @@ impl Default for Rate {
     }
 }
 
+impl Rate {
+    /// Checks the values.
+    pub fn check(&self) -> Result<(), String> {
+        if self.queries_per_s <= 0.0 || self.burst < 1.0 {
+            return Err("rate: queries_per_s > 0 and burst >= 1 are required".into());
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
@@ -180,8 +234,12 @@ impl Config {
                 self.limits.request_timeout_ms, self.upstream.timeout_ms
             ));
         }
-        if self.rate.queries_per_s <= 0.0 || self.rate.burst < 1.0 {
-            return Err("rate: queries_per_s > 0 and burst >= 1 are required".into());
+        self.rate.check()?;
+        if self.ohttp.replay_window_s < 2 || self.ohttp.replay_max_entries == 0 {
+            return Err("ohttp: replay_window_s >= 2 and replay_max_entries > 0 are required".into());
+        }
+        if self.bulk.max_queries == 0 || self.bulk.new_identifiers_per_window == 0 || self.bulk.window_s == 0 {
+            return Err("bulk: max_queries, new_identifiers_per_window and window_s must be positive".into());
         }
         self.log.check()?;
         self.limits.check()

@@ -12,6 +12,8 @@ use signpost_net::limits::{LimitSettings, Limiter};
 use signpost_net::{Metrics, Server};
 use signpost_resolver::config::{Config, resolve};
 use signpost_resolver::core::Policy;
+use signpost_resolver::lookup::Via;
+use signpost_resolver::ohttp::{Gateway, GatewaySettings, KeyFile};
 use signpost_resolver::resolver::{Resolver, Settings};
 use signpost_resolver::service::ResolverService;
 use signpost_schemas::lost::{AuthorityRef, Endpoint, Tag};
@@ -30,6 +32,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size of the lookup variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     #[command(flatten)]
@@ -46,11 +50,37 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Ask a resolver where an identifier can be reached.
+    /// Make a new Oblivious HTTP gateway key and make it current (the key
+    /// file is created if missing); the previous current key stays accepted.
+    /// A serving resolver picks the file up on SIGHUP.
+    OhttpKeygen {
+        /// The key file (ohttp.keys in the config).
+        #[arg(long)]
+        keys: PathBuf,
+        /// Previous keys still accepted after the rotation (the overlap
+        /// window); older ones are dropped.
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+    },
+    /// Serve as an Oblivious HTTP relay (RFC 9458): APs (mTLS, per-AP
+    /// limits) POST encapsulated requests to /relay; they are forwarded,
+    /// unopened, to the resolver's gateway.
+    Relay {
+        /// The relay's TOML config (see resolver/relay.sample.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Load and check the config and certificates; bind nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Ask a resolver where an identifier can be reached. Several
+    /// identifiers go in one bulk request (POST /lost/bulk), answered in
+    /// order; the exit code is the worst of their codes.
     Lookup {
-        /// A phone number, an email address or a MIMI user identifier
-        /// (mymimi.example.com).
-        csi: String,
+        /// Phone numbers, email addresses or MIMI user identifiers
+        /// (mymimi.example.com); one or more.
+        #[arg(required = true, num_args = 1..)]
+        csi: Vec<String>,
         /// The resolver's LoST URL.
         #[arg(long, default_value = "https://127.0.0.1:7420/lost")]
         resolver: String,
@@ -82,6 +112,20 @@ enum Cmd {
         /// Nothing is encrypted or authenticated; never use it in production.
         #[arg(long)]
         dev_plaintext: bool,
+        /// Ask through this Oblivious HTTP relay (its `/relay` URL, e.g.
+        /// https://127.0.0.1:7430/relay) instead of the resolver directly:
+        /// the relay learns who asks but not what, the resolver what but not
+        /// who. Needs --ohttp-keys; --resolver is then not contacted.
+        #[arg(long, requires = "ohttp_keys")]
+        relay: Option<String>,
+        /// The relay's id (its certificate name).
+        #[arg(long, default_value = "relay.signpost.example")]
+        relay_id: String,
+        /// The gateway's key configuration (application/ohttp-keys): a file,
+        /// or a URL (the relay's /relay/keys, or the resolver's
+        /// /.well-known/ohttp-gateway).
+        #[arg(long, requires = "relay")]
+        ohttp_keys: Option<String>,
     },
 }
 
@@ -92,6 +136,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 
 struct Prepared {
     cfg: Config,
+    gateway: Option<Arc<Gateway>>,
     resolver: Arc<Resolver>,
     tls: signpost_net::config::LoadedTls,
     metrics: Arc<Metrics>,
@@ -142,9 +187,16 @@ fn prepare(config: &Path) -> Result<Prepared, String> {
         hot_hits: c.hot_hits,
         push: c.invalidation == "push",
     };
+    let gateway = if cfg.ohttp.keys.as_os_str().is_empty() {
+        None
+    } else {
+        let keys = resolve(&base, &cfg.ohttp.keys);
+        let s = GatewaySettings { keys, replay_window_s: cfg.ohttp.replay_window_s, replay_max_entries: cfg.ohttp.replay_max_entries };
+        Some(Arc::new(Gateway::load(s).map_err(|e| format!("ohttp.keys: {e}"))?))
+    };
     let metrics = Arc::new(Metrics::new());
     let resolver = Resolver::new(settings, clock, client, tls.anchor.clone(), metrics.clone())?;
-    Ok(Prepared { cfg, resolver, tls, metrics })
+    Ok(Prepared { cfg, gateway, resolver, tls, metrics })
 }
 
 fn main() -> ExitCode {
@@ -177,8 +229,17 @@ fn main() -> ExitCode {
                     Err(e) => fail(exit::UNAVAILABLE, e),
                 }
             }
-            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml, dev_plaintext } => {
-                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml, dev_plaintext).await {
+            Cmd::OhttpKeygen { keys, keep } => match keygen(&keys, keep) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EX_USAGE, e),
+            },
+            Cmd::Relay { config, check } => relay(&config, check).await,
+            Cmd::Lookup { csi, resolver, resolver_id, ca, cert, key, sender, tag, region, xml, dev_plaintext, relay, relay_id, ohttp_keys } => {
+                let oblivious = relay.map(|r| (r, relay_id, ohttp_keys.unwrap_or_default()));
+                match lookup(&csi, &resolver, &resolver_id, &ca, cert.as_deref(), key.as_deref(), sender, &tag, region.as_deref(), xml, dev_plaintext, oblivious).await {
                     Ok(code) => code,
                     Err((code, e)) => fail(code, e),
                 }
@@ -189,7 +250,7 @@ fn main() -> ExitCode {
 
 #[allow(clippy::too_many_arguments)]
 async fn lookup(
-    csi: &str,
+    csis: &[String],
     resolver: &str,
     resolver_id: &str,
     ca: &Path,
@@ -200,10 +261,11 @@ async fn lookup(
     region: Option<&str>,
     xml: bool,
     dev_plaintext: bool,
+    oblivious: Option<(String, String, String)>,
 ) -> Result<ExitCode, (u8, String)> {
     let usage = |e: String| (EX_USAGE, e);
     let region: Option<Region> = region.map(str::parse).transpose().map_err(|e: signpost_schemas::CsiError| usage(e.to_string()))?;
-    let csi = Csi::parse(csi, region).map_err(|e| usage(format!("{csi:?}: {e}")))?;
+    let csis: Vec<Csi> = csis.iter().map(|c| Csi::parse(c, region).map_err(|e| usage(format!("{c:?}: {e}")))).collect::<Result<_, _>>()?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())));
     let anchor = TrustAnchor::from_pem(&read(ca)?).map_err(|e| usage(format!("{}: {e}", ca.display())))?;
     let identity = match (cert, key) {
@@ -234,7 +296,23 @@ async fn lookup(
         None
     };
     let no_cert = cert.is_none();
-    let l = signpost_resolver::lookup::lookup(&client, &ep, &rid, &anchor, &csi, context).await.map_err(|e| {
+    let via = match oblivious {
+        None => Via::Direct { resolver: ep, resolver_id: rid },
+        Some((relay, relay_id, keys)) => {
+            let relay_ep = Endpoint::parse(&relay).map_err(|e| usage(format!("--relay: {e}")))?;
+            if !relay_ep.is_https() && !dev_plaintext {
+                return Err(usage(signpost_resolver::lookup::LookupError::Plaintext(relay.clone()).to_string()));
+            }
+            let relay_id = Name::parse(&relay_id).map_err(|e| usage(format!("--relay-id: {e}")))?;
+            // A key URL on the relay's host is the relay's; any other is
+            // the gateway's (the resolver's id).
+            let same_host = |a: &str, b: &str| a.split('/').nth(2) == b.split('/').nth(2);
+            let key_server = if same_host(&keys, &relay) { relay_id.clone() } else { rid };
+            let bytes = signpost_resolver::lookup::load_keys(&client, &keys, &key_server).await.map_err(|e| (e.exit_code(), e.to_string()))?;
+            Via::Relay { relay: relay_ep, relay_id, keys: bytes }
+        }
+    };
+    let explain = |e: signpost_resolver::lookup::LookupError| {
         let mut msg = e.to_string();
         // With TLS 1.3 a server that requires a client certificate closes
         // the connection after the handshake; the HTTP layer only sees it go.
@@ -242,13 +320,24 @@ async fn lookup(
             msg.push_str(" — the connection was closed after the TLS handshake: if the resolver requires a client certificate (tls.client_auth = \"required\"), pass --cert and --key");
         }
         (e.exit_code(), msg)
-    })?;
-    if xml {
-        print!("{}", l.xml);
-    } else {
-        print!("{}", signpost_resolver::lookup::describe(&csi, &l));
+    };
+    let answers = match csis.as_slice() {
+        [one] => vec![signpost_resolver::lookup::lookup_via(&client, &via, &anchor, one, context).await.map_err(explain)?],
+        many => signpost_resolver::lookup::lookup_bulk_via(&client, &via, &anchor, many, context).await.map_err(explain)?,
+    };
+    let mut code = 0u8;
+    for (csi, l) in csis.iter().zip(&answers) {
+        if xml {
+            print!("{}", l.xml);
+            if !l.xml.ends_with('\n') {
+                println!();
+            }
+        } else {
+            print!("{}", signpost_resolver::lookup::describe(csi, l));
+        }
+        code = code.max(signpost_resolver::lookup::exit_code(l));
     }
-    Ok(ExitCode::from(signpost_resolver::lookup::exit_code(&l)))
+    Ok(ExitCode::from(code))
 }
 
 async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReload) -> Result<(), String> {
@@ -256,7 +345,14 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     p.metrics.certificate_expiry(p.tls.me.not_after(), Arc::new(SystemClock));
     p.resolver.start().await;
     let limiter = Limiter::new(LimitSettings { rate: p.cfg.rate.queries_per_s, burst: p.cfg.rate.burst, miss_budget: usize::MAX, miss_window: 3600 });
-    let svc = Arc::new(ResolverService::new(p.resolver.clone(), limiter));
+    let b = &p.cfg.bulk;
+    let mut svc = ResolverService::new(p.resolver.clone(), limiter).with_bulk(b.max_queries, b.new_identifiers_per_window, b.window_s);
+    if let Some(g) = &p.gateway {
+        tracing::info!("serving the Oblivious HTTP gateway at {}", signpost_resolver::ohttp::GATEWAY_PATH);
+        svc = svc.with_gateway(g.clone());
+    }
+    let svc = Arc::new(svc);
+    let gateway = p.gateway.clone();
     let tls = if p.cfg.dev_plaintext { None } else { Some(p.tls.server.clone()) };
     let server = Server::new(svc, tls, Some(p.tls.anchor.clone()), p.cfg.limits.to_limits(), p.metrics.clone(), Arc::new(SystemClock));
     // SIGHUP reloads the certificate and key (for new connections; open ones
@@ -266,7 +362,51 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
         let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
         let tls = cfg.tls.load(&base, &id, SystemClock.now())?;
         tls.me.require(Role::Resolver).map_err(|e| format!("tls.cert: {e}"))?;
+        // A rotated OHTTP key file applies from the next request on.
+        if let Some(g) = &gateway {
+            g.reload().map_err(|e| format!("ohttp.keys: {e}"))?;
+        }
         Ok((Some(tls.server), cfg.log.level.clone()))
     });
     signpost_net::run(server, &p.cfg.listen, p.metrics.clone()).await
+}
+
+fn keygen(path: &Path, keep: usize) -> Result<String, String> {
+    let mut f = if path.exists() { KeyFile::load(path)? } else { KeyFile::default() };
+    let now = SystemClock.now().as_secs();
+    let id = f.rotate(keep, now).id;
+    f.write(path)?;
+    let accepted: Vec<String> = f.keys.iter().map(|k| k.id.to_string()).collect();
+    Ok(format!("{}: key {id} is current; accepted key ids: {} (SIGHUP a serving resolver to apply)", path.display(), accepted.join(", ")))
+}
+
+async fn relay(config: &Path, check: bool) -> ExitCode {
+    let (cfg, base) = match signpost_resolver::relay::RelayConfig::load(config) {
+        Ok(x) => x,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    let (svc, tls) = match signpost_resolver::relay::build(&cfg, &base) {
+        Ok(x) => x,
+        Err(e) => return fail(EX_USAGE, e),
+    };
+    if check {
+        println!("configuration OK: relay {} forwarding to {} ({})", cfg.id, cfg.gateway.url, cfg.gateway.id);
+        return ExitCode::SUCCESS;
+    }
+    let log = cfg.log.init_reloadable();
+    let metrics = Arc::new(Metrics::new());
+    metrics.build_info("relay", env!("CARGO_PKG_VERSION"));
+    metrics.certificate_expiry(tls.me.not_after(), Arc::new(SystemClock));
+    let server = Server::new(svc, Some(tls.server.clone()), Some(tls.anchor.clone()), cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
+    let config = config.to_path_buf();
+    signpost_net::reload_on_hangup(server.tls_switch(), log, move || {
+        let (cfg, base) = signpost_resolver::relay::RelayConfig::load(&config).map_err(|e| e.to_string())?;
+        let id = Name::parse(&cfg.id).map_err(|e| e.to_string())?;
+        let tls = cfg.tls.load(&base, &id, SystemClock.now())?;
+        Ok((Some(tls.server), cfg.log.level.clone()))
+    });
+    match signpost_net::run(server, &cfg.listen, metrics).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(exit::UNAVAILABLE, e),
+    }
 }
