@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use signpost_authority::import::ImportItem;
 use signpost_net::client::Client;
-use signpost_schemas::lost::{Assurance, Uri};
+use signpost_schemas::lost::Assurance;
 use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
 use signpost_schemas::{Csi, E164, FindService, Limits, MappingBody, Name, Request, Response};
 use signpost_trust::Role;
@@ -135,17 +135,9 @@ fn truth_of(entries: &[EntryRecord]) -> Truth {
     if entries.is_empty() { None } else { Some(entries.iter().map(|e| e.provider.to_string()).collect()) }
 }
 
+/// An entry as the simulated mode makes it (one definition for both modes).
 fn entry(provider: &str, i: usize, bound: bool) -> Result<EntryRecord, String> {
-    Ok(EntryRecord {
-        provider: Name::parse(provider).map_err(|e| e.to_string())?,
-        display_name: None,
-        uris: vec![Uri::parse(&format!("mimi://{provider}/u/{i}")).map_err(|e| e.to_string())?],
-        priority: if bound { 5 } else { 10 },
-        tags: vec![],
-        assurance: Assurance::CsipAttested,
-        bound_to_tnsp: bound,
-        visibility: Visibility::All,
-    })
+    crate::sim::space::entry(provider, i as u64, bound)
 }
 
 /// Records a change in the oracle as soon as it is committed, dated at

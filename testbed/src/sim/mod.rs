@@ -1077,6 +1077,23 @@ pub struct Followed {
     pub stands_for: f64,
 }
 
+/// The popularity bands of a namespace of `total`: ranks [0, 9), [9, 99),
+/// [99, 999), … (ranks 1–9, 10–99, … counted from 1).
+fn bands(total: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut lo = 0u64;
+    let mut width = 9u64;
+    std::iter::from_fn(move || {
+        if lo >= total {
+            return None;
+        }
+        let hi = lo.saturating_add(width).min(total);
+        let band = (lo, hi);
+        lo = hi;
+        width = width.saturating_mul(10);
+        Some(band)
+    })
+}
+
 fn life_rng(seed: u64, g: u64) -> Rng {
     Rng::new(seed ^ mix(g ^ 0x11FE))
 }
@@ -1105,10 +1122,7 @@ pub fn followed_stratified(space: &Space, rates: &crate::scenario::Rates, durati
         return followed(space, per_band);
     }
     let mut out = Vec::new();
-    let mut lo = 0u64;
-    let mut width = 9u64;
-    while lo < space.total {
-        let hi = lo.saturating_add(width).min(space.total);
+    for (lo, hi) in bands(space.total) {
         let size = hi - lo;
         if size <= per_band + changers {
             out.extend((lo..hi).map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: 1.0 }));
@@ -1139,8 +1153,6 @@ pub fn followed_stratified(space: &Space, rates: &crate::scenario::Rates, durati
             out.extend(busy.into_iter().map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: n_busy / bl }));
             out.extend(quiet.into_iter().map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: n_quiet / ql }));
         }
-        lo = hi;
-        width = width.saturating_mul(10);
     }
     out.sort_by_key(|f| f.rank);
     Ok(out)
@@ -1156,10 +1168,7 @@ pub fn followed(space: &Space, per_band: u64) -> Result<Vec<Followed>, String> {
         return Ok((0..space.total).map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: 1.0 }).collect());
     }
     let mut out = Vec::new();
-    let mut lo = 0u64;
-    let mut width = 9u64;
-    while lo < space.total {
-        let hi = lo.saturating_add(width).min(space.total);
+    for (lo, hi) in bands(space.total) {
         let size = hi - lo;
         if size <= per_band {
             out.extend((lo..hi).map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: 1.0 }));
@@ -1173,8 +1182,6 @@ pub fn followed(space: &Space, per_band: u64) -> Result<Vec<Followed>, String> {
             let stands = size as f64 / per_band as f64;
             out.extend(picked.into_iter().map(|rank| Followed { g: space.at_rank(rank), rank, stands_for: stands }));
         }
-        lo = hi;
-        width = width.saturating_mul(10);
     }
     Ok(out)
 }
@@ -1419,7 +1426,8 @@ mod tests {
 
     #[test]
     fn queued_events_stay_small() {
-        assert!(std::mem::size_of::<Item>() <= 48, "{} bytes", std::mem::size_of::<Item>());
+        // The heap moves items on every push and pop: big payloads are boxed.
+        assert!(std::mem::size_of::<Item>() <= 64, "{} bytes", std::mem::size_of::<Item>());
     }
 
     #[test]
