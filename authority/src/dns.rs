@@ -9,7 +9,8 @@
 //!   visible to everyone (a DNS query carries no sender context);
 //! - the draft's `MIMI` records, as `TXT` under the label `_mimi` while the
 //!   type has no code point: `_mimi.<reversed digits>.<enum_apex>` for a
-//!   number and `_mimi.<local part>.<email domain>.<mimi_apex>` for an
+//!   number, `_mimi.<MUI>` for a MIMI user identifier under the scope's
+//!   domains, and `_mimi.<local part>.<email domain>.<mimi_apex>` for an
 //!   email address, each string an MSSI definition
 //!   `v=MIMI1; p=<priority>; a=<uri>; e=<host>; s=<provider>`;
 //! - the draft's `MIMIX` record, as `TXT` at `_mimix.<email domain>`, for
@@ -208,6 +209,19 @@ impl Zones {
             && self.email_domains.contains(&domain.join("."))
         {
             return Place::Mimix { zone: labels.join("."), domain: domain.join(".") };
+        }
+        // A MIMI user identifier's MIMI record: `_mimi.<MUI>`, its own
+        // zone apex (like `_mimix.<domain>`), for MUIs under the scope's
+        // domains.
+        if let Some((first, name)) = labels.split_first()
+            && first == MIMI_LABEL
+            && name.len() >= 3
+        {
+            let n = name.join(".");
+            if self.email_domains.iter().any(|d| n.ends_with(&format!(".{d}"))) {
+                let csi = Csi::from_wire(&format!("mui:{n}")).ok();
+                return Place::MimiOf { zone: labels.join("."), csi };
+            }
         }
         // Below a MIMIX apex: nothing there.
         for i in 1..labels.len() {

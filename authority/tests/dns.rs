@@ -317,7 +317,15 @@ async fn unbound_answers_from_the_bridge_and_sees_a_port_after_the_ttl() {
     assert!(apex.status == "NOERROR" && apex.answers.iter().any(|(_, t, _)| t == "SOA"), "{}", apex.raw);
 
     // Through Unbound, stub zones pointing at the bridge.
-    let (_unbound, port) = unbound(dir.path(), s.dns, &["e164.arpa", "mimi.dp.de.example", "_mimix.mail.example"]);
+    p.send(&p.csip_mail, Provision::Assign { csi: csi("mui:bob.users.mail.example"), tnsp: None }).await;
+    p.send(&p.msp, Provision::PutEntry { csi: csi("mui:bob.users.mail.example"), entry: entry("provider-b.example", "mimi://provider-b.example/u/bob-mui", 10, false, Visibility::All) }).await;
+
+    let (_unbound, port) = unbound(dir.path(), s.dns, &["e164.arpa", "mimi.dp.de.example", "_mimix.mail.example", "_mimi.bob.users.mail.example", "_mimi.nobody.users.mail.example"]);
+    // A MUI's MIMI record, at `_mimi.<MUI>`, from the same mapping LoST
+    // answers with; an unknown MUI does not exist.
+    let mui = dig(port, "_mimi.bob.users.mail.example", "TXT", &[]);
+    assert!(mui.raw.contains("\"v=MIMI1; p=10; a=mimi://provider-b.example/u/bob-mui; e=provider-b.example; s=provider-b.example\""), "{}", mui.raw);
+    assert_eq!(dig(port, "_mimi.nobody.users.mail.example", "TXT", &[]).status, "NXDOMAIN");
     let naptr = dig(port, ENUM_NAME, "NAPTR", &[]);
     assert_eq!(naptr.status, "NOERROR", "{}", naptr.raw);
     assert_eq!(naptr_uris(&naptr), lost, "{}", naptr.raw);
