@@ -61,11 +61,6 @@ impl MemStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Whether a record of `csi` is held, without copying it.
-    pub fn contains(&self, csi: &Csi) -> bool {
-        self.lock().numbers.contains_key(csi.uri())
-    }
 }
 
 impl Store for MemStore {

@@ -113,6 +113,7 @@ struct Keys {
     root_chain: String,
     table: Bytes,
     decoded: RootTable,
+    root: signpost_root::RootService,
     /// Per authority: chain and key PEM.
     auth: Vec<(String, String)>,
     /// Peers for provisioning, by (role, id, scope).
@@ -122,7 +123,7 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(space: &Space, days: u64, mapping_ttl: u32, negative_ttl: u32) -> Result<Keys, String> {
+    fn new(space: &Space, days: u64, negative_ttl: u32) -> Result<Keys, String> {
         let from = Timestamp::from_millis(T0_MS - DAY_S * 1000);
         let until = t0().plus_secs((days + 30) * DAY_S);
         let ca = Ca::generate("signpost-sim", from, until).map_err(|e| e.to_string())?;
@@ -146,13 +147,16 @@ impl Keys {
             auth.push(issue(Role::Authority, a.id.as_str(), &[&a.key])?);
             delegations.push(signpost_kit::delegation(&a.key, reference(&a.id)?, DAY_S as u32)?);
         }
-        let _ = (mapping_ttl, negative_ttl);
         let (root_chain, root_key) = issue(Role::Root, "root.sim.example", &[])?;
         let mut t = RootTable { source: Name::parse("root.sim.example").map_err(|e| e.to_string())?, serial: 1, valid_until: until, negative_lifetime: negative_ttl, delegations, signature: None };
         Signer::from_pem(root_key.as_bytes()).map_err(|e| e.to_string())?.sign_root_table(&mut t, t0(), until).map_err(|e| e.to_string())?;
         let table = Bytes::from(t.encode());
         let decoded = RootTable::decode(&table, &Limits::DOCUMENT).map_err(|e| e.to_string())?;
-        Ok(Keys { anchor, root_chain, table, decoded, auth, peers: std::sync::Mutex::new(HashMap::new()), ca, until })
+        // The root's own service answers the resolvers' root queries.
+        let mut v = signpost_trust::sign::Verifier::new(anchor.clone());
+        v.add_pem(root_chain.as_bytes(), t0()).map_err(|e| e.to_string())?;
+        let root = signpost_root::RootService::new(t.source.clone(), signpost_root::LoadedTable::load(&table, &v, &t.source, t0())?);
+        Ok(Keys { anchor, root_chain, table, decoded, root, auth, peers: std::sync::Mutex::new(HashMap::new()), ca, until })
     }
 
     fn peer(&self, role: Role, id: &str, scope: &str) -> Result<Peer, String> {
@@ -390,6 +394,9 @@ struct World<'a> {
     events: u64,
     frame_sizes: HashMap<u64, usize>,
     progress: bool,
+    /// Per authority: resolvers at metro, continental, intercontinental
+    /// distance (homes never change).
+    classes: Vec<[u64; 3]>,
 }
 
 fn body_hash(b: &[u8]) -> u64 {
@@ -545,7 +552,7 @@ impl<'a> World<'a> {
         }
     }
 
-    fn truth_of_answer(&mut self, a: &Answer, source: &Name) -> Result<Truth, String> {
+    fn truth_of_answer(&mut self, a: &Answer, r: usize) -> Result<Truth, String> {
         match a {
             Answer::Encoded { body, .. } => {
                 let key = (body_hash(body), body.len());
@@ -563,14 +570,13 @@ impl<'a> World<'a> {
                 v
             }
             Answer::Response(r) => observe(r),
-            Answer::Failed(f) => observe(&Response::Errors(failure_errors(source.clone(), f.clone()))),
+            Answer::Failed(f) => observe(&Response::Errors(failure_errors(self.res[r].core.config().id.clone(), f.clone()))),
         }
     }
 
     fn answered(&mut self, r: usize, q: u64, a: Answer) {
         let Some(p) = self.res[r].queries.remove(&q) else { return };
-        let id = self.res[r].core.config().id.clone();
-        let seen = self.truth_of_answer(&a, &id);
+        let seen = self.truth_of_answer(&a, r);
         let Some(ident) = self.idents.get(p.tid as usize) else { return };
         let uri = ident.csi.uri().to_owned();
         let (sent, at) = (p.sent / 1000, self.now / 1000);
@@ -673,10 +679,18 @@ impl<'a> World<'a> {
                 self.res[r].table_sent = true;
                 self.reply(node, r, epoch, Inc::Fetch(tx, f));
             }
-            (Node::Root, Req::Query(tx, _)) => {
-                // Resolvers preload the table; the root's LoST answers are
-                // the table's (served by `signpost-root` in the live mode).
-                self.reply(node, r, epoch, Inc::Up(tx, Upstream::Status(503)));
+            (Node::Root, Req::Query(tx, f)) => {
+                // Rare (resolvers preload the table): `signpost-root`'s own service.
+                let ctx = signpost_net::Ctx { peer: None, remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)) };
+                let up = match ready(signpost_net::Service::lost(&self.keys.root, signpost_schemas::Request::FindService(*f), &ctx))? {
+                    Ok(signpost_net::LostReply::Response(resp)) => Upstream::Answer(resp),
+                    Ok(signpost_net::LostReply::Encoded { body, .. }) => match Response::decode(&body, &Limits::MESSAGE) {
+                        Ok(resp) => Upstream::Answer(resp),
+                        Err(e) => Upstream::Undecodable(e),
+                    },
+                    Err(fail) => Upstream::Answer(Response::Errors(failure_errors(signpost_net::Service::id(&self.keys.root), fail))),
+                };
+                self.reply(node, r, epoch, Inc::Up(tx, up));
             }
             (Node::Auth(a), Req::Query(tx, f)) => {
                 let core = &self.auths[a].core;
@@ -777,10 +791,7 @@ impl<'a> World<'a> {
         let a = id.auth;
         // A resolver holding no fresh copy answers the new truth on its
         // next fetch: one round trip (as the live mode's probe sees it).
-        let mut fresh_fetch = [0u64; 3];
-        for r in 0..self.res.len() {
-            fresh_fetch[self.class(r, a)] += 1;
-        }
+        let mut fresh_fetch = self.classes[a];
         for r in lookers {
             let ri = r as usize;
             let Some(e) = self.res[ri].core.answers().peek(&csi, &v) else { continue };
@@ -1191,7 +1202,7 @@ pub fn simulate(s: &Scenario, seed: u64) -> Result<(SimReport, report::Measured)
     let wall = std::time::Instant::now();
     let space = Space::new(s, seed)?;
     let duration = s.simulate.duration_s.unwrap_or(s.duration_s);
-    let keys = Keys::new(&space, duration.div_ceil(DAY_S), s.mapping_ttl_s, s.negative_ttl_s)?;
+    let keys = Keys::new(&space, duration.div_ceil(DAY_S), s.negative_ttl_s)?;
     let follow = followed_stratified(&space, &s.simulate.rates, duration, s.simulate.traced_per_band, s.simulate.changers_per_band)?;
     let policies: Vec<String> = s.policies.clone();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
@@ -1366,7 +1377,17 @@ fn run_policy(s: &Scenario, space: &Space, keys: &Keys, follow: &[Followed], pol
         events: 0,
         frame_sizes: HashMap::new(),
         progress: duration >= 7 * DAY_S,
+        classes: vec![],
     };
+    w.classes = (0..w.auths.len())
+        .map(|a| {
+            let mut c = [0u64; 3];
+            for r in 0..w.res.len() {
+                c[w.class(r, a)] += 1;
+            }
+            c
+        })
+        .collect();
     for r in 0..w.res.len() {
         w.drain(r, 1.0);
     }
