@@ -27,7 +27,7 @@ server_instructions() {
   (cd "$dir" && SIGNPOST_BENCH_REQUESTS=$n valgrind --tool=callgrind --separate-threads=yes "$bin" >/dev/null 2>&1)
   # The resolver's worker thread is the one that runs the server's dispatch.
   for f in "$dir"/callgrind.out.*-*; do
-    if grep -q 'signpost_net::server::dispatch' "$f"; then
+    if grep -q 'signpost_net::server::answer' "$f"; then
       grep -E '^(summary|totals):' "$f" | head -1 | awk '{print $2}'
       return
     fi

@@ -65,11 +65,8 @@ impl ResolverService {
         self
     }
 
-    fn client_key(ctx: &Ctx) -> String {
-        match &ctx.peer {
-            Some(p) => p.id().to_string(),
-            None => ctx.remote.ip().to_string(),
-        }
+    fn client_key(ctx: &Ctx) -> &str {
+        &ctx.client
     }
 
     fn remember(&self, key: &str) {

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod config;
 pub mod docs;
 pub mod exit;
+pub mod h2;
 pub mod limits;
 pub mod client;
 pub mod metrics;
@@ -42,6 +43,21 @@ pub struct Ctx {
     pub peer: Option<Peer>,
     /// The client's address.
     pub remote: SocketAddr,
+    /// Who the client is, for limits and records: its certificate's id,
+    /// else its IP address (computed once per connection).
+    pub client: std::sync::Arc<str>,
+}
+
+impl Ctx {
+    /// The context of a connection from `remote`, with `peer` if its
+    /// certificate validated.
+    pub fn new(peer: Option<Peer>, remote: SocketAddr) -> Ctx {
+        let client: std::sync::Arc<str> = match &peer {
+            Some(p) => p.id().to_string().into(),
+            None => remote.ip().to_string().into(),
+        };
+        Ctx { peer, remote, client }
+    }
 }
 
 /// A non-LoST HTTP answer (e.g. `GET /root-table`, the change feed).

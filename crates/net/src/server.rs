@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::{Ctx, Failure, HttpFailure, Metrics, Service, failure_errors, outcome};
+use crate::{Ctx, Failure, HttpFailure, Metrics, Reply, Service, failure_errors, outcome};
 
 /// Bounds of a server.
 #[derive(Clone, Debug)]
@@ -52,6 +52,20 @@ pub struct Limits {
     pub drain_grace: Duration,
     /// HTTP/2 streams per connection.
     pub h2_max_streams: u32,
+    /// Which HTTP/2 implementation serves TLS connections that negotiate
+    /// `h2`.
+    pub http2: Http2,
+}
+
+/// The HTTP/2 implementation for TLS connections (`limits.http2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Http2 {
+    /// Signpost's own ([`crate::h2`]): a state machine made for many
+    /// small request/response exchanges (the default).
+    #[default]
+    Native,
+    /// hyper's (the h2 crate), as before the native one existed.
+    Hyper,
 }
 
 impl Default for Limits {
@@ -66,6 +80,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             drain_grace: Duration::from_secs(10),
             h2_max_streams: 256,
+            http2: Http2::Native,
         }
     }
 }
@@ -527,9 +542,13 @@ impl<S: Service> ConnTask<S> {
                     },
                     _ => None,
                 };
-                self.serve_io(TokioIo::new(tls), Ctx { peer, remote }).await;
+                if self.limits.http2 == Http2::Native && tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    self.serve_h2(tls, Ctx::new(peer, remote)).await;
+                } else {
+                    self.serve_io(TokioIo::new(tls), Ctx::new(peer, remote)).await;
+                }
             }
-            None => self.serve_io(TokioIo::new(tcp), Ctx { peer: None, remote }).await,
+            None => self.serve_io(TokioIo::new(tcp), Ctx::new(None, remote)).await,
         }
     }
 
@@ -590,6 +609,262 @@ impl<S: Service> ConnTask<S> {
     }
 }
 
+/// What a connection's handlers and body forwarders tell its driver.
+enum H2Done {
+    /// A handler that did not answer on its first poll finished.
+    Reply { stream: u32, label: &'static str, reply: Reply, start: Instant },
+    /// A chunk of a streamed response.
+    Data { stream: u32, chunk: Bytes },
+    /// A streamed response ended.
+    End { stream: u32 },
+}
+
+/// A streamed response's forwarder and its credit: it may have this many
+/// bytes queued in the connection (flow control) before it waits.
+struct Streaming {
+    task: tokio::task::AbortHandle,
+    credit: Arc<Semaphore>,
+    queued: usize,
+}
+
+/// Bytes a streamed response may have waiting for the peer's window.
+const STREAM_CREDIT: usize = 256 * 1024;
+
+impl<S: Service> ConnTask<S> {
+    /// Serves an `h2` TLS connection with [`crate::h2::Conn`]: reads feed
+    /// the state machine; a complete request runs its handler, polled once
+    /// in place (a cache hit answers then, with no task spawned and no
+    /// timer armed) and otherwise spawned; responses are written as one
+    /// batch per read. Timeouts (first request, idle, body) are checked on
+    /// a coarse tick rather than armed per request.
+    async fn serve_h2<IO>(self, mut io: IO, ctx: Ctx)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let remote = ctx.remote;
+        let ctx = Arc::new(ctx);
+        let limits = self.limits.clone();
+        let mut conn = crate::h2::Conn::new(crate::h2::Settings { max_streams: limits.h2_max_streams, max_body: limits.max_body, max_header_list: 16 * 1024 });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<H2Done>(64);
+        let mut inbuf = bytes::BytesMut::with_capacity(16 * 1024);
+        let mut outbuf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut running: crate::h2::IdMap<tokio::task::AbortHandle> = crate::h2::IdMap::default();
+        let mut streaming: crate::h2::IdMap<Streaming> = crate::h2::IdMap::default();
+        let mut receiving_since: crate::h2::IdMap<Instant> = crate::h2::IdMap::default();
+        let shortest = limits.header_read_timeout.min(limits.idle_timeout).min(limits.request_timeout);
+        let mut tick = tokio::time::interval((shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut served = false;
+        let mut idle_since = Some(Instant::now());
+        let mut idle_closing = false;
+        loop {
+            if conn.has_output() {
+                conn.take_output(&mut outbuf);
+                let write = async {
+                    io.write_all(&outbuf).await?;
+                    io.flush().await
+                };
+                match bounded(write, limits.idle_timeout).await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!("connection from {remote} ended: {e}");
+                        break;
+                    }
+                    None => {
+                        tracing::debug!("connection from {remote} did not read its responses; dropped");
+                        break;
+                    }
+                }
+            }
+            if conn.is_done() {
+                break;
+            }
+            if conn.open_streams() > 0 || !running.is_empty() {
+                idle_since = None;
+            } else if idle_since.is_none() {
+                idle_since = Some(Instant::now());
+            }
+            tokio::select! {
+                r = io.read_buf(&mut inbuf) => {
+                    match r {
+                        Ok(0) => break,
+                        Err(e) => {
+                            tracing::debug!("connection from {remote} ended: {e}");
+                            break;
+                        }
+                        Ok(_) => {}
+                    }
+                    if let Err(e) = conn.recv(&mut inbuf) {
+                        tracing::debug!("HTTP/2 connection from {remote} closed: {:?}: {}", e.code, e.reason);
+                    }
+                    while let Some(ev) = conn.poll_event() {
+                        match ev {
+                            crate::h2::Event::Request { stream, head, body } => {
+                                served = true;
+                                let start = Instant::now();
+                                let fut = h2_answer(head, body, self.svc.clone(), ctx.clone(), limits.clone());
+                                let mut fut = Box::pin(fut);
+                                match std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await {
+                                    std::task::Poll::Ready((label, reply)) => {
+                                        self.metrics.request(label, micros_since(start));
+                                        h2_reply(&mut conn, stream, reply, &tx, &mut streaming);
+                                    }
+                                    std::task::Poll::Pending => {
+                                        let tx = tx.clone();
+                                        let h = tokio::spawn(async move {
+                                            let (label, reply) = fut.await;
+                                            let _ = tx.send(H2Done::Reply { stream, label, reply, start }).await;
+                                        });
+                                        running.insert(stream, h.abort_handle());
+                                    }
+                                }
+                            }
+                            crate::h2::Event::TooLarge { stream } => {
+                                let (label, reply) = failure_reply(self.svc.id(), HttpFailure::PayloadTooLarge);
+                                self.metrics.request(label, 0);
+                                h2_reply(&mut conn, stream, reply, &tx, &mut streaming);
+                            }
+                            crate::h2::Event::Reset { stream } => {
+                                if let Some(h) = running.remove(&stream) {
+                                    h.abort();
+                                }
+                                if let Some(s) = streaming.remove(&stream) {
+                                    s.task.abort();
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(done) = rx.recv() => {
+                    let mut next = Some(done);
+                    // Take what else is ready: one write for the lot.
+                    while let Some(done) = next {
+                        match done {
+                            H2Done::Reply { stream, label, reply, start } => {
+                                running.remove(&stream);
+                                self.metrics.request(label, micros_since(start));
+                                h2_reply(&mut conn, stream, reply, &tx, &mut streaming);
+                            }
+                            H2Done::Data { stream, chunk } => {
+                                if let Some(s) = streaming.get_mut(&stream) {
+                                    s.queued += chunk.len();
+                                }
+                                conn.send_data(stream, chunk, false);
+                            }
+                            H2Done::End { stream } => {
+                                conn.send_data(stream, Bytes::new(), true);
+                                streaming.remove(&stream);
+                            }
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if *self.drain.borrow() {
+                        conn.go_away();
+                    }
+                    if let Some(since) = idle_since {
+                        let base = if served { limits.idle_timeout } else { limits.header_read_timeout };
+                        let limit = if self.shared.near_cap() { base / 10 } else { base };
+                        if now.saturating_duration_since(since) >= limit && !idle_closing {
+                            idle_closing = true;
+                            self.metrics.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!("closing the idle connection from {remote}");
+                            conn.go_away();
+                        }
+                    }
+                    // Bodies that take longer than the request timeout.
+                    let receiving: Vec<u32> = conn.receiving().collect();
+                    receiving_since.retain(|id, _| receiving.contains(id));
+                    for id in receiving {
+                        let since = *receiving_since.entry(id).or_insert(now);
+                        if now.saturating_duration_since(since) >= limits.request_timeout {
+                            receiving_since.remove(&id);
+                            let (label, reply) = failure_reply(self.svc.id(), HttpFailure::RequestTimeout);
+                            self.metrics.request(label, 0);
+                            h2_reply(&mut conn, id, reply, &tx, &mut streaming);
+                        }
+                    }
+                }
+            }
+            // Credit back to streamed responses whose data went out.
+            for (id, s) in streaming.iter_mut() {
+                let q = conn.queued(*id).unwrap_or(0);
+                if q < s.queued {
+                    s.credit.add_permits(s.queued - q);
+                    s.queued = q;
+                }
+            }
+        }
+        for (_, h) in running {
+            h.abort();
+        }
+        for (_, s) in streaming {
+            s.task.abort();
+        }
+        let _ = io.shutdown().await;
+    }
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// [`answer`] for a request the native HTTP/2 connection decoded (owning
+/// what it needs, so it can move to a task of its own).
+async fn h2_answer<S: Service>(head: crate::h2::Head, body: Bytes, svc: Arc<S>, ctx: Arc<Ctx>, limits: Arc<Limits>) -> (&'static str, Reply) {
+    let method = match head.method.as_str() {
+        "POST" => Method::POST,
+        "GET" => Method::GET,
+        other => Method::from_bytes(other.as_bytes()).unwrap_or(Method::OPTIONS),
+    };
+    // The header map is built only for the paths whose handlers read it.
+    let mut headers = hyper::HeaderMap::new();
+    if head.path.split('?').next() != Some("/lost") {
+        if let Some(ct) = head.content_type.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(CONTENT_TYPE, ct);
+        }
+        for (k, v) in &head.fields {
+            if let (Ok(k), Ok(v)) = (hyper::header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_bytes(v)) {
+                headers.append(k, v);
+            }
+        }
+    }
+    answer(&method, &head.path, head.content_type.as_deref(), &headers, body, &*svc, &ctx, &limits).await
+}
+
+/// Starts the response on a native HTTP/2 stream; a streamed body gets a
+/// forwarder task that feeds the connection within its credit.
+fn h2_reply(conn: &mut crate::h2::Conn, stream: u32, reply: Reply, tx: &tokio::sync::mpsc::Sender<H2Done>, streaming: &mut crate::h2::IdMap<Streaming>) {
+    let fields: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    match reply.stream {
+        None => conn.respond(stream, reply.status, reply.content_type, &fields, reply.body, true),
+        Some(mut rx) => {
+            conn.respond(stream, reply.status, reply.content_type, &fields, reply.body, false);
+            let credit = Arc::new(Semaphore::new(STREAM_CREDIT));
+            let (tx, c) = (tx.clone(), credit.clone());
+            let task = tokio::spawn(async move {
+                while let Some(mut chunk) = rx.recv().await {
+                    while !chunk.is_empty() {
+                        let piece = chunk.split_to(chunk.len().min(STREAM_CREDIT));
+                        match c.acquire_many(u32::try_from(piece.len()).unwrap_or(u32::MAX)).await {
+                            Ok(p) => p.forget(),
+                            Err(_) => return,
+                        }
+                        if tx.send(H2Done::Data { stream, chunk: piece }).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(H2Done::End { stream }).await;
+            });
+            streaming.insert(stream, Streaming { task: task.abort_handle(), credit, queued: 0 });
+        }
+    }
+}
+
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 type HttpResponse = hyper::Response<Body>;
 
@@ -611,7 +886,7 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-fn reply_response(reply: crate::Reply) -> HttpResponse {
+fn reply_response(reply: Reply) -> HttpResponse {
     let body = match reply.stream {
         Some(rx) => ChannelBody(rx).boxed(),
         None => full(reply.body),
@@ -627,29 +902,20 @@ fn reply_response(reply: crate::Reply) -> HttpResponse {
     r
 }
 
-fn lost_body(status: u16, body: String) -> HttpResponse {
-    let mut r = hyper::Response::new(full(Bytes::from(body)));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(LOST_CT));
-    r
+fn lost_reply(status: u16, body: String) -> Reply {
+    Reply::full(status, LOST_CT, body)
 }
 
-fn http_failure(source: signpost_schemas::Name, f: HttpFailure) -> (&'static str, HttpResponse) {
+fn failure_reply(source: signpost_schemas::Name, f: HttpFailure) -> (&'static str, Reply) {
     let (status, kind, message, label) = f.parts();
     let mut issue = Issue::new(kind, message);
     if let HttpFailure::TooManyRequests { retry_after } = f {
         issue.retry_after = Some(retry_after);
     }
-    let mut r = lost_body(status, Response::Errors(Errors::one(source, issue)).encode());
+    let mut r = lost_reply(status, Response::Errors(Errors::one(source, issue)).encode());
     match f {
-        HttpFailure::MethodNotAllowed => {
-            r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
-        }
-        HttpFailure::TooManyRequests { retry_after } => {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-            }
-        }
+        HttpFailure::MethodNotAllowed => r.headers.push(("allow", "POST".into())),
+        HttpFailure::TooManyRequests { retry_after } => r.headers.push(("retry-after", retry_after.to_string())),
         HttpFailure::UnsupportedMediaType | HttpFailure::PayloadTooLarge | HttpFailure::NotFound | HttpFailure::RequestTimeout => {}
     }
     (label, r)
@@ -666,63 +932,79 @@ async fn read_body(body: Incoming, limits: &Limits) -> Result<Bytes, HttpFailure
     }
 }
 
-async fn dispatch<S: Service>(
-    req: hyper::Request<Incoming>,
+/// Whether a content type is LoST's (parameters ignored).
+fn is_lost_type(ct: Option<&str>) -> bool {
+    ct.and_then(|v| v.split(';').next()).is_some_and(|v| v.trim().eq_ignore_ascii_case(LOST_CT))
+}
+
+/// A future bounded in time whose timer is armed only if it does not
+/// finish when first polled: a cache hit answers on its first poll and
+/// never touches the timer wheel.
+struct Bounded<F> {
+    fut: F,
+    limit: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future + Unpin> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        if let std::task::Poll::Ready(v) = std::pin::Pin::new(&mut self.fut).poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        let limit = self.limit;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+fn bounded<F: Future>(fut: F, limit: Duration) -> Bounded<std::pin::Pin<Box<F>>> {
+    Bounded { fut: Box::pin(fut), limit, sleep: None }
+}
+
+/// Answers one request, whatever transport brought it: `path` with its
+/// query, the content type apart from the other `headers`, the whole
+/// body (empty for GET).
+async fn answer<S: Service>(
+    method: &Method,
+    path: &str,
+    content_type: Option<&str>,
+    headers: &hyper::HeaderMap,
+    body: Bytes,
     svc: &S,
     ctx: &Ctx,
     limits: &Limits,
-) -> (&'static str, HttpResponse) {
-    if req.uri().path() != "/lost" {
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        if req.method() == Method::GET {
-            if let Some(reply) = svc.get(&path, req.headers(), ctx).await {
-                return ("found", reply_response(reply));
+) -> (&'static str, Reply) {
+    if path.split('?').next() != Some("/lost") {
+        if *method == Method::GET {
+            if let Some(reply) = svc.get(path, headers, ctx).await {
+                return ("found", reply);
             }
-        } else if req.method() == Method::POST {
-            let headers = req.headers().clone();
-            let body = match read_body(req.into_body(), limits).await {
-                Ok(b) => b,
-                Err(f) => return http_failure(svc.id(), f),
-            };
-            if let Some(reply) = svc.post(&path, &headers, body, ctx).await {
-                return ("found", reply_response(reply));
-            }
+        } else if *method == Method::POST
+            && let Some(reply) = svc.post(path, headers, body, ctx).await
+        {
+            return ("found", reply);
         }
-        return http_failure(svc.id(), HttpFailure::NotFound);
+        return failure_reply(svc.id(), HttpFailure::NotFound);
     }
-    if req.method() != Method::POST {
-        return http_failure(svc.id(), HttpFailure::MethodNotAllowed);
+    if *method != Method::POST {
+        return failure_reply(svc.id(), HttpFailure::MethodNotAllowed);
     }
-    let ct_ok = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(LOST_CT));
-    if !ct_ok {
-        return http_failure(svc.id(), HttpFailure::UnsupportedMediaType);
+    if !is_lost_type(content_type) {
+        return failure_reply(svc.id(), HttpFailure::UnsupportedMediaType);
     }
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body as u64) {
-        return http_failure(svc.id(), HttpFailure::PayloadTooLarge);
-    }
-    let body = match read_body(req.into_body(), limits).await {
-        Ok(b) => b,
-        Err(f) => return http_failure(svc.id(), f),
-    };
     let result = match Request::decode(&body, &XmlLimits::MESSAGE) {
         Err(e) => Err(Failure::Decode(e)),
-        Ok(r) => match tokio::time::timeout(limits.request_timeout, svc.lost(r, ctx)).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Internal("the server did not finish the request in time".into())),
+        Ok(r) => match bounded(svc.lost(r, ctx), limits.request_timeout).await {
+            Some(r) => r,
+            None => Err(Failure::Internal("the server did not finish the request in time".into())),
         },
     };
     let (resp, limited) = match result {
-        Ok(crate::LostReply::Encoded { body, outcome }) => {
-            let mut r = hyper::Response::new(full(body));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(LOST_CT));
-            return (outcome, r);
-        }
+        Ok(crate::LostReply::Encoded { body, outcome }) => return (outcome, Reply::full(200, LOST_CT, body)),
         Ok(crate::LostReply::Response(r)) => (r, None),
         Err(Failure::RateLimited { message, retry_after }) => {
             (Response::Errors(failure_errors(svc.id(), Failure::RateLimited { message, retry_after })), Some(retry_after))
@@ -735,14 +1017,44 @@ async fn dispatch<S: Service>(
         // LoST errors in 200 bodies and deployed clients (Kamailio's lost
         // module) read no other status. The Retry-After header stays for
         // HTTP-aware clients. Non-LoST paths keep 429 (HttpFailure).
-        let mut r = lost_body(200, resp.encode());
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-        }
+        let mut r = lost_reply(200, resp.encode());
+        r.headers.push(("retry-after", secs.to_string()));
         return ("forbidden", r);
     }
     let label = outcome(&resp);
-    (label, lost_body(200, resp.encode()))
+    (label, lost_reply(200, resp.encode()))
+}
+
+/// hyper's side of [`answer`]: reads the body (POST only; for `/lost` only
+/// once the method, content type and declared length pass).
+async fn dispatch<S: Service>(
+    req: hyper::Request<Incoming>,
+    svc: &S,
+    ctx: &Ctx,
+    limits: &Limits,
+) -> (&'static str, HttpResponse) {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let is_lost = parts.uri.path() == "/lost";
+    let ct = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = if parts.method != Method::POST || (is_lost && !is_lost_type(ct)) {
+        Bytes::new()
+    } else {
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if is_lost && declared.is_some_and(|n| n > limits.max_body as u64) {
+            let (label, r) = failure_reply(svc.id(), HttpFailure::PayloadTooLarge);
+            return (label, reply_response(r));
+        }
+        match read_body(body, limits).await {
+            Ok(b) => b,
+            Err(f) => {
+                let (label, r) = failure_reply(svc.id(), f);
+                return (label, reply_response(r));
+            }
+        }
+    };
+    let (label, reply) = answer(&parts.method, path, ct, &parts.headers, body, svc, ctx, limits).await;
+    (label, reply_response(reply))
 }
 
 /// The serve phase every Signpost binary shares: bind the LoST listener and

@@ -681,7 +681,7 @@ impl<'a> World<'a> {
             }
             (Node::Root, Req::Query(tx, f)) => {
                 // Rare (resolvers preload the table): `signpost-root`'s own service.
-                let ctx = signpost_net::Ctx { peer: None, remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)) };
+                let ctx = signpost_net::Ctx::new(None, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
                 let up = match ready(signpost_net::Service::lost(&self.keys.root, signpost_schemas::Request::FindService(*f), &ctx))? {
                     Ok(signpost_net::LostReply::Response(resp)) => Upstream::Answer(resp),
                     Ok(signpost_net::LostReply::Encoded { body, .. }) => match Response::decode(&body, &Limits::MESSAGE) {
