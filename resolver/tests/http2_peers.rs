@@ -39,7 +39,7 @@ fn files(t: &Topology, body: &[u8]) -> Files {
     std::fs::write(dir.path().join("cert.pem"), &c.chain).unwrap();
     std::fs::write(dir.path().join("key.pem"), &c.key).unwrap();
     std::fs::write(dir.path().join("req.xml"), body).unwrap();
-    std::fs::write(dir.path().join("big.xml"), vec![b' '; 2 << 20]).unwrap();
+    std::fs::write(dir.path().join("big.xml"), vec![b' '; 300 * 1024]).unwrap();
     Files { dir }
 }
 

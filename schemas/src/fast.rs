@@ -25,7 +25,9 @@ pub(crate) fn find_service(b: &[u8], limits: &Limits) -> Option<FindService> {
     if !plain(b) {
         return None;
     }
-    let mut s = Scan { b, i: 0, max_text: limits.max_text };
+    // ASCII (checked above), so every byte offset is a character boundary.
+    let t = std::str::from_utf8(b).ok()?;
+    let mut s = Scan { b, t, i: 0, max_text: limits.max_text };
     if s.starts(b"<?") {
         s.lit(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
     }
@@ -134,6 +136,8 @@ fn plain(b: &[u8]) -> bool {
 
 struct Scan<'a> {
     b: &'a [u8],
+    /// `b` as text.
+    t: &'a str,
     i: usize,
     max_text: usize,
 }
@@ -165,8 +169,9 @@ impl<'a> Scan<'a> {
         if v.len() > self.max_text || v.iter().any(|&c| matches!(c, b'<' | b'\t' | b'\n' | b'\r')) {
             return None;
         }
-        self.i += 1 + name.len() + 2 + end + 1;
-        std::str::from_utf8(v).ok()
+        let start = self.i + 1 + name.len() + 2;
+        self.i = start + end + 1;
+        self.t.get(start..start + v.len())
     }
     /// Character data up to the next `<`.
     fn text(&mut self) -> Option<&'a str> {
@@ -176,8 +181,9 @@ impl<'a> Scan<'a> {
         if v.len() > self.max_text || v.contains(&b'>') {
             return None;
         }
+        let start = self.i;
         self.i += end;
-        std::str::from_utf8(v).ok()
+        self.t.get(start..start + v.len())
     }
 }
 

@@ -67,6 +67,15 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
     /// Drain time at shutdown, ms.
     pub drain_grace_ms: u64,
+    /// The HTTP/2 implementation for TLS connections: `native` (default:
+    /// Signpost's own, made for small LoST exchanges) or `hyper` (the h2
+    /// crate's, kept as a fallback).
+    #[serde(default = "default_http2")]
+    pub http2: String,
+}
+
+fn default_http2() -> String {
+    "native".into()
 }
 
 impl Default for LimitsConfig {
@@ -81,6 +90,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: d.max_connections_per_ip,
             request_timeout_ms: ms(d.request_timeout),
             drain_grace_ms: ms(d.drain_grace),
+            http2: default_http2(),
         }
     }
 }
@@ -106,6 +116,9 @@ impl LimitsConfig {
         if self.header_read_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             return Err("limits.header_read_timeout_ms and limits.idle_timeout_ms must be positive".into());
         }
+        if !matches!(self.http2.as_str(), "native" | "hyper") {
+            return Err(format!("limits.http2 is {:?}; it is \"native\" or \"hyper\"", self.http2));
+        }
         Ok(())
     }
 
@@ -120,6 +133,7 @@ impl LimitsConfig {
             max_connections_per_ip: self.max_connections_per_ip,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             drain_grace: Duration::from_millis(self.drain_grace_ms),
+            http2: if self.http2 == "hyper" { crate::server::Http2::Hyper } else { crate::server::Http2::Native },
             ..crate::Limits::default()
         }
     }

@@ -34,7 +34,7 @@ use signpost_trust::Peer;
 
 pub use hyper;
 pub use metrics::Metrics;
-pub use server::{Limits, Server, TlsSwitch, bind, reload_on_hangup, run, run_with, shutdown_signal};
+pub use server::{Http2, Limits, Server, TlsSwitch, bind, reload_on_hangup, run, run_with, shutdown_signal};
 
 /// What a handler knows about the request's origin.
 #[derive(Clone, Debug)]

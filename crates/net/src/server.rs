@@ -782,6 +782,11 @@ impl<S: Service> ConnTask<S> {
                         let since = *receiving_since.entry(id).or_insert(now);
                         if now.saturating_duration_since(since) >= limits.request_timeout {
                             receiving_since.remove(&id);
+                            if conn.responded(id) {
+                                // Answered (413) and still not done sending.
+                                conn.cancel(id);
+                                continue;
+                            }
                             let (label, reply) = failure_reply(self.svc.id(), HttpFailure::RequestTimeout);
                             self.metrics.request(label, 0);
                             h2_reply(&mut conn, id, reply, &tx, &mut streaming);
@@ -815,7 +820,7 @@ fn micros_since(start: Instant) -> u64 {
 /// [`answer`] for a request the native HTTP/2 connection decoded (owning
 /// what it needs, so it can move to a task of its own).
 async fn h2_answer<S: Service>(head: crate::h2::Head, body: Bytes, svc: Arc<S>, ctx: Arc<Ctx>, limits: Arc<Limits>) -> (&'static str, Reply) {
-    let method = match head.method.as_str() {
+    let method = match &*head.method {
         "POST" => Method::POST,
         "GET" => Method::GET,
         other => Method::from_bytes(other.as_bytes()).unwrap_or(Method::OPTIONS),
@@ -998,10 +1003,20 @@ async fn answer<S: Service>(
     }
     let result = match Request::decode(&body, &XmlLimits::MESSAGE) {
         Err(e) => Err(Failure::Decode(e)),
-        Ok(r) => match bounded(svc.lost(r, ctx), limits.request_timeout).await {
-            Some(r) => r,
-            None => Err(Failure::Internal("the server did not finish the request in time".into())),
-        },
+        Ok(r) => {
+            // Polled once in place: a cache hit is ready then, and neither a
+            // box nor a timer is needed; only a request that waits gets the
+            // request timeout.
+            let fut = svc.lost(r, ctx);
+            let mut fut = std::pin::pin!(fut);
+            match std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => match tokio::time::timeout(limits.request_timeout, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Failure::Internal("the server did not finish the request in time".into())),
+                },
+            }
+        }
     };
     let (resp, limited) = match result {
         Ok(crate::LostReply::Encoded { body, outcome }) => return (outcome, Reply::full(200, LOST_CT, body)),

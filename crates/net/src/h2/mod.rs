@@ -45,6 +45,9 @@ impl std::hash::Hasher for IdHasher {
 /// Maps keyed by stream id.
 pub type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// LoST's media type: the one content type nearly every request carries.
+const LOST_TYPE: &str = "application/lost+xml";
+
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -117,11 +120,11 @@ pub struct Settings {
 #[derive(Debug, Default)]
 pub struct Head {
     /// `:method`.
-    pub method: String,
+    pub method: std::borrow::Cow<'static, str>,
     /// `:path` (with query).
     pub path: String,
-    /// `content-type`, if sent.
-    pub content_type: Option<String>,
+    /// `content-type`, if sent (LoST's own is not copied).
+    pub content_type: Option<std::borrow::Cow<'static, str>>,
     /// `content-length`, if sent.
     pub content_length: Option<u64>,
     /// The regular fields other than those above, in order (names
@@ -172,6 +175,8 @@ struct Stream {
     end: bool,
     /// END_STREAM sent.
     end_sent: bool,
+    /// Bytes of a refused body read and dropped.
+    dropped: usize,
     /// Send window.
     window: i64,
 }
@@ -221,6 +226,9 @@ pub struct Conn {
     /// Streams with response data waiting for window.
     blocked: VecDeque<u32>,
 }
+
+/// The most of a refused body read and dropped before its stream is reset.
+const DRAIN_MAX: usize = 16 << 20;
 
 /// The receive window the server advertises for the connection.
 const CONN_RECV_WINDOW: usize = 16 << 20;
@@ -427,8 +435,20 @@ impl Conn {
             return Ok(());
         }
         if !s.receiving {
-            // A refused (too large) body: dropped.
+            // A refused (too large) body: read and dropped, its window
+            // given back so the client can finish sending and read the
+            // answer; up to a bound, past which the stream is reset.
             s.ended = end;
+            s.dropped += data.len();
+            let (done, over) = (s.end_sent && end, s.dropped > DRAIN_MAX);
+            if over {
+                self.reset(stream, Code::Cancel);
+            } else if done {
+                self.streams.remove(&stream);
+            } else if !end && !data.is_empty() {
+                let inc = u32::try_from(data.len()).unwrap_or(0);
+                self.frame(WINDOW_UPDATE, 0, stream, &inc.to_be_bytes());
+            }
             return Ok(());
         }
         if s.body.len() + data.len() > max_body {
@@ -483,11 +503,13 @@ impl Conn {
         if !trailers {
             self.last_stream = stream;
         }
-        let p = Partial { stream, end_stream: flags & END_STREAM != 0, block: block.to_vec(), trailers };
+        let end_stream = flags & END_STREAM != 0;
         if flags & END_HEADERS != 0 {
-            self.header_block(p)
+            // The common case: the whole block in one frame, decoded where
+            // it lies.
+            self.header_block(stream, end_stream, trailers, &block)
         } else {
-            self.partial = Some(p);
+            self.partial = Some(Partial { stream, end_stream, block: block.to_vec(), trailers });
             Ok(())
         }
     }
@@ -504,24 +526,24 @@ impl Conn {
             return Err(self.go_away_with(Code::EnhanceYourCalm, "header block larger than SETTINGS_MAX_HEADER_LIST_SIZE"));
         }
         if flags & END_HEADERS != 0 {
-            self.header_block(p)
+            self.header_block(p.stream, p.end_stream, p.trailers, &p.block)
         } else {
             self.partial = Some(p);
             Ok(())
         }
     }
 
-    fn header_block(&mut self, p: Partial) -> Result<(), ConnError> {
+    fn header_block(&mut self, stream: u32, end_stream: bool, trailers: bool, block: &[u8]) -> Result<(), ConnError> {
         let mut head = Head::default();
         let mut malformed: Option<&'static str> = None;
         let mut size = 0usize;
         let max_list = self.settings.max_header_list;
-        let r = self.decoder.decode(&p.block, |f| {
+        let r = self.decoder.decode(block, |f| {
             size += f.name.len() + f.value.len() + 32;
             if size > max_list {
                 return Err("header list too large");
             }
-            if p.trailers {
+            if trailers {
                 return Ok(());
             }
             field(&mut head, f.name, f.value)
@@ -531,8 +553,7 @@ impl Conn {
             Ok(Err(e)) => malformed = Some(e),
             Ok(Ok(())) => {}
         }
-        let stream = p.stream;
-        if p.trailers {
+        if trailers {
             if malformed.is_some() {
                 self.events.push_back(Event::Reset { stream });
                 self.reset(stream, Code::Protocol);
@@ -567,12 +588,13 @@ impl Conn {
             head: (!too_large).then_some(head),
             body: BytesMut::new(),
             receiving: !too_large,
-            ended: p.end_stream,
+            ended: end_stream,
             responded: false,
             pending: VecDeque::new(),
             pending_len: 0,
             end: false,
             end_sent: false,
+            dropped: 0,
             window: self.peer_window,
         };
         self.streams.insert(stream, s);
@@ -580,7 +602,7 @@ impl Conn {
             self.events.push_back(Event::TooLarge { stream });
             return Ok(());
         }
-        if p.end_stream {
+        if end_stream {
             self.complete(stream);
         }
         Ok(())
@@ -726,10 +748,16 @@ impl Conn {
         s.end = end;
         s.end_sent = empty;
         let len = body.len();
-        if !body.is_empty() {
-            s.pending_len += body.len();
-            s.pending.push_back(body);
-        }
+        let direct = !body.is_empty() && (body.len() as i64) <= s.window.min(self.send_window) && body.len() <= self.peer_max_frame;
+        let queued = if direct {
+            Some(body)
+        } else {
+            if !body.is_empty() {
+                s.pending_len += body.len();
+                s.pending.push_back(body);
+            }
+            None
+        };
         // The header block is written in place after a frame header whose
         // length is filled in once known; a block past the peer's frame
         // size (only with very large extra fields) is re-framed with
@@ -765,7 +793,23 @@ impl Conn {
                 first = false;
             }
         }
-        self.push_stream(stream);
+        match queued {
+            // Within the windows and one frame: framed now, not queued.
+            Some(body) => {
+                let n = body.len();
+                self.send_window -= n as i64;
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    s.window -= n as i64;
+                    s.end_sent = end;
+                }
+                self.frame_header(n, DATA, if end { END_STREAM } else { 0 }, stream);
+                self.out.extend_from_slice(&body);
+                if end {
+                    self.finish(stream);
+                }
+            }
+            None => self.push_stream(stream),
+        }
     }
 
     /// More of a response started with `end: false`.
@@ -826,15 +870,27 @@ impl Conn {
         }
     }
 
-    /// The response is out: the stream closes. If the peer has not ended
-    /// its request (a body refused as too large), it is told to stop
-    /// sending (RST_STREAM NO_ERROR, RFC 9113 §8.1).
+    /// The response is out: the stream closes, or, if the peer has not
+    /// ended its request (a body refused as too large), stays to drop the
+    /// rest of it (some clients, curl among them, take RST_STREAM even with
+    /// NO_ERROR as a failure of the request they are still sending).
     fn finish(&mut self, stream: u32) {
-        if let Some(s) = self.streams.remove(&stream) {
-            self.completed += 1;
-            if !s.ended {
-                self.frame(RST_STREAM, 0, stream, &(Code::NoError as u32).to_be_bytes());
-            }
+        let Some(s) = self.streams.get(&stream) else { return };
+        self.completed += 1;
+        if s.ended {
+            self.streams.remove(&stream);
+        }
+    }
+
+    /// Whether `stream` has its response under way (or sent).
+    pub fn responded(&self, stream: u32) -> bool {
+        self.streams.get(&stream).is_some_and(|s| s.responded)
+    }
+
+    /// Resets a stream (CANCEL): a body that stalled after its answer.
+    pub fn cancel(&mut self, stream: u32) {
+        if self.streams.contains_key(&stream) {
+            self.reset(stream, Code::Cancel);
         }
     }
 
@@ -886,7 +942,7 @@ impl Conn {
     /// The request bodies that have not ended (for the driver's body
     /// timeout): streams still receiving.
     pub fn receiving(&self) -> impl Iterator<Item = u32> + '_ {
-        self.streams.iter().filter(|(_, s)| s.receiving).map(|(id, _)| *id)
+        self.streams.iter().filter(|(_, s)| !s.ended).map(|(id, _)| *id)
     }
 }
 
@@ -913,7 +969,13 @@ fn field(head: &mut Head, name: &[u8], value: &[u8]) -> Result<(), &'static str>
         }
         let v = std::str::from_utf8(value).map_err(|_| "a pseudo-header that is not UTF-8")?;
         match pseudo {
-            b"method" if head.method.is_empty() => head.method = v.to_owned(),
+            b"method" if head.method.is_empty() => {
+                head.method = match v {
+                    "POST" => std::borrow::Cow::Borrowed("POST"),
+                    "GET" => std::borrow::Cow::Borrowed("GET"),
+                    other => std::borrow::Cow::Owned(other.to_owned()),
+                }
+            }
             b"path" if head.path.is_empty() => {
                 if v.is_empty() {
                     return Err("an empty :path");
@@ -932,7 +994,11 @@ fn field(head: &mut Head, name: &[u8], value: &[u8]) -> Result<(), &'static str>
         b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade" => Err("a connection-specific field"),
         b"te" if value != b"trailers" => Err("te other than trailers"),
         b"content-type" => {
-            head.content_type = Some(String::from_utf8_lossy(value).into_owned());
+            head.content_type = Some(if value == LOST_TYPE.as_bytes() {
+                std::borrow::Cow::Borrowed(LOST_TYPE)
+            } else {
+                std::borrow::Cow::Owned(String::from_utf8_lossy(value).into_owned())
+            });
             Ok(())
         }
         b"content-length" => {

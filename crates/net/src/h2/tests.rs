@@ -113,7 +113,7 @@ fn a_post_with_a_padded_split_body_is_one_request_and_its_answer_closes_the_stre
         c.recv(&mut b).unwrap();
     }
     let Some(Event::Request { stream, head, body }) = c.poll_event() else { panic!("no request") };
-    assert_eq!((stream, head.method.as_str(), head.path.as_str()), (1, "POST", "/lost"));
+    assert_eq!((stream, &*head.method, head.path.as_str()), (1, "POST", "/lost"));
     assert_eq!(head.content_type.as_deref(), Some("application/lost+xml"));
     assert_eq!(head.content_length, Some(11));
     assert_eq!(head.fields, vec![("user-agent".to_owned(), b"t".to_vec())]);
@@ -202,14 +202,23 @@ fn the_connection_window_bounds_every_stream_together() {
 }
 
 #[test]
-fn a_body_over_the_limit_is_refused_and_the_sender_told_to_stop() {
+fn a_body_over_the_limit_is_answered_and_the_rest_of_it_dropped() {
     let mut c = open(&[]);
     // Declared too large: refused at the headers.
     feed(&mut c, &frame(HEADERS, END_HEADERS, 1, &request_block("POST", "/lost", &[("content-length", "5000")]))).unwrap();
     assert!(matches!(c.poll_event(), Some(Event::TooLarge { stream: 1 })));
     c.respond(1, 413, "application/lost+xml", &[], Bytes::from_static(b"<e/>"), true);
     let out = output(&mut c);
-    assert_eq!(out.last().map(rst_code), Some(Code::NoError as u32));
+    assert_eq!(out.iter().map(|f| f.kind).collect::<Vec<_>>(), vec![HEADERS, DATA], "answered, not reset");
+    // What the client still sends is read and dropped, its window given
+    // back, until it ends the stream.
+    feed(&mut c, &frame(DATA, 0, 1, &[b'z'; 500])).unwrap();
+    let out = output(&mut c);
+    assert_eq!((out[0].kind, out[0].stream, &out[0].payload[..]), (WINDOW_UPDATE, 1, &500u32.to_be_bytes()[..]));
+    assert_eq!(c.open_streams(), 1);
+    feed(&mut c, &frame(DATA, END_STREAM, 1, &[b'z'; 10])).unwrap();
+    assert!(output(&mut c).is_empty());
+    assert_eq!(c.open_streams(), 0);
     // Undeclared, too large when it arrives.
     feed(&mut c, &frame(HEADERS, END_HEADERS, 3, &request_block("POST", "/lost", &[]))).unwrap();
     feed(&mut c, &frame(DATA, 0, 3, &[b'z'; 900])).unwrap();
