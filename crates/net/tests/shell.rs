@@ -87,6 +87,42 @@ async fn peer_identity_reaches_the_handler_and_optional_auth_allows_anonymous() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_http2_implementations_give_the_same_answers_and_refusals() {
+    let s = setup();
+    let mut seen = Vec::new();
+    for engine in [signpost_net::Http2::Native, signpost_net::Http2::Hyper] {
+        let (addr, m, _stop) = start(&s, Limits { http2: engine, max_body: 4096, ..Limits::default() }, ClientAuth::Required).await;
+        let ep = Endpoint::parse(&format!("https://{addr}/lost")).unwrap();
+        let id = Name::parse("echo.example").unwrap();
+        let c = Arc::new(lost_client(&s));
+        let ok = c.post_lost(&ep, &id, body()).await.unwrap();
+        let big = c.post_lost(&ep, &id, Bytes::from(vec![b' '; 10_000])).await.unwrap();
+        let missing = c.get(&ep, &id, "/nothing", &[]).await.unwrap();
+        let bad = c.post_lost(&ep, &id, Bytes::from_static(b"<findService")).await.unwrap();
+        // Concurrent streams on the one pooled connection.
+        let many = futures_join(&c, &ep, &id).await;
+        assert_eq!(many, 40, "{engine:?}");
+        seen.push((ok.status, String::from_utf8_lossy(&ok.body).into_owned(), big.status, missing.status, bad.status, String::from_utf8_lossy(&bad.body).contains("badRequest")));
+        assert_eq!(m.connections_total.load(std::sync::atomic::Ordering::Relaxed), 1, "{engine:?}: one connection for all of it");
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!((seen[0].0, seen[0].2, seen[0].3, seen[0].4, seen[0].5), (200, 413, 404, 200, true));
+}
+
+async fn futures_join(c: &Arc<Client>, ep: &Endpoint, id: &Name) -> usize {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (c, ep, id) = (c.clone(), ep.clone(), id.clone());
+        tasks.spawn(async move { c.post_lost(&ep, &id, body()).await.map(|a| a.status == 200).unwrap_or(false) });
+    }
+    let mut n = 0;
+    while let Some(r) = tasks.join_next().await {
+        n += usize::from(r.unwrap());
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cap_and_handshake_timeout() {
     let s = setup();
     let limits = Limits { max_connections: 1, handshake_timeout: Duration::from_millis(300), ..Limits::default() };
