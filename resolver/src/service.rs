@@ -87,9 +87,9 @@ impl ResolverService {
         let err = |status: u16, f: Failure| (status, LOST_CT, Bytes::from(Response::Errors(signpost_net::failure_errors(self.id(), f)).encode()));
         let bad = |status: u16, msg: String| (status, LOST_CT, Bytes::from(Response::Errors(Errors::one(self.id(), Issue::new(ErrorKind::BadRequest, msg))).encode()));
         let key = Self::client_key(ctx);
-        self.remember(&key);
+        self.remember(key);
         let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock);
-        if let Err(secs) = self.limiter.query(&key, now) {
+        if let Err(secs) = self.limiter.query(key, now) {
             return err(200, Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
         }
         let docs = match bulk::split(body, bulk::REQUEST_ROOT, self.bulk_max) {
@@ -108,7 +108,7 @@ impl ResolverService {
             })
             .collect();
         let ids: Vec<String> = queries.iter().filter_map(|q| q.as_ref().ok()).filter_map(|f| f.csi_location().ok().map(|(_, c)| c.uri().to_owned())).collect();
-        match self.budget.charge(&key, ids.iter().map(String::as_str), now) {
+        match self.budget.charge(key, ids.iter().map(String::as_str), now) {
             Ok(fresh) => tracing::debug!(client = %key, queries = docs.len(), new_identifiers = fresh, "bulk lookup"),
             Err(secs) => {
                 return err(200, Failure::RateLimited { message: format!("bulk: budget of new identifiers spent for this window ({} of them in this request were not asked about before)", ids.len()), retry_after: secs });
@@ -223,8 +223,8 @@ impl Service for ResolverService {
 
     async fn lost(&self, req: Request, ctx: &Ctx) -> Result<LostReply, Failure> {
         let key = Self::client_key(ctx);
-        self.remember(&key);
-        if let Err(secs) = self.limiter.query(&key, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)) {
+        self.remember(key);
+        if let Err(secs) = self.limiter.query(key, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)) {
             return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
         }
         match req {

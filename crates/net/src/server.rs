@@ -658,6 +658,7 @@ impl<S: Service> ConnTask<S> {
         let mut served = false;
         let mut idle_since = Some(Instant::now());
         let mut idle_closing = false;
+        let mut spare = None;
         loop {
             if conn.has_output() {
                 conn.take_output(&mut outbuf);
@@ -704,9 +705,19 @@ impl<S: Service> ConnTask<S> {
                                 served = true;
                                 let start = Instant::now();
                                 let fut = h2_answer(head, body, self.svc.clone(), ctx.clone(), limits.clone());
-                                let mut fut = Box::pin(fut);
+                                // The box of the last answer that did not
+                                // wait is reused (every answer's future has
+                                // the one type): no allocation per request.
+                                let mut fut = match spare.take() {
+                                    Some(mut b) => {
+                                        std::pin::Pin::set(&mut b, fut);
+                                        b
+                                    }
+                                    None => Box::pin(fut),
+                                };
                                 match std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await {
                                     std::task::Poll::Ready((label, reply)) => {
+                                        spare = Some(fut);
                                         self.metrics.request(label, micros_since(start));
                                         h2_reply(&mut conn, stream, reply, &tx, &mut streaming);
                                     }
@@ -827,7 +838,7 @@ async fn h2_answer<S: Service>(head: crate::h2::Head, body: Bytes, svc: Arc<S>, 
     };
     // The header map is built only for the paths whose handlers read it.
     let mut headers = hyper::HeaderMap::new();
-    if head.path.split('?').next() != Some("/lost") {
+    if !is_lost_path(&head.path) {
         if let Some(ct) = head.content_type.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(CONTENT_TYPE, ct);
         }
@@ -837,7 +848,8 @@ async fn h2_answer<S: Service>(head: crate::h2::Head, body: Bytes, svc: Arc<S>, 
             }
         }
     }
-    answer(&method, &head.path, head.content_type.as_deref(), &headers, body, &*svc, &ctx, &limits).await
+    let asked = Asked { method: &method, path: &head.path, content_type: head.content_type.as_deref(), headers: &headers };
+    answer(asked, body, &*svc, &ctx, &limits).await
 }
 
 /// Starts the response on a native HTTP/2 stream; a streamed body gets a
@@ -937,6 +949,11 @@ async fn read_body(body: Incoming, limits: &Limits) -> Result<Bytes, HttpFailure
     }
 }
 
+/// `/lost`, with or without a query.
+fn is_lost_path(path: &str) -> bool {
+    path.strip_prefix("/lost").is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+}
+
 /// Whether a content type is LoST's (parameters ignored).
 fn is_lost_type(ct: Option<&str>) -> bool {
     ct.and_then(|v| v.split(';').next()).is_some_and(|v| v.trim().eq_ignore_ascii_case(LOST_CT))
@@ -970,20 +987,20 @@ fn bounded<F: Future>(fut: F, limit: Duration) -> Bounded<std::pin::Pin<Box<F>>>
     Bounded { fut: Box::pin(fut), limit, sleep: None }
 }
 
-/// Answers one request, whatever transport brought it: `path` with its
-/// query, the content type apart from the other `headers`, the whole
-/// body (empty for GET).
-async fn answer<S: Service>(
-    method: &Method,
-    path: &str,
-    content_type: Option<&str>,
-    headers: &hyper::HeaderMap,
-    body: Bytes,
-    svc: &S,
-    ctx: &Ctx,
-    limits: &Limits,
-) -> (&'static str, Reply) {
-    if path.split('?').next() != Some("/lost") {
+/// A request's head as [`answer`] reads it: `path` with its query, the
+/// content type apart from the other `headers`.
+struct Asked<'a> {
+    method: &'a Method,
+    path: &'a str,
+    content_type: Option<&'a str>,
+    headers: &'a hyper::HeaderMap,
+}
+
+/// Answers one request, whatever transport brought it, with its whole body
+/// (empty for GET).
+async fn answer<S: Service>(asked: Asked<'_>, body: Bytes, svc: &S, ctx: &Ctx, limits: &Limits) -> (&'static str, Reply) {
+    let Asked { method, path, content_type, headers } = asked;
+    if !is_lost_path(path) {
         if *method == Method::GET {
             if let Some(reply) = svc.get(path, headers, ctx).await {
                 return ("found", reply);
@@ -1068,7 +1085,8 @@ async fn dispatch<S: Service>(
             }
         }
     };
-    let (label, reply) = answer(&parts.method, path, ct, &parts.headers, body, svc, ctx, limits).await;
+    let asked = Asked { method: &parts.method, path, content_type: ct, headers: &parts.headers };
+    let (label, reply) = answer(asked, body, svc, ctx, limits).await;
     (label, reply_response(reply))
 }
 

@@ -106,6 +106,8 @@ struct Huffman {
     symbols: [u16; 257],
 }
 
+// Evaluated at compile time only: an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
 const fn huffman() -> Huffman {
     let mut count = [0u16; MAX_CODE_BITS + 1];
     let mut i = 0;
@@ -135,6 +137,8 @@ static HUFFMAN: Huffman = huffman();
 
 /// Symbols whose codes are at most 8 bits, by their code's 8 leading bits
 /// (padded): (symbol, length), length 0 where a longer code starts.
+// Evaluated at compile time only: an index out of range fails the build.
+#[allow(clippy::indexing_slicing)]
 const fn fast_table() -> [(u8, u8); 256] {
     let h = huffman();
     let mut t = [(0u8, 0u8); 256];
@@ -179,7 +183,7 @@ fn huffman_decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
         if nbits == 0 {
             return Ok(());
         }
-        let (sym, len) = FAST[(acc >> 56) as usize];
+        let (sym, len) = FAST.get((acc >> 56) as usize).copied().unwrap_or_default();
         if len != 0 && u32::from(len) <= nbits {
             out.push(sym);
             acc <<= len;
@@ -268,11 +272,14 @@ pub struct Field<'a> {
     pub value: &'a [u8],
 }
 
+/// A dynamic-table entry: name, value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// The request-side decoder of one connection.
 #[derive(Debug)]
 pub struct Decoder {
     /// Newest first.
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     size: usize,
     max: usize,
     /// The most the peer may set `max` to (our SETTINGS_HEADER_TABLE_SIZE).

@@ -325,10 +325,11 @@ impl Conn {
             self.preface_seen = true;
         }
         loop {
-            let Some(h) = buf.get(..FRAME_HEADER) else { return Ok(()) };
-            let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-            let (kind, flags) = (h[3], h[4]);
-            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            let Some(&[l0, l1, l2, kind, flags, s0, s1, s2, s3]) = buf.get(..FRAME_HEADER).and_then(|h| <&[u8; FRAME_HEADER]>::try_from(h).ok()) else {
+                return Ok(());
+            };
+            let len = (usize::from(l0) << 16) | (usize::from(l1) << 8) | usize::from(l2);
+            let stream = u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff;
             if len > DEFAULT_MAX_FRAME {
                 return Err(self.go_away_with(Code::FrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE"));
             }
@@ -492,7 +493,7 @@ impl Conn {
                 // Headers on a stream whose request is complete.
                 return Err(self.go_away_with(Code::StreamClosed, "HEADERS on a half-closed stream"));
             }
-            None if stream <= self.last_stream || stream % 2 == 0 => {
+            None if stream <= self.last_stream || stream.is_multiple_of(2) => {
                 return Err(self.go_away_with(Code::Protocol, "HEADERS reusing a stream id or with an even id"));
             }
             None => false,
@@ -653,12 +654,13 @@ impl Conn {
             }
             return Ok(());
         }
-        if payload.len() % 6 != 0 {
+        if !payload.len().is_multiple_of(6) {
             return Err(self.go_away_with(Code::FrameSize, "SETTINGS payload not a multiple of 6"));
         }
         for s in payload.chunks_exact(6) {
-            let id = u16::from_be_bytes([s[0], s[1]]);
-            let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+            let Ok(&[i0, i1, v0, v1, v2, v3]) = <&[u8; 6]>::try_from(s) else { continue };
+            let id = u16::from_be_bytes([i0, i1]);
+            let v = u32::from_be_bytes([v0, v1, v2, v3]);
             match id {
                 0x2 if v > 1 => return Err(self.go_away_with(Code::Protocol, "SETTINGS_ENABLE_PUSH not 0 or 1")),
                 0x4 => {
@@ -776,8 +778,10 @@ impl Conn {
         }
         let block_len = self.out.len() - start;
         if block_len <= self.peer_max_frame {
-            let l = u32::try_from(block_len).unwrap_or(0).to_be_bytes();
-            self.out[at..at + 3].copy_from_slice(&l[1..]);
+            let [_, l0, l1, l2] = u32::try_from(block_len).unwrap_or(0).to_be_bytes();
+            if let Some(h) = self.out.get_mut(at..at + 3) {
+                h.copy_from_slice(&[l0, l1, l2]);
+            }
         } else {
             let block = self.out.split_off(start);
             self.out.truncate(at);
@@ -949,15 +953,15 @@ impl Conn {
 /// `n` in decimal, written into `buf`.
 fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    loop {
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    &buf[i..]
+    buf.get(i..).unwrap_or_default()
 }
 
 /// Adds one request field to `head`, checking what RFC 9113 §8.2–8.3 says
