@@ -657,7 +657,10 @@ impl<S: Service> ConnTask<S> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut served = false;
         let mut idle_since = Some(Instant::now());
-        let mut idle_closing = false;
+        // When the connection was asked to close (idle, or the server
+        // draining): a peer that does not let go within one more header
+        // timeout (say, one holding a header block open) is dropped.
+        let mut closing_since: Option<Instant> = None;
         let mut spare = None;
         loop {
             if conn.has_output() {
@@ -773,18 +776,23 @@ impl<S: Service> ConnTask<S> {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    if *self.drain.borrow() {
+                    if *self.drain.borrow() && closing_since.is_none() {
+                        closing_since = Some(now);
                         conn.go_away();
                     }
                     if let Some(since) = idle_since {
                         let base = if served { limits.idle_timeout } else { limits.header_read_timeout };
                         let limit = if self.shared.near_cap() { base / 10 } else { base };
-                        if now.saturating_duration_since(since) >= limit && !idle_closing {
-                            idle_closing = true;
+                        if now.saturating_duration_since(since) >= limit && closing_since.is_none() {
+                            closing_since = Some(now);
                             self.metrics.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!("closing the idle connection from {remote}");
                             conn.go_away();
                         }
+                    }
+                    if closing_since.is_some_and(|c| now.saturating_duration_since(c) >= limits.header_read_timeout) && conn.open_streams() == 0 {
+                        tracing::debug!("connection from {remote} did not close; dropped");
+                        break;
                     }
                     // Bodies that take longer than the request timeout.
                     let receiving: Vec<u32> = conn.receiving().collect();
