@@ -1,5 +1,11 @@
 //! `signpost-authority`: an authoritative discovery provider.
 
+/// mimalloc instead of the system allocator: a bulk import allocates and
+/// frees millions of small strings across threads, where glibc's malloc
+/// took a third of the CPU (measured with perf).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
