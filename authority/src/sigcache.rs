@@ -111,18 +111,18 @@ impl SignatureCache {
         self.per_shard as u64 * SHARDS as u64
     }
 
-    fn shard(&self, csi: &Csi) -> std::sync::MutexGuard<'_, Shard> {
-        use std::hash::{BuildHasher, Hash, Hasher};
+    /// The shard of `csi`, locked (always `Some`: the index is taken
+    /// modulo the shard count).
+    fn shard(&self, csi: &Csi) -> Option<std::sync::MutexGuard<'_, Shard>> {
+        use std::hash::BuildHasher;
         // A fixed hasher: the shard only spreads the lock, the map inside
         // uses the randomized one.
-        let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-        csi.hash(&mut h);
-        let i = (h.finish() as usize) % SHARDS;
-        let m = &self.shards[i];
-        match m.lock() {
+        let h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(csi);
+        let m = self.shards.get((h as usize) % self.shards.len().max(1))?;
+        Some(match m.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        }
+        })
     }
 
     /// The cached signed mapping with `unsigned`'s content whose signature
@@ -131,7 +131,7 @@ impl SignatureCache {
         if self.per_shard == 0 {
             return None;
         }
-        let mut g = self.shard(csi);
+        let mut g = self.shard(csi)?;
         let slot = g.map.get_mut(csi)?;
         let m = slot.mappings.iter().find(|m| same_content(m, unsigned) && m.signature.as_ref().is_some_and(|s| s.valid_until >= valid_at))?;
         slot.referenced = true;
@@ -144,7 +144,7 @@ impl SignatureCache {
         if self.per_shard == 0 || cost + ENTRY_OVERHEAD + csi_bytes(csi) > self.per_shard {
             return;
         }
-        let mut g = self.shard(csi);
+        let Some(mut g) = self.shard(csi) else { return };
         let sh = &mut *g;
         match sh.map.get_mut(csi) {
             Some(slot) => {
