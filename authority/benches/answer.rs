@@ -7,10 +7,13 @@
 //! smoke run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use signpost_authority::core::{Authority, Settings};
+use signpost_authority::core::Authority;
 use signpost_authority::import::ImportItem;
 use signpost_authority::store::RedbStore;
 use signpost_schemas::lost::{Assurance, DisplayName, Uri};
@@ -44,15 +47,7 @@ async fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("a.redb")).unwrap();
-    let settings = Settings {
-        id: Name::parse("dp.de.example").unwrap(),
-        scope: vec![ScopeEntry::parse("+49").unwrap()],
-        mapping_ttl: 3600,
-        negative_ttl: 60,
-        signature_validity: 7 * 86_400,
-        renew_before: 86_400,
-        root: None,
-    };
+    let settings = common::settings();
     let a = Arc::new(Authority::new(settings, store, Signer::from_pem(i.key_pem.as_bytes()).unwrap(), Arc::new(SystemClock)).await.unwrap());
     let items: Vec<ImportItem> = (0..ids)
         .map(|n| ImportItem {

@@ -18,14 +18,16 @@
 //! small store of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use signpost_authority::core::{Authority, Settings};
+use signpost_authority::core::Authority;
 use signpost_authority::store::RedbStore;
-use signpost_schemas::{Clock, Csi, FindService, Name, Response, SystemClock, Timestamp};
+use signpost_schemas::{Clock, Csi, FindService, Response, SystemClock, Timestamp};
 use signpost_trust::sign::Signer;
-use signpost_trust::ScopeEntry;
 
 fn arg(name: &str) -> Option<String> {
     let a: Vec<String> = std::env::args().collect();
@@ -34,15 +36,7 @@ fn arg(name: &str) -> Option<String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let settings = Settings {
-        id: Name::parse("dp.de.example").unwrap(),
-        scope: vec![ScopeEntry::parse("+49").unwrap()],
-        mapping_ttl: 3600,
-        negative_ttl: 60,
-        signature_validity: 7 * 86_400,
-        renew_before: 86_400,
-        root: None,
-    };
+    let settings = common::settings();
     let _own;
     let (store, key, numbers) = match arg("--store") {
         Some(p) => (RedbStore::open_with_cache(std::path::Path::new(&p), None).unwrap(), std::fs::read_to_string(arg("--key").expect("--key PEM")).unwrap(), arg("--numbers").expect("--numbers N").parse::<u64>().unwrap()),
