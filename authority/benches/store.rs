@@ -11,19 +11,22 @@
 //! 200 and 20. Without a PostgreSQL server only redb runs (outside CI).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
 
+#[path = "common/mod.rs"]
+mod common;
+
 #[path = "../tests/support/pg.rs"]
 mod pg;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use signpost_authority::core::{Authority, Settings};
+use signpost_authority::core::Authority;
 use signpost_authority::import::ImportItem;
 use signpost_authority::store::{PgStore, RedbStore, Store};
 use signpost_schemas::sp::Provision;
-use signpost_schemas::{Csi, Name, SystemClock};
+use signpost_schemas::{Csi, SystemClock};
 use signpost_trust::sign::Signer;
-use signpost_trust::{Peer, Role, ScopeEntry};
+use signpost_trust::{Peer, Role};
 
 struct Pki {
     key_pem: String,
@@ -37,20 +40,8 @@ fn pki() -> Pki {
     Pki { key_pem: auth.key, csip: kit.peer(Role::Csip, "tnsp-a.de.example", &["+49"]).unwrap() }
 }
 
-fn settings() -> Settings {
-    Settings {
-        id: Name::parse("dp.de.example").unwrap(),
-        scope: vec![ScopeEntry::parse("+49").unwrap()],
-        mapping_ttl: 3600,
-        negative_ttl: 60,
-        signature_validity: 7 * 86_400,
-        renew_before: 86_400,
-        root: None,
-    }
-}
-
 async fn core<S: Store>(p: &Pki, s: S) -> Arc<Authority<S>> {
-    Arc::new(Authority::new(settings(), s, Signer::from_pem(p.key_pem.as_bytes()).unwrap(), Arc::new(SystemClock)).await.unwrap())
+    Arc::new(Authority::new(common::settings(), s, Signer::from_pem(p.key_pem.as_bytes()).unwrap(), Arc::new(SystemClock)).await.unwrap())
 }
 
 fn csi(block: u64, i: u64) -> Csi {

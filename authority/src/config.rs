@@ -116,11 +116,14 @@ pub struct Answers {
     pub signature_validity_h: u64,
     /// Renew signatures this many hours before they end.
     pub renew_before_h: u64,
+    /// Memory for signatures made on demand (answers of imported,
+    /// unsigned mappings), MiB; 0 disables the cache.
+    pub signature_cache_mib: u64,
 }
 
 impl Default for Answers {
     fn default() -> Self {
-        Answers { mapping_ttl_s: 3600, negative_ttl_s: 60, signature_validity_h: 168, renew_before_h: 24 }
+        Answers { mapping_ttl_s: 3600, negative_ttl_s: 60, signature_validity_h: 168, renew_before_h: 24, signature_cache_mib: 64 }
     }
 }
 
@@ -188,6 +191,9 @@ impl Config {
         }
         if self.answers.renew_before_h >= self.answers.signature_validity_h {
             return Err("answers.renew_before_h must be shorter than answers.signature_validity_h".into());
+        }
+        if self.answers.signature_cache_mib > 1 << 20 {
+            return Err("answers.signature_cache_mib must be at most 1048576 (1 TiB)".into());
         }
         if self.feed.heartbeat_ms == 0 || self.feed.retention_count == 0 {
             return Err("feed.heartbeat_ms and feed.retention_count must be positive".into());

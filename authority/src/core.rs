@@ -1,12 +1,25 @@
 //! The authority's decisions: answers (with recipient preferences), the
-//! provisioning rules per role, the number lifecycle, and signing when
-//! content changes (never per response).
+//! provisioning rules per role, the number lifecycle, and signing.
+//!
+//! Signing: provisioning signs what it changes when it commits it. A bulk
+//! import stores its mappings unsigned (an ECDSA signature costs about
+//! 30 µs, three quarters of an import's CPU otherwise). An answer signs
+//! on demand: a mapping it returns that has no stored signature, or one
+//! within `renew_before` of its end, is taken from the in-memory
+//! [`SignatureCache`] (same content, still valid) or signed now and kept
+//! there. Signatures made by answers are **not written back**: a read
+//! never becomes a write, so enumerating many distinct numbers costs CPU
+//! (one signature each, capped by the per-client limits) but no store
+//! transactions, no write lock held by the answer path, no fsync and no
+//! growth of the file; the price is that the first answer after a restart
+//! signs again. A record changed later (provisioning) carries its new
+//! stored signatures and no longer matches the cached ones.
 
 use std::sync::{Arc, RwLock};
 
 use signpost_net::Failure;
 use signpost_schemas::lost::{
-    AuthorityRef, Cover, Delegation, Endpoint, Epoch, MappingBody, NoProvidersReason, SERVICE_MIMI,
+    AuthorityRef, Cover, Delegation, Endpoint, Epoch, NoProvidersReason, SERVICE_MIMI,
 };
 use signpost_schemas::route::RoutingTable;
 use signpost_schemas::sp::{ChangeOp, EntryRecord, Provision, ProvisionResult, Subject, Visibility, range_end};
@@ -19,16 +32,17 @@ use signpost_trust::{Peer, Role, ScopeEntry};
 use tokio::sync::{Mutex, watch};
 
 use crate::model::{NumberRecord, State, StoredEntry};
+use crate::sigcache::SignatureCache;
 use crate::store::{Commit, FeedPage, Store, StoreError};
 
-/// One signed batch of a bulk import ([`Authority::sign_import`]).
+/// One batch of a bulk import ([`Authority::build_import`]), unsigned.
 #[derive(Debug)]
 pub struct ImportBatch {
     /// The records, in file order.
     pub records: Vec<NumberRecord>,
     /// Their feed events.
     pub changes: Vec<(Subject, ChangeOp)>,
-    /// When they were signed.
+    /// When they were made (their `lastUpdated`).
     pub time: Timestamp,
 }
 
@@ -112,6 +126,8 @@ pub struct Authority<S: Store> {
     reads: std::sync::Mutex<Vec<(Csi, Option<NumberRecord>)>>,
     delegations: RwLock<Arc<RoutingTable<Delegation>>>,
     head: watch::Sender<u64>,
+    /// Signatures made on demand (bounded; never written to the store).
+    signatures: SignatureCache,
 }
 
 impl<S: Store> std::fmt::Debug for Authority<S> {
@@ -136,7 +152,7 @@ impl<S: Store> Authority<S> {
             table.insert(d.cover.clone(), d);
         }
         let (head, _) = watch::channel(store.head().await?);
-        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), reads: std::sync::Mutex::new(Vec::new()), delegations: RwLock::new(Arc::new(table)), head })
+        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), reads: std::sync::Mutex::new(Vec::new()), delegations: RwLock::new(Arc::new(table)), head, signatures: SignatureCache::new(crate::sigcache::DEFAULT_BYTES) })
     }
 
     /// The settings.
@@ -234,7 +250,7 @@ impl<S: Store> Authority<S> {
             negative_lifetime: self.settings.negative_ttl,
             feed_position: Some(read_at),
         };
-        let Some(mut rec) = self.store.get(csi).await.map_err(|e| Failure::Internal(e.to_string()))? else {
+        let Some(rec) = self.store.get(csi).await.map_err(|e| Failure::Internal(e.to_string()))? else {
             return Err(not_found());
         };
         // An opted-out number answers its signed opt-out mapping; an
@@ -243,12 +259,6 @@ impl<S: Store> Authority<S> {
         let opted_out = rec.opted_out();
         if matches!(rec.state, State::Released) || (rec.entries.is_empty() && !opted_out) {
             return Err(not_found());
-        }
-        let renew_at = now.plus_secs(self.settings.renew_before);
-        let stale = rec.entries.iter().map(|e| &e.signed).chain(rec.none.iter()).any(|m| m.signature.as_ref().is_none_or(|s| s.valid_until < renew_at));
-        if stale {
-            // Rare; boxed so the common answer future stays small.
-            rec = Box::pin(self.renew(csi)).await.map_err(|e| Failure::Internal(e.to_string()))?;
         }
         let ctx = f.context.as_ref();
         let mut visible: Vec<&StoredEntry> = rec
@@ -264,20 +274,24 @@ impl<S: Store> Authority<S> {
             })
             .collect();
         visible.sort_by_key(|e| e.record.priority);
-        let cap = |m: &Mapping| {
-            let mut m = m.clone();
+        // Signed on demand: a mapping stored without a signature (a bulk
+        // import) or with one near its end is signed now, or taken from
+        // the signature cache; nothing is written (module docs).
+        let renew_at = now.plus_secs(self.settings.renew_before);
+        let cap = |m: &Mapping| -> Result<Mapping, Failure> {
+            let mut m = self.signed(csi, m, now, renew_at)?;
             let until = m.signature.as_ref().map_or(now, |s| s.valid_until);
             m.expires = Expires::At(now.plus_secs(u64::from(self.settings.mapping_ttl)).min(until));
-            m
+            Ok(m)
         };
         // Opted out: the signed opt-out mapping, whatever the entries.
         let mappings: Vec<Mapping> = if opted_out || visible.is_empty() {
             match &rec.none {
-                Some(m) => vec![cap(m)],
+                Some(m) => vec![cap(m)?],
                 None => return Err(not_found()),
             }
         } else {
-            visible.iter().map(|e| cap(&e.signed)).collect()
+            visible.iter().map(|e| cap(&e.signed)).collect::<Result<_, _>>()?
         };
         // RFC 5222 §6: the answering server returns the request's path with
         // itself added, so a recursive answer lists resolver then authority.
@@ -322,27 +336,34 @@ impl<S: Store> Authority<S> {
         Ok(m)
     }
 
-    /// Re-signs a record's mappings (content unchanged: no feed event).
-    async fn renew(&self, csi: &Csi) -> Result<NumberRecord, ProvisionError> {
-        let _w = self.write.lock().await;
-        self.take_reads();
-        let now = self.clock.now();
-        let mut rec = self.read(csi).await?.ok_or_else(|| ProvisionError::Internal("record vanished".into()))?;
-        for e in &mut rec.entries {
-            // Same content, same lastUpdated: only the signature is new.
-            e.signed = self.sign_entry(csi, &e.record, rec.epoch, e.signed.last_updated, now)?;
+    /// `m` with a signature valid at `valid_at`: its stored one, else a
+    /// cached one for the same content, else a new one (then cached). Only
+    /// the signature is new: content and `lastUpdated` stay as stored.
+    fn signed(&self, csi: &Csi, m: &Mapping, now: Timestamp, valid_at: Timestamp) -> Result<Mapping, Failure> {
+        if m.signature.as_ref().is_some_and(|s| s.valid_until >= valid_at) {
+            return Ok(m.clone());
         }
-        if let Some(m) = &rec.none {
-            // Same reason and content, same lastUpdated: a new signature.
-            let reason = match &m.body {
-                MappingBody::NoProviders { reason, .. } => *reason,
-                MappingBody::Provider(_) => NoProvidersReason::RecipientPreferences,
-            };
-            let renewed = self.sign_none(csi, rec.epoch, reason, m.last_updated, now)?;
-            rec.none = Some(renewed);
+        if let Some(c) = self.signatures.get(csi, m, valid_at) {
+            return Ok(c);
         }
-        self.store.commit(Commit { records: vec![rec.clone()], time: now, expect: self.take_reads(), ..Commit::default() }).await?;
-        Ok(rec)
+        let mut fresh = m.clone();
+        fresh.signature = None;
+        fresh.expires = Expires::NoCache;
+        self.signer.sign_mapping(csi, &mut fresh, now, now.plus_secs(self.settings.signature_validity)).map_err(|e| Failure::Internal(e.to_string()))?;
+        self.signatures.put(csi, fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The signature cache (its fill, for tests and tools).
+    pub fn signature_cache(&self) -> &SignatureCache {
+        &self.signatures
+    }
+
+    /// Replaces the signature cache with one bounded to `bytes` (0: no
+    /// cache; every answer of an unsigned mapping signs).
+    pub fn with_signature_cache(mut self, bytes: u64) -> Self {
+        self.signatures = SignatureCache::new(bytes);
+        self
     }
 
     // ------------------------------------------------------------------
@@ -582,19 +603,22 @@ impl<S: Store> Authority<S> {
         Ok(out.into_iter().take(max).map(|(_, e)| e).collect())
     }
 
-    /// The stored record of an imported identifier, signed at `now`.
+    /// The stored record of an imported identifier, updated at `now`,
+    /// unsigned: its mappings are signed when an answer first needs them
+    /// ([`Authority::answer`]), so an import costs no signature.
     fn record_of(&self, r: crate::import::ImportRecord, now: Timestamp) -> Result<(NumberRecord, (Subject, ChangeOp)), ProvisionError> {
         let crate::import::ImportRecord { item: it, epoch, opted_out, .. } = r;
         self.require_scope(&it.csi).map_err(|e| ProvisionError::BadRequest(format!("line {}: {e}", it.line)))?;
         Ok(match it.tnsp {
             Some(tnsp) => {
                 let mut entries = Vec::with_capacity(it.entries.len());
+                let id = &self.settings.id;
                 for e in it.entries {
-                    let signed = self.sign_entry(&it.csi, &e, epoch, now, now)?;
+                    let signed = crate::model::entry_mapping(id, &e, epoch, now);
                     entries.push(StoredEntry { record: e, signed });
                 }
                 let reason = if opted_out { NoProvidersReason::OptedOut } else { NoProvidersReason::RecipientPreferences };
-                let none = Some(self.sign_none(&it.csi, epoch, reason, now, now)?);
+                let none = Some(crate::model::none_mapping(id, epoch, reason, now));
                 let change = (Subject::Csi(it.csi.clone()), ChangeOp::Assign);
                 (NumberRecord { none, csi: it.csi, state: State::Assigned { tnsp }, epoch, entries }, change)
             }
@@ -605,11 +629,10 @@ impl<S: Store> Authority<S> {
         })
     }
 
-    /// Builds and signs the records of a bulk import batch on `threads`
-    /// threads (every core: ECDSA signing is the bulk of an import's
-    /// work), in order, with their feed events. Blocking: call it off the
-    /// async runtime (`spawn_blocking`).
-    pub fn sign_import(&self, recs: Vec<crate::import::ImportRecord>, threads: usize) -> Result<ImportBatch, ProvisionError> {
+    /// Builds the (unsigned) records of a bulk import batch on `threads`
+    /// threads, in order, with their feed events. Blocking: call it off
+    /// the async runtime (`spawn_blocking`).
+    pub fn build_import(&self, recs: Vec<crate::import::ImportRecord>, threads: usize) -> Result<ImportBatch, ProvisionError> {
         let now = self.clock.now();
         let per = recs.len().div_ceil(threads.max(1)).max(1);
         let mut chunks = Vec::new();
@@ -619,7 +642,7 @@ impl<S: Store> Authority<S> {
         }
         let parts: Vec<Result<Vec<_>, ProvisionError>> = std::thread::scope(|s| {
             let hs: Vec<_> = chunks.into_iter().map(|c| s.spawn(move || c.into_iter().map(|r| self.record_of(r, now)).collect::<Result<Vec<_>, _>>())).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ProvisionError::Internal("a signing thread failed".into())))).collect()
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ProvisionError::Internal("an import thread failed".into())))).collect()
         });
         let mut b = ImportBatch { records: Vec::new(), changes: Vec::new(), time: now };
         for p in parts {
@@ -631,7 +654,7 @@ impl<S: Store> Authority<S> {
         Ok(b)
     }
 
-    /// Writes one signed import batch with its checkpoint in one
+    /// Writes one import batch with its checkpoint in one
     /// transaction. Every identifier must still be new: a backend shared
     /// with other frontends refuses the batch (a conflict, nothing of it
     /// written) if one was created meanwhile.

@@ -10,5 +10,6 @@ pub mod import;
 
 pub mod service;
 pub mod model;
+pub mod sigcache;
 pub mod store;
 pub mod zone_import;

@@ -1,5 +1,11 @@
 //! `signpost-authority`: an authoritative discovery provider.
 
+/// mimalloc instead of the system allocator: a bulk import allocates and
+/// frees millions of small strings across threads, where glibc's malloc
+/// took a third of the CPU (measured with perf).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -267,7 +273,7 @@ async fn prepare_with(config: &Path, cache: Option<usize>) -> Result<Prepared, S
         root,
     };
     let store = open_store(&cfg, &base, cache).await?;
-    let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?;
+    let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?.with_signature_cache(cfg.answers.signature_cache_mib << 20);
     Ok(Prepared { cfg, base: base.to_path_buf(), core: Arc::new(core), tls })
 }
 
@@ -663,7 +669,7 @@ async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: boo
     let mut done = resume.as_ref().map_or(0, |r| r.done);
     let before = done;
     if plain {
-        eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); signing on {} threads and writing in batches", cores());
+        eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); building records on {} threads and writing them in batches (unsigned: signed when first answered)", cores());
         if let Some(r) = &resume {
             eprintln!("import: resuming an interrupted import: {done} of {total} identifiers were written; continuing at line {}", r.next.line + 1);
         }
@@ -681,7 +687,7 @@ async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: boo
     let tenth = (total / 10).max(1);
     let mut reported = done / tenth;
     let mut seq = core.store().head().await.unwrap_or(0);
-    // Pass 2: batch k+1 is read and signed while batch k is written.
+    // Pass 2: batch k+1 is read and built while batch k is written.
     let mut writing: Option<(tokio::task::JoinHandle<Result<u64, signpost_authority::core::ProvisionError>>, u64)> = None;
     let resume_hint = "; run the same import again to resume";
     loop {
@@ -692,7 +698,7 @@ async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: boo
                     let n = b.records.len() as u64;
                     let next = b.next;
                     let last = recs.at_end();
-                    Ok(Some((c2.sign_import(b.records, cores()).map_err(|e| e.to_string()), n, next, last)))
+                    Ok(Some((c2.build_import(b.records, cores()).map_err(|e| e.to_string()), n, next, last)))
                 }
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),

@@ -2,10 +2,16 @@
 //! for the stores (versioned, checked on read: a corrupt record is an
 //! error, never a panic).
 //!
-//! **Version 2** (written now): varints; each signed mapping stored as
-//! what it cannot be derived from — its `lastUpdated` and its signature,
+//! **Version 3** (written now) is version 2 without the CSI (the store's
+//! key for the bytes; [`NumberRecord::decode`] takes it) and with one
+//! record-wide `lastUpdated` that an unsigned mapping refers to instead of
+//! repeating it (a bulk import stores every mapping unsigned, all made at
+//! the same time).
+//!
+//! **Version 2** (read): varints; each mapping stored as what it cannot
+//! be derived from — its `lastUpdated` and, when signed, its signature,
 //! the raw 64 bytes of the ECDSA P-256 `r ‖ s` instead of DER — since the
-//! rest of a mapping follows from the entry it was signed for (the same
+//! rest of a mapping follows from the entry it was made for (the same
 //! derivation the core signs: [`entry_mapping`], [`none_mapping`]); the
 //! authority id and the signing key, the signature times and the
 //! `mimi://provider/` URI prefix are written once per record and referred
@@ -57,6 +63,7 @@ pub struct NumberRecord {
 
 const V1: u8 = 1;
 const V2: u8 = 2;
+const V3: u8 = 3;
 
 /// A record that could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -296,9 +303,15 @@ fn dec_entry(d: &mut Dec<'_>) -> Result<EntryRecord, Corrupt> {
 }
 
 impl NumberRecord {
-    /// The stored bytes (version 2).
+    /// The stored bytes (version 3: without the CSI, which is the store's
+    /// key for them).
     pub fn encode(&self) -> Vec<u8> {
-        v2::encode(self)
+        v2::encode(self, true)
+    }
+
+    /// The version 2 bytes (what earlier releases wrote; still read).
+    pub fn encode_v2(&self) -> Vec<u8> {
+        v2::encode(self, false)
     }
 
     /// The version 1 bytes (what earlier releases wrote; still read).
@@ -328,10 +341,11 @@ impl NumberRecord {
         e.0
     }
 
-    /// Reads stored bytes back (either version).
-    pub fn decode(b: &[u8]) -> Result<NumberRecord, Corrupt> {
+    /// Reads stored bytes back (any version); `key` is the URI they are
+    /// stored under (version 3 does not repeat it).
+    pub fn decode(key: &str, b: &[u8]) -> Result<NumberRecord, Corrupt> {
         match b.first() {
-            Some(&V2) => return v2::decode(b),
+            Some(&V2 | &V3) => return v2::decode(key, b),
             Some(&V1) => {}
             _ => return Err(bad("unknown record version")),
         }
@@ -586,17 +600,22 @@ mod v2 {
         key: Option<KeyId>,
         signed_at: Timestamp,
         valid_until: Timestamp,
+        /// Version 3: the first mapping's `lastUpdated` (an unsigned
+        /// mapping with this time does not repeat it). `None` in version 2.
+        updated: Option<Timestamp>,
     }
 
-    fn common(rec: &NumberRecord) -> Common {
+    fn common(rec: &NumberRecord, v3: bool) -> Common {
         let mut ms = rec.entries.iter().map(|e| &e.signed).chain(rec.none.iter());
         let first = ms.next();
+        let updated = v3.then(|| first.map_or(Timestamp::from_millis(0), |m| m.last_updated));
         let sig = first.and_then(|m| m.signature.as_ref());
         Common {
             source: first.map(|m| m.source.clone()),
             key: sig.map(|s| s.key_id.clone()),
             signed_at: sig.map_or(Timestamp::from_millis(0), |s| s.signed_at),
             valid_until: sig.map_or(Timestamp::from_millis(0), |s| s.valid_until),
+            updated,
         }
     }
 
@@ -626,8 +645,17 @@ mod v2 {
         }
         w.0.push(1);
         let Some(s) = &m.signature else {
-            w.0.push(0);
-            w.var(m.last_updated.as_millis());
+            match c.updated {
+                Some(t) if t == m.last_updated => w.0.push(0),
+                Some(_) => {
+                    w.0.push(OWN_UPDATED);
+                    w.var(m.last_updated.as_millis());
+                }
+                None => {
+                    w.0.push(0);
+                    w.var(m.last_updated.as_millis());
+                }
+            }
             return;
         };
         let raw = ecdsa::raw(&s.value);
@@ -665,7 +693,10 @@ mod v2 {
             1 => {
                 let flags = r.u8()?;
                 if flags & SIGNED == 0 {
-                    return expected(r.time()?);
+                    return match c.updated {
+                        Some(t) if flags & OWN_UPDATED == 0 => expected(t),
+                        _ => expected(r.time()?),
+                    };
                 }
                 let key_id = if flags & OWN_KEY != 0 {
                     r.key()?.ok_or_else(|| bad("no key"))?
@@ -775,11 +806,17 @@ mod v2 {
         Ok(EntryRecord { provider, display_name, uris, priority, tags, assurance, bound_to_tnsp: flags & BOUND != 0, visibility })
     }
 
-    pub(super) fn encode(rec: &NumberRecord) -> Vec<u8> {
-        let c = common(rec);
+    /// Version 3 (`v3`) or 2: version 3 leaves out the CSI and writes
+    /// [`Common::updated`].
+    pub(super) fn encode(rec: &NumberRecord, v3: bool) -> Vec<u8> {
+        let c = common(rec, v3);
         let mut w = W(Vec::with_capacity(128 + 160 * rec.entries.len()));
-        w.0.push(V2);
-        w.str(rec.csi.uri());
+        if v3 {
+            w.0.push(V3);
+        } else {
+            w.0.push(V2);
+            w.str(rec.csi.uri());
+        }
         match &rec.state {
             State::Assigned { tnsp } => {
                 w.0.push(0);
@@ -792,6 +829,9 @@ mod v2 {
         w.key(c.key.as_ref());
         w.var(c.signed_at.as_millis());
         w.var(c.valid_until.as_millis());
+        if let Some(t) = c.updated {
+            w.var(t.as_millis());
+        }
         w.var(rec.entries.len() as u64);
         for e in &rec.entries {
             entry(&mut w, &e.record);
@@ -814,12 +854,14 @@ mod v2 {
         w.0
     }
 
-    pub(super) fn decode(b: &[u8]) -> Result<NumberRecord, Corrupt> {
+    pub(super) fn decode(key: &str, b: &[u8]) -> Result<NumberRecord, Corrupt> {
         let mut r = R(b);
-        if r.u8()? != V2 {
-            return Err(bad("unknown record version"));
-        }
-        let csi = Csi::from_wire(r.str()?).map_err(|e| Corrupt(e.to_string()))?;
+        let v3 = match r.u8()? {
+            V2 => false,
+            V3 => true,
+            _ => return Err(bad("unknown record version")),
+        };
+        let csi = Csi::from_wire(if v3 { key } else { r.str()? }).map_err(|e| Corrupt(e.to_string()))?;
         let state = match r.u8()? {
             0 => State::Assigned { tnsp: r.name()? },
             1 => State::Released,
@@ -831,7 +873,9 @@ mod v2 {
             s => Some(Name::parse(s).map_err(|e| Corrupt(e.to_string()))?),
         };
         let key = r.key()?;
-        let c = Common { source, key, signed_at: r.time()?, valid_until: r.time()? };
+        let (signed_at, valid_until) = (r.time()?, r.time()?);
+        let updated = if v3 { Some(r.time()?) } else { None };
+        let c = Common { source, key, signed_at, valid_until, updated };
         let need_source = || c.source.clone().ok_or_else(|| bad("no record source"));
         let n = r.count()?;
         let mut entries = Vec::with_capacity(n);
@@ -909,29 +953,47 @@ mod tests {
         }
     }
 
+    const KEY: &str = "tel:+4915112345678";
+
     #[test]
-    fn version_2_round_trips_and_is_compact() {
+    fn versions_3_and_2_round_trip_and_are_compact() {
         let s = signer();
         let r = record(&s);
-        let v2 = r.encode();
+        let v3 = r.encode();
+        assert_eq!(v3[0], V3);
+        assert_eq!(NumberRecord::decode(KEY, &v3).unwrap(), r);
+        // Versions 2 and 1 are still read (they carry their CSI).
+        let v2 = r.encode_v2();
         assert_eq!(v2[0], V2);
-        assert_eq!(NumberRecord::decode(&v2).unwrap(), r);
-        // Version 1 is still read.
+        assert_eq!(NumberRecord::decode("tel:+4900", &v2).unwrap(), r);
         let v1 = r.encode_v1();
-        assert_eq!(NumberRecord::decode(&v1).unwrap(), r);
+        assert_eq!(NumberRecord::decode(KEY, &v1).unwrap(), r);
         assert!(v2.len() * 2 < v1.len(), "v2 {} bytes, v1 {}", v2.len(), v1.len());
+        assert!(v3.len() < v2.len(), "v3 {} bytes, v2 {}", v3.len(), v2.len());
         // Released, no mappings.
         let rel = NumberRecord { state: State::Released, entries: vec![], none: None, ..r.clone() };
-        assert_eq!(NumberRecord::decode(&rel.encode()).unwrap(), rel);
+        assert_eq!(NumberRecord::decode(KEY, &rel.encode()).unwrap(), rel);
+        // Unsigned (a bulk import): one shared time, a mapping with its own.
+        let mut u = r.clone();
+        for m in u.entries.iter_mut().map(|e| &mut e.signed).chain(u.none.iter_mut()) {
+            m.signature = None;
+        }
+        u.entries[1].signed.last_updated = Timestamp::from_secs(1_700_000_000);
+        let b = u.encode();
+        assert_eq!(NumberRecord::decode(KEY, &b).unwrap(), u);
+        assert_eq!(NumberRecord::decode(KEY, &u.encode_v2()).unwrap(), u);
+        assert!(b.len() + KEY.len() <= u.encode_v2().len(), "unsigned: v3 {} bytes, v2 {}", b.len(), u.encode_v2().len());
         // Every truncation and every flipped byte: an error or another
         // record, never a panic.
-        for cut in 0..v2.len() {
-            assert!(NumberRecord::decode(&v2[..cut]).is_err());
-        }
-        for i in 0..v2.len() {
-            let mut b = v2.clone();
-            b[i] ^= 0x5a;
-            let _ = NumberRecord::decode(&b);
+        for bytes in [&v3, &v2, &b] {
+            for cut in 0..bytes.len() {
+                assert!(NumberRecord::decode(KEY, &bytes[..cut]).is_err());
+            }
+            for i in 0..bytes.len() {
+                let mut x = bytes.clone();
+                x[i] ^= 0x5a;
+                let _ = NumberRecord::decode(KEY, &x);
+            }
         }
     }
 
@@ -942,13 +1004,13 @@ mod tests {
         r.entries[0].signed.source_id = "custom-id".into();
         r.entries[1].signed.signature.as_mut().unwrap().value = vec![1, 2, 3];
         r.none.as_mut().unwrap().signature = None;
-        assert_eq!(NumberRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(NumberRecord::decode(KEY, &r.encode()).unwrap(), r);
         // Signed by other keys than the record's first (a key rollover),
         // one not in the trust crate's form.
         let mut r = record(&s);
         r.entries[1].signed.signature.as_mut().unwrap().key_id = KeyId::parse("sha256-00112233445566778899aabbccddeeff").unwrap();
         r.none.as_mut().unwrap().signature.as_mut().unwrap().key_id = KeyId::parse("old.key-1").unwrap();
-        assert_eq!(NumberRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(NumberRecord::decode(KEY, &r.encode()).unwrap(), r);
     }
 
     #[test]

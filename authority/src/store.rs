@@ -342,7 +342,7 @@ impl Store for RedbStore {
         let r = self.db.begin_read().map_err(se)?;
         let t = r.open_table(NUMBERS).map_err(se)?;
         match t.get(csi.uri()).map_err(se)? {
-            Some(v) => NumberRecord::decode(v.value()).map(Some).map_err(se),
+            Some(v) => NumberRecord::decode(csi.uri(), v.value()).map(Some).map_err(se),
             None => Ok(None),
         }
     }
@@ -446,7 +446,7 @@ impl Store for RedbStore {
             if !k.value().starts_with(prefix) || out.len() >= limit {
                 break;
             }
-            out.push(NumberRecord::decode(v.value()).map_err(se)?);
+            out.push(NumberRecord::decode(k.value(), v.value()).map_err(se)?);
         }
         Ok(out)
     }
@@ -461,8 +461,8 @@ impl Store for RedbStore {
             if out.len() >= limit {
                 break;
             }
-            let (_, v) = item.map_err(se)?;
-            out.push(NumberRecord::decode(v.value()).map_err(se)?);
+            let (k, v) = item.map_err(se)?;
+            out.push(NumberRecord::decode(k.value(), v.value()).map_err(se)?);
         }
         Ok(out)
     }

@@ -377,7 +377,11 @@ async fn serve_on_postgres() {
     serve_and_drain(&dir, &cfg, true).await;
 }
 
-async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgres: bool) {
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `serve` on `cfg`: the child, its log lines as they come, the
+/// LoST address, and a resolver's mTLS client of the test CA.
+fn start_server(dir: &tempfile::TempDir, cfg: &std::path::Path) -> (std::process::Child, Log, std::net::SocketAddr, signpost_net::client::Client) {
     use std::io::{BufRead, BufReader};
     use std::sync::{Arc, Mutex};
     let mut child = Command::new(BIN)
@@ -406,6 +410,78 @@ async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgre
     let anchor = signpost_trust::TrustAnchor::from_pem(ca.cert_pem().as_bytes()).unwrap();
     let id = signpost_trust::tls::Identity::from_pem(c.as_bytes(), k.as_bytes()).unwrap();
     let client = signpost_net::client::Client::new(Arc::new(signpost_trust::tls::client_config(&anchor, Some(&id)).unwrap()), std::time::Duration::from_secs(5));
+    (child, log, addr, client)
+}
+
+/// One findService over TLS, decoded.
+async fn lookup(client: &signpost_net::client::Client, addr: std::net::SocketAddr, uri: &str) -> signpost_schemas::Response {
+    let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi(uri), false));
+    let a = client
+        .post_lost(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/lost")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), bytes::Bytes::from(req.encode()))
+        .await
+        .unwrap();
+    signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE).unwrap()
+}
+
+/// The binary imports unsigned; the served answers carry signatures made
+/// on demand that verify against the authority's certificate, a repeated
+/// answer copies them from the cache, and answering writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_numbers_answer_signatures_made_on_demand_over_tls() {
+    let (dir, cfg) = setup();
+    let c = cfg.display().to_string();
+    let file = dir.path().join("n.csv");
+    let mut text = format!("{}\n", signpost_authority::import::HEADER_FULL);
+    for i in 0..50 {
+        text.push_str(&format!("+49151{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/{i},10,personal,msp-verified,false,User {i},1,false,,\n"));
+        if i % 2 == 0 {
+            text.push_str(&format!("+49151{i:08},assigned,tnsp-a.de.example,rcs.example,mimi://rcs.example/u/{i},20,,csip-attested,true,,1,false,,\n"));
+        }
+    }
+    text.push_str("+4915199999999,assigned,tnsp-a.de.example,,,,,,,,1,true,,\n");
+    std::fs::write(&file, text).unwrap();
+    let o = run(&["import", "--config", &c, "--quiet", &file.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (mut child, log, addr, client) = start_server(&dir, &cfg);
+    let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock);
+    let ca = signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap();
+    let mut v = signpost_trust::sign::Verifier::new(signpost_trust::TrustAnchor::from_pem(ca.cert_pem().as_bytes()).unwrap());
+    v.add_pem(&std::fs::read(dir.path().join("dp/cert.pem")).unwrap(), now).unwrap();
+    let sigs = |r: &signpost_schemas::Response| match r {
+        signpost_schemas::Response::Found(f) => f.mappings.iter().map(|m| m.signature.as_ref().unwrap().value.clone()).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let mut first = Vec::new();
+    for i in 0..50 {
+        let uri = format!("tel:+49151{i:08}");
+        let r = lookup(&client, addr, &uri).await;
+        let signpost_schemas::Response::Found(f) = &r else { panic!("{r:?}") };
+        assert_eq!(f.mappings.len(), if i % 2 == 0 { 2 } else { 1 });
+        for m in &f.mappings {
+            v.verify_mapping(&csi(&uri), m, now).unwrap();
+            assert!(m.uris.iter().any(|u| u.as_str().ends_with(&format!("/u/{i}"))));
+        }
+        first.push(sigs(&r));
+    }
+    // Again: the same signature bytes (ECDSA is randomized: no new signature).
+    for (i, s) in first.iter().enumerate() {
+        assert_eq!(&sigs(&lookup(&client, addr, &format!("tel:+49151{i:08}")).await), s);
+    }
+    // The imported opt-out: its signed opt-out mapping, made on demand.
+    let r = lookup(&client, addr, "tel:+4915199999999").await;
+    let signpost_schemas::Response::Found(f) = &r else { panic!("{r:?}") };
+    assert!(f.mappings[0].uris.is_empty() && f.mappings[0].source_id.starts_with("opted-out."));
+    v.verify_mapping(&csi("tel:+4915199999999"), &f.mappings[0], now).unwrap();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success(), "{:?}", log.lock().unwrap());
+    // Answering wrote nothing: the feed head is the import's.
+    let o = run(&["check-config", "--config", &c]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("51 stored identifiers (feed head 51)"), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgres: bool) {
+    let (mut child, log, addr, client) = start_server(dir, cfg);
+    let ca = signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap();
     let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi("tel:+33612345678"), false));
     let a = client
         .post_lost(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/lost")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), bytes::Bytes::from(req.encode()))

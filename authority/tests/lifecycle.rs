@@ -337,3 +337,107 @@ impl NowTs for signpost_schemas::ManualClock {
         signpost_schemas::Clock::now(self)
     }
 }
+
+/// A file of `n` numbers under +4930, each with an OTT entry and every
+/// second one an operator entry too.
+fn import_text(n: u64) -> String {
+    let mut t = format!("{}\n", signpost_authority::import::HEADER);
+    for i in 0..n {
+        t.push_str(&format!("+4930{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/{i},10,personal,msp-verified,false,User {i}\n"));
+        if i % 2 == 0 {
+            t.push_str(&format!("+4930{i:08},assigned,tnsp-a.de.example,rcs.example,mimi://rcs.example/u/{i},20,,csip-attested,true,\n"));
+        }
+    }
+    t
+}
+
+fn signatures(r: &Response) -> Vec<Vec<u8>> {
+    match r {
+        Response::Found(f) => f.mappings.iter().map(|m| m.signature.as_ref().unwrap().value.clone()).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn imported_mappings_are_signed_on_demand_within_the_cache_bound() {
+    const BOUND: u64 = 64 * 1024;
+    const N: u64 = 2000;
+    let w = World::new();
+    let a = w.authority().await.with_signature_cache(BOUND);
+    let items = signpost_authority::import::parse(&import_text(N), None, 10).unwrap();
+    a.import(items, &|_| {}).await.unwrap();
+    // Stored unsigned.
+    let rec = a.store().get(&csi("tel:+493000000000")).await.unwrap().unwrap();
+    assert!(rec.entries.iter().all(|e| e.signed.signature.is_none()) && rec.none.as_ref().unwrap().signature.is_none());
+    let head = a.store().head().await.unwrap();
+    let v = w.verifier();
+    let hot = "tel:+493000000000";
+    let first = a.answer(&q(hot)).await.unwrap();
+    assert_eq!(providers(&first), ["ott.example", "rcs.example"]);
+    let hot_sigs = signatures(&first);
+    // Every distinct number answered once, the hot one between them: each
+    // answer verifies, the cache stays within its bound, the hot number's
+    // signatures are copied from it (ECDSA signatures are randomized, so
+    // equal bytes mean no new signature).
+    for i in 1..N {
+        let c = format!("tel:+4930{i:08}");
+        let r = a.answer(&q(&c)).await.unwrap();
+        let Response::Found(f) = &r else { panic!("{r:?}") };
+        assert_eq!(f.mappings.len(), if i % 2 == 0 { 2 } else { 1 });
+        for m in &f.mappings {
+            v.verify_mapping(&csi(&c), m, t0()).unwrap();
+        }
+        let stats = a.signature_cache().stats();
+        assert!(stats.bytes as u64 <= BOUND, "{stats:?}");
+        assert_eq!(signatures(&a.answer(&q(hot)).await.unwrap()), hot_sigs);
+    }
+    let stats = a.signature_cache().stats();
+    assert!(stats.entries > 10 && (stats.entries as u64) < N, "evicted down to the bound: {stats:?}");
+    // Answers write nothing: no feed event, the record still unsigned.
+    assert_eq!(a.store().head().await.unwrap(), head);
+    assert!(a.store().get(&csi(hot)).await.unwrap().unwrap().entries[0].signed.signature.is_none());
+    // A cold number evicted from the cache is signed again, and verifies.
+    let cold = "tel:+493000000001";
+    let again = a.answer(&q(cold)).await.unwrap();
+    let Response::Found(f) = &again else { panic!() };
+    v.verify_mapping(&csi(cold), &f.mappings[0], t0()).unwrap();
+    // The opt-out mapping of an imported number is signed when first needed.
+    let csip = w.peer(Role::Csip, "tnsp-a.de.example", &["+4930"]);
+    a.provision(&csip, Provision::OptOut { csi: csi(cold) }).await.unwrap();
+    let Response::Found(f) = a.answer(&q(cold)).await.unwrap() else { panic!() };
+    assert!(matches!(f.mappings[0].body, MappingBody::NoProviders { reason: NoProvidersReason::OptedOut, .. }));
+    v.verify_mapping(&csi(cold), &f.mappings[0], t0()).unwrap();
+    // A provisioned change is signed when committed: a new entry for the
+    // hot number answers its stored signature, and the untouched imported
+    // entry still its cached one.
+    let msp = w.peer(Role::Msp, "chat.example", &[]);
+    a.provision(&msp, Provision::PutEntry { csi: csi(hot), entry: entry("chat.example", false) }).await.unwrap();
+    let stored = a.store().get(&csi(hot)).await.unwrap().unwrap();
+    let chat = stored.entries.iter().find(|e| e.record.provider.as_str() == "chat.example").unwrap();
+    let r = a.answer(&q(hot)).await.unwrap();
+    let Response::Found(f) = &r else { panic!() };
+    let got: Vec<(&str, &[u8])> = f.mappings.iter().map(|m| (m.source_id.as_str(), m.signature.as_ref().unwrap().value.as_slice())).collect();
+    assert!(got.contains(&("chat.example.e1", chat.signed.signature.as_ref().unwrap().value.as_slice())), "{got:?}");
+    assert!(got.contains(&("ott.example.e1", hot_sigs[0].as_slice())), "{got:?}");
+    for m in &f.mappings {
+        v.verify_mapping(&csi(hot), m, t0()).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_a_signature_cache_every_answer_signs_and_verifies() {
+    let w = World::new();
+    let a = w.authority().await.with_signature_cache(0);
+    a.import(signpost_authority::import::parse(&import_text(3), None, 10).unwrap(), &|_| {}).await.unwrap();
+    let c = "tel:+493000000002";
+    let (x, y) = (a.answer(&q(c)).await.unwrap(), a.answer(&q(c)).await.unwrap());
+    assert_ne!(signatures(&x), signatures(&y));
+    let v = w.verifier();
+    for r in [&x, &y] {
+        let Response::Found(f) = r else { panic!() };
+        for m in &f.mappings {
+            v.verify_mapping(&csi(c), m, t0()).unwrap();
+        }
+    }
+    assert_eq!(a.signature_cache().stats().entries, 0);
+}

@@ -269,13 +269,14 @@ async fn redb_survives_reopen() {
 
 #[test]
 fn corrupt_records_are_errors() {
+    let key = rec(1, 1).csi.uri().to_owned();
     let r = rec(1, 1).encode();
     for cut in 0..r.len() {
-        assert!(NumberRecord::decode(&r[..cut]).is_err());
+        assert!(NumberRecord::decode(&key, &r[..cut]).is_err());
     }
     let mut bad = r.clone();
     bad[0] = 9;
-    assert!(NumberRecord::decode(&bad).is_err());
+    assert!(NumberRecord::decode(&key, &bad).is_err());
 }
 
 /// A commit decided on a record that another writer has changed since is

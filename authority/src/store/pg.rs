@@ -271,7 +271,7 @@ async fn check_expected(tx: &deadpool_postgres::Transaction<'_>, expect: &[(Csi,
                 (None, None) => true,
                 // Compared decoded: a record written by an earlier release
                 // (another encoding version) is the same record.
-                (Some(r), Some(b)) => NumberRecord::decode(b).is_ok_and(|s| s == *r),
+                (Some(r), Some(b)) => NumberRecord::decode(csi.uri(), b).is_ok_and(|s| s == *r),
                 _ => false,
             };
             if !same {
@@ -289,7 +289,7 @@ impl Store for PgStore {
         match c.query_opt(&st, &[&csi.uri()]).await.map_err(se)? {
             Some(row) => {
                 let b: &[u8] = row.try_get(0).map_err(se)?;
-                NumberRecord::decode(b).map(Some).map_err(se)
+                NumberRecord::decode(csi.uri(), b).map(Some).map_err(se)
             }
             None => Ok(None),
         }
@@ -300,14 +300,14 @@ impl Store for PgStore {
         // (COLLATE "C", as the embedded store's keys sort).
         let c = self.client().await?;
         let st = c
-            .prepare_cached("SELECT record FROM numbers WHERE left(csi, length($1)) = $1 ORDER BY csi COLLATE \"C\" LIMIT $2")
+            .prepare_cached("SELECT csi, record FROM numbers WHERE left(csi, length($1)) = $1 ORDER BY csi COLLATE \"C\" LIMIT $2")
             .await
             .map_err(se)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut out = Vec::new();
         for row in c.query(&st, &[&prefix, &limit]).await.map_err(se)? {
-            let b: &[u8] = row.try_get(0).map_err(se)?;
-            out.push(NumberRecord::decode(b).map_err(se)?);
+            let (k, b): (&str, &[u8]) = (row.try_get(0).map_err(se)?, row.try_get(1).map_err(se)?);
+            out.push(NumberRecord::decode(k, b).map_err(se)?);
         }
         Ok(out)
     }
@@ -322,7 +322,8 @@ impl Store for PgStore {
             for row in c.query(&st, &[&keys]).await.map_err(se)? {
                 let k: String = row.try_get(0).map_err(se)?;
                 let v: &[u8] = row.try_get(1).map_err(se)?;
-                found.insert(k, NumberRecord::decode(v).map_err(se)?);
+                let rec = NumberRecord::decode(&k, v).map_err(se)?;
+                found.insert(k, rec);
             }
             out.extend(chunk.iter().map(|csi| found.remove(csi.uri())));
         }
@@ -495,18 +496,18 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match after {
             Some(a) => {
-                let st = c.prepare_cached("SELECT record FROM numbers WHERE csi > $1 ORDER BY csi LIMIT $2").await.map_err(se)?;
+                let st = c.prepare_cached("SELECT csi, record FROM numbers WHERE csi > $1 ORDER BY csi LIMIT $2").await.map_err(se)?;
                 c.query(&st, &[&a, &limit]).await.map_err(se)?
             }
             None => {
-                let st = c.prepare_cached("SELECT record FROM numbers ORDER BY csi LIMIT $1").await.map_err(se)?;
+                let st = c.prepare_cached("SELECT csi, record FROM numbers ORDER BY csi LIMIT $1").await.map_err(se)?;
                 c.query(&st, &[&limit]).await.map_err(se)?
             }
         };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let b: &[u8] = row.try_get(0).map_err(se)?;
-            out.push(NumberRecord::decode(b).map_err(se)?);
+            let (k, b): (&str, &[u8]) = (row.try_get(0).map_err(se)?, row.try_get(1).map_err(se)?);
+            out.push(NumberRecord::decode(k, b).map_err(se)?);
         }
         Ok(out)
     }
