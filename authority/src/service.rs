@@ -44,11 +44,10 @@ impl<S: Store> std::fmt::Debug for AuthorityService<S> {
     }
 }
 
-fn client_key(ctx: &Ctx) -> String {
-    match &ctx.peer {
-        Some(p) => p.id().to_string(),
-        None => ctx.remote.ip().to_string(),
-    }
+/// The client's id for limits (its certificate's id, else its address),
+/// computed once per connection.
+fn client_key(ctx: &Ctx) -> &str {
+    &ctx.client
 }
 
 impl<S: Store> AuthorityService<S> {
@@ -194,7 +193,7 @@ impl<S: Store> Service for AuthorityService<S> {
     async fn lost(&self, req: Request, ctx: &Ctx) -> Result<signpost_net::LostReply, Failure> {
         let key = client_key(ctx);
         let now = self.core.now();
-        if let Err(secs) = self.limiter.query(&key, now) {
+        if let Err(secs) = self.limiter.query(key, now) {
             return Err(Failure::RateLimited { message: "query rate limit exceeded".into(), retry_after: secs });
         }
         let budget = |secs| Failure::RateLimited { message: "too many distinct unknown identifiers (enumeration budget)".into(), retry_after: secs };
@@ -206,15 +205,15 @@ impl<S: Store> Service for AuthorityService<S> {
                 // resolve.
                 let csi = f.csi_location().ok().map(|(_, c)| c.uri());
                 if let Some(c) = csi
-                    && let Err(secs) = self.limiter.lookup(&key, c, now)
+                    && let Err(secs) = self.limiter.lookup(key, c, now)
                 {
                     return Err(budget(secs));
                 }
                 let r = self.core.answer(&f).await;
                 if let Some(c) = csi {
                     match &r {
-                        Err(Failure::NotFound { .. }) => self.limiter.miss(&key, c, now).map_err(budget)?,
-                        Ok(Response::Found(_)) => self.limiter.hit(&key, c, now),
+                        Err(Failure::NotFound { .. }) => self.limiter.miss(key, c, now).map_err(budget)?,
+                        Ok(Response::Found(_)) => self.limiter.hit(key, c, now),
                         _ => {}
                     }
                 }
