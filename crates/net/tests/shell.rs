@@ -177,6 +177,48 @@ async fn closed_by_server(c: &mut Tls) -> bool {
     }
 }
 
+/// A TLS connection that negotiated HTTP/2 (the native server's).
+async fn h2_tls(s: &Setup, addr: std::net::SocketAddr) -> Tls {
+    let mut cfg = client_config(&s.anchor, Some(&s.client)).unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("echo.example").unwrap();
+    let c = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    assert_eq!(c.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_peer_that_holds_a_header_block_open_or_garbles_frames_is_let_go() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup();
+    let limits = Limits { header_read_timeout: Duration::from_millis(300), idle_timeout: Duration::from_millis(300), ..Limits::default() };
+    let (addr, m, _stop) = start(&s, limits, ClientAuth::Required).await;
+    // Preface, SETTINGS, then HEADERS without END_HEADERS and no
+    // CONTINUATION ever: closed once idle, and dropped if it does not let go.
+    let mut held = h2_tls(&s, addr).await;
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    wire.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x83]);
+    held.write_all(&wire).await.unwrap();
+    assert!(closed_by_server(&mut held).await, "a held header block keeps no connection open");
+    // A frame of an unknown stream state and a bad preface: closed at once.
+    let mut bad = h2_tls(&s, addr).await;
+    bad.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(closed_by_server(&mut bad).await);
+    let mut reset = h2_tls(&s, addr).await;
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    wire.extend_from_slice(&[0, 0, 4, 3, 0, 0, 0, 0, 9, 0, 0, 0, 8]);
+    reset.write_all(&wire).await.unwrap();
+    assert!(closed_by_server(&mut reset).await);
+    // The server still answers.
+    let ep = Endpoint::parse(&format!("https://{addr}/lost")).unwrap();
+    let a = lost_client(&s).post_lost(&ep, &Name::parse("echo.example").unwrap(), body()).await.unwrap();
+    assert_eq!(a.status, 200);
+    assert!(m.connections_idle_closed.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+}
+
 fn lost_client(s: &Setup) -> Client {
     Client::new(Arc::new(client_config(&s.anchor, Some(&s.client)).unwrap()), Duration::from_secs(5))
 }
