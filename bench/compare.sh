@@ -75,9 +75,7 @@ bin=$(nice -n 10 cargo bench -p signpost-resolver --bench cached --no-run --mess
 mkdir -p "$OUT"
 work=$(mktemp -d /tmp/signpost-compare.XXXXXX)
 pids=()
-fds=()
 cleanup() {
-  for fd in "${fds[@]}"; do eval "exec $fd>&-" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
@@ -112,10 +110,10 @@ wait_for() { # file seconds pid
 stats3() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) {print "0 0 0"; exit} m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR]}'; }
 # p50 and p99 (ms) of microsecond figures on stdin
 pct() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) {print "0 0"; exit} a = int(NR * 0.5); if (a < 1) a = 1; b = int(NR * 0.99); if (b < 1) b = 1; printf "%.3f %.3f\n", v[a] / 1000, v[b] / 1000}'; }
-cg_total() { grep -E '^(summary|totals):' "$1" | head -1 | awk '{print $2}'; }
+cg_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
 
 # Starts the Signpost bench server: start_signpost DIR NUMBERS [wrapper...];
-# sets SP_PID, SP_PORT, SP_FD (closing SP_FD stops it).
+# sets SP_PID, SP_PORT, SP_HOLD (stop_signpost stops it).
 start_signpost() {
   local dir=$1 n=$2
   shift 2
@@ -125,12 +123,15 @@ start_signpost() {
     taskset -c "$SERVER_CPU" "$@" "$bin" <"$dir/ctl" >"$dir/log" 2>&1 &
   SP_PID=$!
   pids+=("$SP_PID")
-  exec {SP_FD}>"$dir/ctl"
-  fds+=("$SP_FD")
+  # The fifo's only writer: when it ends, the server's stdin closes and it
+  # stops (a descriptor held by this shell would leak into later children).
+  sleep 86400 >"$dir/ctl" &
+  SP_HOLD=$!
+  pids+=("$SP_HOLD")
   wait_for "$dir/port" 900 "$SP_PID" || { cat "$dir/log" >&2; die 70 "the Signpost bench server did not start"; }
   SP_PORT=$(cat "$dir/port")
 }
-stop_fd_pid() { eval "exec $1>&-"; wait "$2" 2>/dev/null || true; }
+stop_signpost() { kill "$SP_HOLD" 2>/dev/null || true; wait "$SP_HOLD" "$SP_PID" 2>/dev/null || true; }
 
 # ENUM zone (NSD) with the same numbers, NAPTR with the same mimi: URIs.
 # Unbound (1 thread, iterator only) stubs e164.arpa to NSD.
@@ -300,7 +301,7 @@ run_load() {
     -v hz="$CLK_TCK" -v lat="$lat" -v l0="$c0" -v l1="$c1" 'BEGIN {
       cpu = t / hz; wall = s1 - s0; split(lat, L, " ");
       other = o / hz / wall; if (other < 0) other = 0;
-      printf "%s %d %d %.2f %.2f %.0f %.3f %.3f %s %s %s %s\n", k, r, n, cpu, wall, cpu > 0 ? n / cpu : 0, cpu / wall, other, L[1], L[2], l0, l1 }' >>"$work/runs"
+      printf "%s %d %d %.2f %.2f %.0f %.3f %.3f %s %s %s %s\n", k, r, n, cpu, wall, (cpu > 0 ? n / cpu : 0), cpu / wall, other, L[1], L[2], l0, l1 }' >>"$work/runs"
   log "$(tail -1 "$work/runs")"
 }
 kinds="signpost unbound-udp"
@@ -312,7 +313,7 @@ done
 
 # Push visibility stated for ENUM: a changed NAPTR reaches a caching
 # resolver after the zone reload and, at worst, the record's TTL.
-stop_fd_pid "$SP_FD" "$SP_PID"
+stop_signpost
 kill "$UB_PID" "$NSD_PID" 2>/dev/null || true
 wait "$UB_PID" "$NSD_PID" 2>/dev/null || true
 
@@ -353,7 +354,7 @@ if [ "$CALLGRIND" = 1 ]; then
   # shellcheck disable=SC2086
   start_signpost "$work/cgsp" "$CG_NUMBERS" $cg
   cg_sp=$(cg_pair "$SP_PID" sp_load)
-  stop_fd_pid "$SP_FD" "$SP_PID"
+  stop_signpost
   log "Signpost: $cg_sp"
   log "Unbound under callgrind (UDP $CG_N1 then $CG_N2 queries$([ "$DOH" = 1 ] && echo "; then DoH"))"
   # shellcheck disable=SC2086
