@@ -302,3 +302,109 @@ kind = "root-recover"
         assert!(matches!(k.as_str(), "serverError" | "serverTimeout") || (k == "connect" && *v < 20), "{:?}", p.errors);
     }
 }
+
+const BOTH_MODES: &str = r#"
+name = "privacy"
+seed = 5
+duration_s = 3
+mapping_ttl_s = 4
+negative_ttl_s = 4
+policies = ["push"]
+modes = ["direct", "relay"]
+resolvers = 2
+
+[[country]]
+region = "DE"
+prefix = "+49"
+block = "151"
+national_digits = 11
+numbers = 200
+
+[[email]]
+domain = "mail.example"
+addresses = 20
+
+[population]
+ott = ["ott-a.example", "ott-b.example"]
+operator_aligned_share = 0.5
+max_ott_per_user = 2
+undiscoverable_share = 0.05
+
+[load]
+rate = 150
+zipf = 1.0
+clients = 3
+per_client_limit = 100
+
+[[event]]
+at_s = 1.0
+kind = "port"
+count = 5
+
+[[event]]
+at_s = 1.5
+kind = "scan"
+count = 300
+"#;
+
+fn set(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect()
+}
+
+/// The observer table, measured: every tier records what it saw (salted
+/// hashes) and the report computes from those records who learned what,
+/// with the APs asking directly and through an Oblivious HTTP relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_table_is_computed_from_what_each_tier_saw_in_both_modes() {
+    let s = Scenario::parse(BOTH_MODES).unwrap();
+    let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
+    assert_eq!(r.runs.len(), 2);
+    let (direct, relayed) = (&r.runs[0], &r.runs[1]);
+    assert_eq!((direct.mode.as_str(), relayed.mode.as_str()), ("direct", "relay"));
+    // Through the relay the APs get answers as good as directly.
+    for run in [direct, relayed] {
+        assert!(run.lookups > 200, "{}: {} ({:?})", run.label(), run.lookups, run.errors);
+        assert_eq!(run.wrong, 0, "{:#?}", run.wrong_samples);
+        assert!(run.correct * 10 > run.lookups * 9, "{}: {} correct of {} ({:?})", run.label(), run.correct, run.lookups, run.errors);
+        assert_eq!(run.invalidation_ms.len(), 5 * 2, "every port reached both resolvers");
+        // The scan ran into the per-client limit: the resolver's directly, the relay's per AP through it.
+        assert_eq!(run.scan_sent, 300);
+        assert!(run.scan_throttled > 0, "{}", run.label());
+    }
+    let rel = &relayed.privacy["relay"];
+    assert!(rel.requests > 200 && rel.clients >= 3, "{rel:?}");
+    assert_eq!(rel.identifiers, 0, "the relay read no identifier");
+    assert!(relayed.privacy["resolver"].identifiers > 50);
+    assert_eq!(relayed.privacy["resolver"].clients, 3, "the two relays and the testbed's probe client: {:?}", relayed.privacy["resolver"]);
+    for run in [direct, relayed] {
+        assert!(run.privacy.values().all(|v| v.dropped == 0));
+    }
+    // The table in report.json: mode -> tier -> what it learned.
+    let dir = tempfile::tempdir().unwrap();
+    r.write(dir.path()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    let p = &json["privacy"];
+    assert_eq!(set(&p["relay"]["relay"]), ["ap-identity"]);
+    assert_eq!(set(&p["relay"]["resolver"]), ["recipient-csi", "sender-provider"]);
+    assert_eq!(set(&p["direct"]["resolver"]), ["ap-identity", "recipient-csi", "sender-provider"]);
+    assert_eq!(set(&p["direct"]["ap"]), ["ap-identity", "recipient-csi", "sender-provider"]);
+    assert!(p["direct"].get("relay").is_none(), "no relay in the direct mode");
+    for mode in ["direct", "relay"] {
+        for tier in ["authority", "root"] {
+            assert!(!set(&p[mode][tier]).contains(&"ap-identity"), "{mode} {tier}: {}", p[mode][tier]);
+        }
+        // The authorities answer the resolvers: they see the identifiers and, through the resolver, the sender's provider.
+        assert_eq!(set(&p[mode]["authority"]), ["recipient-csi", "sender-provider"]);
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("## Who learned what"), "{md}");
+    assert!(md.contains("| relay | through a relay (OHTTP) | learned | – | – |"), "{md}");
+    assert!(md.contains("| resolver | through a relay (OHTTP) | – | learned | learned |"), "{md}");
+    assert!(md.contains("| resolver | direct | learned | learned | learned |"), "{md}");
+    assert!(md.contains("| push via relay |"), "{md}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("<h2>Who learned what</h2>"));
+    // No record holds an identifier in the clear.
+    let text = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    assert!(!text.contains("tel:+49") && !text.contains("ap0.testbed.example"));
+}
