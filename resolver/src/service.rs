@@ -196,12 +196,16 @@ impl ResolverService {
     async fn gateway(&self, g: &Gateway, headers: &signpost_net::hyper::HeaderMap, body: &[u8], ctx: &Ctx) -> Reply {
         let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
         if ct.as_deref() != Some(ohttp::REQUEST_CONTENT_TYPE) {
+            g.count("unsupported_media_type");
             return Reply::full(415, "text/plain; charset=utf-8", format!("the gateway takes {}\n", ohttp::REQUEST_CONTENT_TYPE));
         }
         let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock).as_secs();
         let (inner, opened) = match g.open(body, now) {
             Ok(x) => x,
-            Err(e) => return problem(&e),
+            Err(e) => {
+                g.count(e.label());
+                return problem(&e);
+            }
         };
         let (status, ct, out) = match ohttp::decode_request(&inner) {
             Err(e) => (400, "text/plain; charset=utf-8", Bytes::from(format!("{e}\n"))),
@@ -220,8 +224,14 @@ impl ResolverService {
             Ok(r) => self.lost_bytes(&r.body, ctx).await,
         };
         match ohttp::encode_response(status, ct, &out).and_then(|b| opened.seal(&b)) {
-            Ok(sealed) => Reply::full(200, ohttp::RESPONSE_CONTENT_TYPE, sealed),
-            Err(e) => problem(&e),
+            Ok(sealed) => {
+                g.count("ok");
+                Reply::full(200, ohttp::RESPONSE_CONTENT_TYPE, sealed)
+            }
+            Err(e) => {
+                g.count(e.label());
+                problem(&e)
+            }
         }
     }
 }

@@ -58,11 +58,15 @@ impl Oblivious {
         let gateway = Arc::new(Gateway::with_keys(vec![GatewayKey::from_private(1, &[7u8; 32]).unwrap()], 600));
         let svc = Arc::new(ResolverService::new(node.resolver.clone(), limiter(1e6)).with_gateway(gateway.clone()).with_bulk(bulk_max, new_ids, 3600));
         let cert = t.pki.cert(Role::Resolver, RES, &[]).unwrap();
-        let resolver = serve(svc.clone(), &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        gateway.register(&metrics);
+        let resolver = serve(svc.clone(), &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), metrics).await.unwrap();
         let relay_cert = t.pki.cert(Role::Resolver, RELAY, &[]).unwrap();
         let gw = Endpoint::parse(&format!("https://{}{}", resolver.addr, ohttp::GATEWAY_PATH)).unwrap();
         let relay_svc = Arc::new(RelayService::new(name(RELAY), t.pki.client(Some(&relay_cert)).unwrap(), gw, name(RES), limiter(relay_rate)));
-        let relay = serve(relay_svc.clone(), &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        relay_svc.register(&metrics);
+        let relay = serve(relay_svc.clone(), &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), metrics).await.unwrap();
         Oblivious { t, _node: node, gateway, svc, resolver, relay_svc, relay }
     }
 
@@ -150,6 +154,8 @@ async fn a_rotated_out_key_gets_the_ohttp_key_problem_and_the_previous_key_works
     // The lookup client says what went wrong.
     let e = lookup_via(&ap, &stale, &o.t.pki.anchor, &csi(NUMBER), None).await.unwrap_err();
     assert!(e.to_string().contains("ohttp-key") && e.to_string().contains("rotated out"), "{e}");
+    assert_eq!(signpost_kit::metric(&o.resolver.metrics, "signpost_ohttp_gateway_requests_total{outcome=\"ohttp_key\"}"), 2);
+    assert_eq!(signpost_kit::metric(&o.relay.metrics, "signpost_ohttp_relay_key_fetches_total{outcome=\"ok\"}"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +198,14 @@ async fn replayed_truncated_and_garbled_encapsulations_are_refused_clearly() {
     let a = o.post_raw(&ap, s.body.clone()).await;
     assert_eq!(a.status, 200);
     assert_eq!(ohttp::decode_response(&s.open(&a.body).unwrap()).unwrap().status, 404);
+    // Each counted by kind, at the gateway and at the relay (what /metrics serves).
+    let gw = |o_: &str| signpost_kit::metric(&o.resolver.metrics, &format!("signpost_ohttp_gateway_requests_total{{outcome=\"{o_}\"}}"));
+    let rl = |o_: &str| signpost_kit::metric(&o.relay.metrics, &format!("signpost_ohttp_relay_requests_total{{outcome=\"{o_}\"}}"));
+    assert_eq!((gw("ok"), gw("ohttp_replayed"), gw("ohttp_decrypt") + gw("ohttp_truncated")), (2, 1, 5), "{}", o.resolver.metrics.render());
+    assert!(gw("ohttp_truncated") >= 2);
+    assert_eq!(gw("ohttp_key"), 0);
+    assert_eq!((rl("forwarded"), rl("gateway_refused"), rl("unsupported_media_type")), (2, 6, 1), "{}", o.relay.metrics.render());
+    assert!(o.resolver.metrics.render().contains("# HELP signpost_ohttp_gateway_requests_total Oblivious HTTP gateway requests"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,6 +220,8 @@ async fn the_relay_requires_an_ap_certificate_and_limits_each_ap() {
     }
     assert_eq!(&statuses[..2], [200, 200]);
     assert!(statuses[2..].contains(&429), "{statuses:?}");
+    let limited = statuses.iter().filter(|s| **s == 429).count() as u64;
+    assert_eq!(signpost_kit::metric(&o.relay.metrics, "signpost_ohttp_relay_requests_total{outcome=\"rate_limited\"}"), limited);
     // Another AP has its own budget.
     let other = o.t.pki.client(Some(&o.t.pki.cert(Role::Msp, "ap.other.example", &[]).unwrap())).unwrap();
     let s = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();

@@ -412,6 +412,7 @@ impl ResolverNode {
         let limit = plan.per_client_limit;
         let mut svc = ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: limit, burst: limit, miss_budget: usize::MAX, miss_window: 60 }));
         if let Some(g) = &plan.gateway {
+            g.register(&metrics);
             svc = svc.with_gateway(g.clone());
         }
         if let Some(o) = &plan.observer {
@@ -468,7 +469,9 @@ impl RelayNode {
         let limiter = Limiter::new(LimitSettings { rate: per_ap_limit, burst: per_ap_limit, miss_budget: usize::MAX, miss_window: 60 });
         let id = Name::parse(id).map_err(err)?;
         let svc = Arc::new(RelayService::new(id.clone(), pki.client(Some(&cert))?, gw, gateway.id.clone(), limiter));
-        let running = serve_observed(svc.clone(), observer.as_ref(), &cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, Arc::new(Metrics::new())).await?;
+        let metrics = Arc::new(Metrics::new());
+        svc.register(&metrics);
+        let running = serve_observed(svc.clone(), observer.as_ref(), &cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, metrics).await?;
         Ok(RelayNode { id, svc, running })
     }
     /// Its `POST /relay` resource.
