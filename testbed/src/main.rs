@@ -19,7 +19,8 @@ struct Cli {
 enum Cmd {
     /// The built-in demo: two countries and an email domain, ports,
     /// releases, reassignments, claims and an outage under load, with push
-    /// invalidation and with TTL only (about a minute).
+    /// invalidation and with TTL only, the APs asking directly and through
+    /// Oblivious HTTP relays (about two minutes).
     Demo {
         /// Where the reports go.
         #[arg(long, default_value = "signpost-demo")]

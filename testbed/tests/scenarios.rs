@@ -132,6 +132,12 @@ fn samples_parse_and_bad_scenarios_are_refused() {
     assert!(Scenario::parse(&SMALL.replace("kind = \"claim\"", "kind = \"explode\"")).unwrap_err().contains("explode"));
     assert!(Scenario::parse(&format!("{SMALL}\nunknown = 1\n")).unwrap_err().contains("unknown"));
     assert!(Scenario::parse(&SMALL.replace("at_s = 4.0", "at_s = 60.0")).unwrap_err().contains("outside"));
+    let modes = |m: &str| Scenario::parse(&SMALL.replace("resolvers = 2", &format!("modes = {m}\nresolvers = 2")));
+    assert_eq!(modes("[\"relay\", \"direct\"]").unwrap().modes, ["relay", "direct"]);
+    assert_eq!(Scenario::parse(SMALL).unwrap().modes, ["direct"], "direct by default");
+    assert!(modes("[\"carrier-pigeon\"]").unwrap_err().contains("carrier-pigeon"));
+    assert!(modes("[\"relay\", \"relay\"]").unwrap_err().contains("each once"));
+    assert!(modes("[]").unwrap_err().contains("modes"));
 }
 
 fn porting(ott: usize, aligned: f64, numbers: usize, ports: &str) -> Scenario {
