@@ -100,7 +100,7 @@ impl Report {
                 let f = facts.map(|b| if b { "learned" } else { "–" });
                 let _ = writeln!(s, "| {tier} | {} | {} | {} | {} | {n} |", crate::privacy::mode_name(mode), f[0], f[1], f[2]);
             }
-            s.push_str("\n");
+            s.push('\n');
             s.push_str(PRIVACY_NOTE);
             s.push('\n');
         }
