@@ -309,49 +309,12 @@ kind = "root-recover"
     }
 }
 
-const BOTH_MODES: &str = r#"
-name = "privacy"
-seed = 5
-duration_s = 3
-mapping_ttl_s = 4
-negative_ttl_s = 4
-policies = ["push"]
-modes = ["direct", "relay"]
-resolvers = 2
-
-[[country]]
-region = "DE"
-prefix = "+49"
-block = "151"
-national_digits = 11
-numbers = 200
-
-[[email]]
-domain = "mail.example"
-addresses = 20
-
-[population]
-ott = ["ott-a.example", "ott-b.example"]
-operator_aligned_share = 0.5
-max_ott_per_user = 2
-undiscoverable_share = 0.05
-
-[load]
-rate = 150
-zipf = 1.0
-clients = 3
-per_client_limit = 100
-
-[[event]]
-at_s = 1.0
-kind = "port"
-count = 5
-
-[[event]]
-at_s = 1.5
-kind = "scan"
-count = 300
-"#;
+/// The small scenario under push, directly and through relays, with an
+/// enumeration scan.
+fn both_modes() -> String {
+    let s = SMALL.replace("policies = [\"push\", \"ttl-only\"]", "policies = [\"push\"]\nmodes = [\"direct\", \"relay\"]");
+    format!("{s}\n[[event]]\nat_s = 5.0\nkind = \"scan\"\ncount = 300\n")
+}
 
 fn set(v: &serde_json::Value) -> Vec<&str> {
     v.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect()
@@ -362,25 +325,25 @@ fn set(v: &serde_json::Value) -> Vec<&str> {
 /// with the APs asking directly and through an Oblivious HTTP relay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_observer_table_is_computed_from_what_each_tier_saw_in_both_modes() {
-    let s = Scenario::parse(BOTH_MODES).unwrap();
+    let s = Scenario::parse(&both_modes()).unwrap();
     let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
     assert_eq!(r.runs.len(), 2);
     let (direct, relayed) = (&r.runs[0], &r.runs[1]);
     assert_eq!((direct.mode.as_str(), relayed.mode.as_str()), ("direct", "relay"));
     // Through the relay the APs get answers as good as directly.
     for run in [direct, relayed] {
-        assert!(run.lookups > 200, "{}: {} ({:?})", run.label(), run.lookups, run.errors);
+        assert!(run.lookups > 20, "{}: {} ({:?})", run.label(), run.lookups, run.errors);
         assert_eq!(run.wrong, 0, "{:#?}", run.wrong_samples);
         assert!(run.correct * 10 > run.lookups * 9, "{}: {} correct of {} ({:?})", run.label(), run.correct, run.lookups, run.errors);
-        assert_eq!(run.invalidation_ms.len(), 5 * 2, "every port reached both resolvers");
-        // The scan ran into the per-client limit: the resolver's directly, the relay's per AP through it.
+        assert_eq!(run.invalidation_ms.len(), (30 + 15 + 10 + 10) * 2, "every change reached both resolvers");
+        // The scanner's requests went the same way (its limit through a
+        // relay is the relay's per AP: resolver/tests/oblivious.rs).
         assert_eq!(run.scan_sent, 300);
-        assert!(run.scan_throttled > 0, "{}", run.label());
     }
     let rel = &relayed.privacy["relay"];
-    assert!(rel.requests > 200 && rel.clients >= 3, "{rel:?}");
+    assert!(rel.requests > 20 && rel.clients == 5, "the four APs and the scanner: {rel:?}");
     assert_eq!(rel.identifiers, 0, "the relay read no identifier");
-    assert!(relayed.privacy["resolver"].identifiers > 50);
+    assert!(relayed.privacy["resolver"].identifiers > 20);
     assert_eq!(relayed.privacy["resolver"].clients, 3, "the two relays and the testbed's probe client: {:?}", relayed.privacy["resolver"]);
     for run in [direct, relayed] {
         assert!(run.privacy.values().all(|v| v.dropped == 0));
