@@ -13,14 +13,10 @@
 #   N1=2000 N2=10000 bench/cached-instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null || { echo "needs valgrind (Debian: apt-get install valgrind)" >&2; exit 69; }
 N1=${N1:-1000}
 N2=${N2:-5000}
-bin=$(cargo bench -p signpost-resolver --bench cached --no-run --message-format=json 2>/dev/null \
-  | grep -o '"executable":"[^"]*cached[^"]*"' | tail -1 | cut -d'"' -f4)
-[ -x "$bin" ] || { echo "could not build the cached bench" >&2; exit 70; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. bench/callgrind-lib.sh
+bench_setup cached
 server_instructions() {
   local n=$1 dir="$work/$1"
   mkdir -p "$dir"

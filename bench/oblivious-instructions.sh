@@ -20,12 +20,8 @@
 #   bench/oblivious-instructions.sh ohttp direct    # some of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null || { echo "needs valgrind (Debian: apt-get install valgrind)" >&2; exit 69; }
-bin=$(cargo bench -p signpost-resolver --bench oblivious --no-run --message-format=json 2>/dev/null \
-  | grep -o '"executable":"[^"]*oblivious[^"]*"' | tail -1 | cut -d'"' -f4)
-[ -x "$bin" ] || { echo "could not build the oblivious bench" >&2; exit 70; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. bench/callgrind-lib.sh
+bench_setup oblivious
 
 # scenario, identifiers per request, the two request counts
 plan() {
