@@ -287,6 +287,7 @@ fn explain_error(kind: &str) -> &'static str {
         "serverError" => "answers of the rogue authority (a valid certificate for another scope), rejected by the resolvers' verification and never served",
         "serverTimeout" => "lookups during an authority outage for identifiers the resolver had nothing stale for (stale answers are served where it had)",
         "connect" => "requests refused while a resolver restarted (its port was closed for a moment)",
+        "relay_502" => "lookups through a relay while its resolver restarted (the relay answers 502: the gateway cannot be reached)",
         "forbidden" => "requests over a client's rate limit (the enumeration scan)",
         "notFound" => "identifiers that are not discoverable (released, never assigned)",
         "loop" => "a request whose path already held the next server",

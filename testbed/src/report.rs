@@ -109,7 +109,8 @@ impl Report {
             let _ = writeln!(s, "- identifiers: {}; run {:.1} s", r.identifiers, r.duration_s);
             let _ = writeln!(s, "- requests per tier: {}", r.tier_requests.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
             if r.scan_sent > 0 {
-                let _ = writeln!(s, "- enumeration scan: {} requests, {} refused (forbidden with Retry-After) by the resolver's per-client limit", r.scan_sent, r.scan_throttled);
+                let by = if r.mode == "relay" { "(429 with Retry-After) by the relay's per-AP limit" } else { "(forbidden with Retry-After) by the resolver's per-client limit" };
+                let _ = writeln!(s, "- enumeration scan: {} requests, {} refused {by}", r.scan_sent, r.scan_throttled);
             }
             if !r.errors.is_empty() {
                 let _ = writeln!(s, "- errors: {}", r.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
