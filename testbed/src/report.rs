@@ -153,6 +153,15 @@ impl Report {
         }
         head.push_str("</ul>");
         body.push_str(&head);
+        let rows = self.privacy_rows();
+        if !rows.is_empty() {
+            body.push_str("<h2>Who learned what</h2><table><tr><th>tier</th><th>mode</th><th>AP identity</th><th>sender's provider</th><th>recipient CSI</th><th>requests recorded</th></tr>");
+            for (tier, mode, facts, n) in rows {
+                let f = facts.map(|b| if b { "<b>learned</b>" } else { "–" });
+                let _ = write!(body, "<tr><td>{tier}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(crate::privacy::mode_name(mode)), f[0], f[1], f[2]);
+            }
+            let _ = write!(body, "</table><p>{}</p>", esc(PRIVACY_NOTE));
+        }
         body.push_str(&chart("Stale or wrong answers over time", &Axes { x: "second of the run", y: "% of answers", log_x: false, y_max: None, marks: &marks }, &series, &colors));
         // Invalidation latency CDF.
         let series: Vec<(String, Vec<(f64, f64)>)> = self
@@ -187,15 +196,6 @@ impl Report {
             );
         }
         body.push_str("</table>");
-        let rows = self.privacy_rows();
-        if !rows.is_empty() {
-            body.push_str("<h2>Who learned what</h2><table><tr><th>tier</th><th>mode</th><th>AP identity</th><th>sender's provider</th><th>recipient CSI</th><th>requests recorded</th></tr>");
-            for (tier, mode, facts, n) in rows {
-                let f = facts.map(|b| if b { "<b>learned</b>" } else { "–" });
-                let _ = write!(body, "<tr><td>{tier}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(crate::privacy::mode_name(mode)), f[0], f[1], f[2]);
-            }
-            let _ = write!(body, "</table><p>{}</p>", esc(PRIVACY_NOTE));
-        }
         format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signpost testbed: {}</title>\
 <style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}svg{{background:#fff;border:1px solid #ddd;margin:1em 0}}</style>\
