@@ -57,8 +57,13 @@ kind = "claim"
 count = 10
 "#;
 
+/// Live runs take turns: side by side on a small machine a load generator
+/// falls behind its rate (lookups are counted).
+static LIVE_RUNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_is_never_wrong_or_stale_and_ttl_only_is_stale() {
+    let _turn = LIVE_RUNS.lock().await;
     let s = Scenario::parse(SMALL).unwrap();
     let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
     let push = &r.runs[0];
@@ -190,11 +195,13 @@ async fn assert_clean_porting(s: Scenario, ports: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn porting_case_1_ott_only() {
+    let _turn = LIVE_RUNS.lock().await;
     assert_clean_porting(porting(2, 0.0, 100, TWO_PORTS), 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn porting_case_2_operator_aligned_only() {
+    let _turn = LIVE_RUNS.lock().await;
     // Every entry is bound to the donor: after the port the number is not
     // discoverable, and no resolver keeps the old entry.
     assert_clean_porting(porting(0, 1.0, 100, TWO_PORTS), 20).await;
@@ -202,11 +209,13 @@ async fn porting_case_2_operator_aligned_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn porting_case_3_mixed() {
+    let _turn = LIVE_RUNS.lock().await;
     assert_clean_porting(porting(1, 1.0, 100, TWO_PORTS), 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn porting_case_4_ported_back() {
+    let _turn = LIVE_RUNS.lock().await;
     // A small population and two rounds: many numbers go to the recipient
     // and back to the donor.
     let two_rounds = "[[event]]\nat_s = 0.8\nkind = \"port\"\ncount = 25\n\n[[event]]\nat_s = 2.0\nkind = \"port\"\ncount = 25\n";
@@ -215,6 +224,7 @@ async fn porting_case_4_ported_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_rogue_outages_preferences_and_a_scan() {
+    let _turn = LIVE_RUNS.lock().await;
     let text = r#"
 name = "incidents"
 seed = 9
@@ -325,6 +335,7 @@ fn set(v: &serde_json::Value) -> Vec<&str> {
 /// with the APs asking directly and through an Oblivious HTTP relay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_observer_table_is_computed_from_what_each_tier_saw_in_both_modes() {
+    let _turn = LIVE_RUNS.lock().await;
     let s = Scenario::parse(&both_modes()).unwrap();
     let r = signpost_testbed::run_all(&s, &|_, _| {}).await.unwrap();
     assert_eq!(r.runs.len(), 2);
