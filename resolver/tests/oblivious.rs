@@ -309,7 +309,8 @@ async fn run(args: Vec<String>) -> std::process::Output {
 /// Starts a server binary; its LoST address (from its `listening for lost
 /// on` line, sent over a channel by the thread that reads its log), and
 /// that thread, which hands back every log line once the server exits.
-fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+/// The server's LoST address and its admin listener's (bound after it).
+fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader};
     let mut child = cmd.env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
     let err = child.stderr.take().unwrap();
@@ -317,16 +318,30 @@ fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(a) = line.split("listening for lost on ").nth(1) {
-                let _ = tx.send(a.trim().parse::<std::net::SocketAddr>().unwrap());
+            for kind in ["lost", "admin"] {
+                if let Some(a) = line.split(&format!("listening for {kind} on ")).nth(1) {
+                    let _ = tx.send(a.trim().parse::<std::net::SocketAddr>().unwrap());
+                }
             }
             lines.push(line);
         }
         lines
     });
     // Bounded: a server that never binds fails the test instead of hanging it.
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server did not log its address");
-    (child, addr, reader)
+    let wait = || rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server did not log its addresses");
+    let (lost, admin) = (wait(), wait());
+    (child, lost, admin, reader)
+}
+
+/// `GET path` on a plain-HTTP admin listener: the body.
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +373,7 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
         .replace("relay.signpost.example", RELAY)
         .replace("resolver.signpost.example", RES)
         .replace("127.0.0.1:7430", "127.0.0.1:0")
-        .replace("admin = \"127.0.0.1:7431\"\n", "")
+        .replace("127.0.0.1:7431", "127.0.0.1:0")
         .replace("pki/ca/ca.pem", &p("ca.pem"))
         .replace("pki/relay/cert.pem", &rc)
         .replace("pki/relay/key.pem", &rk)
@@ -376,7 +391,7 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     let out = run(vec!["relay".into(), "--config".into(), p("bad.toml"), "--check".into()]).await;
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("client_auth"));
-    let (mut child, addr, log) = spawn_server(Command::new(BIN).args(["relay", "--config", &p("relay.toml")]));
+    let (mut child, addr, admin, log) = spawn_server(Command::new(BIN).args(["relay", "--config", &p("relay.toml")]));
     let lookup = |extra: &[&str]| {
         let mut v: Vec<String> = ["lookup", "+49 151 1234 5678", "--resolver-id", RES, "--ca", &p("ca.pem"), "--cert", &ac, "--key", &ak, "--relay", &format!("https://{addr}/relay"), "--relay-id", RELAY]
             .iter()
@@ -402,6 +417,15 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     let out = run(lookup(&[])).await;
     assert_eq!(out.status.code(), Some(64));
     // The relay's log, at info, never shows the number.
+    // The relay's counters on its admin listener's /metrics: two lookups
+    // and their certificate fetches forwarded, one stale key passed on.
+    let page = tokio::task::spawn_blocking(move || admin_get(admin, "/metrics")).await.unwrap();
+    let count = |series: &str| page.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<u64>().ok())).unwrap_or_else(|| panic!("{series} missing: {page}"));
+    assert!(count("signpost_ohttp_relay_requests_total{outcome=\"forwarded\"}") >= 2, "{page}");
+    assert_eq!(count("signpost_ohttp_relay_requests_total{outcome=\"gateway_refused\"}"), 1, "{page}");
+    assert_eq!(count("signpost_ohttp_relay_requests_total{outcome=\"rate_limited\"}"), 0, "{page}");
+    assert_eq!(count("signpost_ohttp_relay_key_fetches_total{outcome=\"ok\"}"), 1, "{page}");
+    assert!(page.contains("# TYPE signpost_ohttp_relay_requests_total counter"), "{page}");
     let _ = child.kill();
     let _ = child.wait();
     let logged = log.join().unwrap().join("\n");
