@@ -13,19 +13,15 @@
 #   N1=2000 N2=10000 bench/cached-instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null || { echo "needs valgrind (Debian: apt-get install valgrind)" >&2; exit 69; }
 N1=${N1:-1000}
 N2=${N2:-5000}
-bin=$(cargo bench -p signpost-resolver --bench cached --no-run --message-format=json 2>/dev/null \
-  | grep -o '"executable":"[^"]*cached[^"]*"' | tail -1 | cut -d'"' -f4)
-[ -x "$bin" ] || { echo "could not build the cached bench" >&2; exit 70; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. bench/callgrind-lib.sh
+bench_setup cached
 server_instructions() {
   local n=$1 dir="$work/$1"
   mkdir -p "$dir"
   (cd "$dir" && SIGNPOST_BENCH_REQUESTS=$n valgrind --tool=callgrind --separate-threads=yes "$bin" >/dev/null 2>&1)
-  # The resolver's worker thread is the one that runs the server's dispatch.
+  # The resolver's worker thread is the one that runs the server's answer path.
   for f in "$dir"/callgrind.out.*-*; do
     if grep -q 'signpost_net::server::answer' "$f"; then
       grep -E '^(summary|totals):' "$f" | head -1 | awk '{print $2}'

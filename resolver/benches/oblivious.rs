@@ -7,6 +7,12 @@
 //!
 //! `cargo bench -p signpost-resolver --bench oblivious`; without `--bench`
 //! (cargo test) a small smoke run. Every loop is bounded in count and time.
+//!
+//! For instruction counts under valgrind (`bench/oblivious-instructions.sh`):
+//! `SIGNPOST_BENCH_SCENARIO=KEY SIGNPOST_BENCH_REQUESTS=N` runs only that
+//! scenario, exactly N requests with no time bound, and nothing else after
+//! the warm-up. KEY is `direct`, `ohttp`, `bulk-direct-S` or `bulk-ohttp-S`
+//! (S = 1, 100 or 1000 identifiers per bulk).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 #[path = "../tests/support/mod.rs"]
@@ -47,6 +53,12 @@ fn number(i: usize) -> String {
     format!("tel:+49151{i:08}")
 }
 
+/// An HTTPS client presenting `cert`, waiting up to `timeout` for an answer.
+fn client(pki: &signpost_kit::Pki, cert: &signpost_kit::Cert, timeout: Duration) -> signpost_net::client::Client {
+    let id = signpost_trust::tls::Identity::from_pem(cert.chain.as_bytes(), cert.key.as_bytes()).unwrap();
+    signpost_net::client::Client::new(Arc::new(signpost_trust::tls::client_config(&pki.anchor, Some(&id)).unwrap()), timeout)
+}
+
 fn unlimited() -> Limiter {
     Limiter::new(LimitSettings { rate: 1e9, burst: 1e9, miss_budget: usize::MAX, miss_window: 60 })
 }
@@ -60,8 +72,17 @@ struct Row {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let population = if full { 1000 } else { 100 };
-    let budget = if full { Duration::from_secs(10) } else { Duration::from_secs(1) };
+    let only = std::env::var("SIGNPOST_BENCH_SCENARIO").ok();
+    let fixed: Option<u64> = std::env::var("SIGNPOST_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok());
+    // Under valgrind only a bulk of 1000 needs 1000 numbers (the warm-up
+    // dominates the start-up); a cached answer costs the same either way.
+    let population = match only.as_deref() {
+        Some(k) => if k.ends_with("-1000") { 1000 } else { 100 },
+        None => if full { 1000 } else { 100 },
+    };
+    // Under valgrind a bulk of 1000 takes seconds: the AP and the relay wait longer.
+    let patience = if fixed.is_some() { Duration::from_secs(600) } else { Duration::from_secs(3) };
+    let budget = if fixed.is_some() { Duration::from_secs(3600) } else if full { Duration::from_secs(10) } else { Duration::from_secs(1) };
     let srv = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("srv").enable_all().build().unwrap();
     let rly = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("rly").enable_all().build().unwrap();
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("load").enable_all().build().unwrap();
@@ -86,10 +107,10 @@ fn main() {
     let relay = rly.block_on(async {
         let relay_cert = t.pki.cert(Role::Resolver, "relay.bench.example", &[]).unwrap();
         let gw = Endpoint::parse(&format!("https://{resolver}{}", ohttp::GATEWAY_PATH)).unwrap();
-        let svc = Arc::new(RelayService::new(support::name("relay.bench.example"), t.pki.client(Some(&relay_cert)).unwrap(), gw, support::name(support::RES), unlimited()));
+        let svc = Arc::new(RelayService::new(support::name("relay.bench.example"), client(&t.pki, &relay_cert, patience), gw, support::name(support::RES), unlimited()));
         serve_big(svc, &relay_cert, &t.pki.anchor, Auth::Required).await
     });
-    let ap = t.pki.client(Some(&t.pki.cert(Role::Msp, "ap.bench.example", &[]).unwrap())).unwrap();
+    let ap = client(&t.pki, &t.pki.cert(Role::Msp, "ap.bench.example", &[]).unwrap(), patience);
     let keys = gateway.key_configs();
     let direct_ep = Endpoint::parse(&format!("https://{resolver}/lost")).unwrap();
     let bulk_ep = Endpoint::parse(&format!("https://{resolver}/lost/bulk")).unwrap();
@@ -110,13 +131,17 @@ fn main() {
     let mut rows = Vec::new();
     // Runs `$body` (an async block, with `$i` the request number) until
     // `$max` requests or the time budget; CPU per identifier at each side.
+    // With SIGNPOST_BENCH_SCENARIO, only the scenario `$key`, for exactly
+    // SIGNPOST_BENCH_REQUESTS requests.
     macro_rules! measure {
-        ($what:expr, $per:expr, $max:expr, |$i:ident| $body:expr) => {{
+        ($key:expr, $what:expr, $per:expr, $max:expr, |$i:ident| $body:expr) => {{
+          if only.as_deref().is_none_or(|k| k == $key) {
+            let max = fixed.unwrap_or($max);
             let (g0, r0) = (cpu_of("srv"), cpu_of("rly"));
             let start = Instant::now();
             let mut n = 0u64;
             load.block_on(async {
-                while n < $max && start.elapsed() < budget {
+                while n < max && start.elapsed() < budget {
                     let $i = n;
                     $body.await;
                     n += 1;
@@ -125,15 +150,16 @@ fn main() {
             let ids = n * $per;
             let (g, r) = (cpu_of("srv") - g0, cpu_of("rly") - r0);
             rows.push(Row { what: $what, identifiers: ids, gateway_us: g * 1e6 / ids.max(1) as f64, relay_us: r * 1e6 / ids.max(1) as f64 });
+          }
         }};
     }
 
     let max = if full { 20_000u64 } else { 200 };
-    measure!("direct POST /lost (cached)".to_owned(), 1, max, |i| async {
+    measure!("direct", "direct POST /lost (cached)".to_owned(), 1, max, |i| async {
         let a = ap.post_lost(&direct_ep, &rid, Bytes::from(bodies[i as usize % bodies.len()].clone())).await.unwrap();
         assert_eq!(a.status, 200);
     });
-    measure!("OHTTP via relay, one lookup (cached)".to_owned(), 1, max, |i| async {
+    measure!("ohttp", "OHTTP via relay, one lookup (cached)".to_owned(), 1, max, |i| async {
         let inner = ohttp::encode_request("resolver", "/lost", signpost_schemas::lost::CONTENT_TYPE, bodies[i as usize % bodies.len()].as_bytes()).unwrap();
         let s = ohttp::seal(&keys, &inner).unwrap();
         let a = ap.raw(&relay_ep, &relay_id, signpost_net::hyper::Method::POST, ohttp::REQUEST_CONTENT_TYPE, Bytes::from(s.body.clone())).await.unwrap();
@@ -145,7 +171,7 @@ fn main() {
         let doc = signpost_resolver::bulk::wrap(signpost_resolver::bulk::REQUEST_ROOT, bodies.iter().take(size).map(|b| b.as_bytes()));
         let reps = (max / size as u64).max(3);
         let inner = ohttp::encode_request("resolver", signpost_resolver::bulk::BULK_PATH, signpost_resolver::bulk::CONTENT_TYPE, &doc).unwrap();
-        measure!(format!("OHTTP via relay, bulk of {size} (cached)"), size as u64, reps, |_i| async {
+        measure!(format!("bulk-ohttp-{size}").as_str(), format!("OHTTP via relay, bulk of {size} (cached)"), size as u64, reps, |_i| async {
             let s = ohttp::seal(&keys, &inner).unwrap();
             let a = ap.raw(&relay_ep, &relay_id, signpost_net::hyper::Method::POST, ohttp::REQUEST_CONTENT_TYPE, Bytes::from(s.body.clone())).await.unwrap();
             assert_eq!(a.status, 200);
@@ -153,10 +179,18 @@ fn main() {
             assert_eq!(r.status, 200);
         });
         let doc = Bytes::from(doc);
-        measure!(format!("direct POST /lost/bulk, bulk of {size} (cached)"), size as u64, reps, |_i| async {
+        measure!(format!("bulk-direct-{size}").as_str(), format!("direct POST /lost/bulk, bulk of {size} (cached)"), size as u64, reps, |_i| async {
             let a = ap.raw(&bulk_ep, &rid, signpost_net::hyper::Method::POST, signpost_resolver::bulk::CONTENT_TYPE, doc.clone()).await.unwrap();
             assert_eq!(a.status, 200);
         });
+    }
+    if only.is_some() {
+        for r in &rows {
+            println!("{}: {} identifiers", r.what, r.identifiers);
+        }
+        assert!(!rows.is_empty(), "SIGNPOST_BENCH_SCENARIO={only:?}: no such scenario (direct, ohttp, bulk-direct-S, bulk-ohttp-S with S = 1, 100, 1000)");
+        drop(node);
+        return;
     }
     // The full client path once, as a check that the bench answers are
     // real: verified through the relay.

@@ -349,6 +349,7 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     let mut svc = ResolverService::new(p.resolver.clone(), limiter).with_bulk(b.max_queries, b.new_identifiers_per_window, b.window_s);
     if let Some(g) = &p.gateway {
         tracing::info!("serving the Oblivious HTTP gateway at {}", signpost_resolver::ohttp::GATEWAY_PATH);
+        g.register(&p.metrics);
         svc = svc.with_gateway(g.clone());
     }
     let svc = Arc::new(svc);
@@ -396,6 +397,7 @@ async fn relay(config: &Path, check: bool) -> ExitCode {
     let log = cfg.log.init_reloadable();
     let metrics = Arc::new(Metrics::new());
     metrics.build_info("relay", env!("CARGO_PKG_VERSION"));
+    svc.register(&metrics);
     metrics.certificate_expiry(tls.me.not_after(), Arc::new(SystemClock));
     let server = Server::new(svc, Some(tls.server.clone()), Some(tls.anchor.clone()), cfg.limits.to_limits(), metrics.clone(), Arc::new(SystemClock));
     let config = config.to_path_buf();

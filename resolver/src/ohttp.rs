@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use aes_gcm::aead::{Aead as _, KeyInit, Nonce};
 use hpke::{Deserializable, Kem as _, OpModeR, Serializable};
@@ -116,6 +117,46 @@ impl OhttpError {
         serde_json::json!({ "type": self.problem_type(), "title": self.to_string(), "status": 400 }).to_string()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Metrics
+
+/// A counter family with a fixed set of `outcome` labels, every series
+/// registered at once (so each is scraped from 0); counting is one atomic
+/// add, nothing when not registered.
+#[derive(Debug)]
+pub struct Outcomes {
+    family: &'static str,
+    labels: &'static [&'static str],
+    counters: OnceLock<Vec<&'static AtomicU64>>,
+}
+
+impl Outcomes {
+    /// The family `family{outcome="…"}` over `labels`.
+    pub const fn new(family: &'static str, labels: &'static [&'static str]) -> Outcomes {
+        Outcomes { family, labels, counters: OnceLock::new() }
+    }
+    /// Registers every series in `m`, with its help text (once; later calls do nothing).
+    pub fn register(&self, m: &signpost_net::Metrics, help: &str) {
+        m.describe(self.family, help);
+        let _ = self.counters.set(self.labels.iter().map(|l| m.counter(&format!("{}{{outcome=\"{l}\"}}", self.family))).collect());
+    }
+    /// Counts one `label` (one of the family's labels; others are not counted).
+    pub fn count(&self, label: &str) {
+        if let (Some(c), Some(i)) = (self.counters.get(), self.labels.iter().position(|l| *l == label))
+            && let Some(c) = c.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Outcomes of `POST /.well-known/ohttp-gateway`: answered (`ok`), the
+/// wrong content type, or refused before opening, by [`OhttpError::label`].
+pub const GATEWAY_OUTCOMES: [&str; 9] = ["ok", "unsupported_media_type", "ohttp_truncated", "ohttp_key", "ohttp_suite", "ohttp_decrypt", "ohttp_replayed", "ohttp_key_config", "ohttp_bhttp"];
+
+/// The gateway's counter family.
+pub const GATEWAY_REQUESTS: &str = "signpost_ohttp_gateway_requests_total";
 
 // ---------------------------------------------------------------------------
 // Keys
@@ -353,6 +394,7 @@ pub struct Gateway {
     settings: GatewaySettings,
     keys: RwLock<Vec<GatewayKey>>,
     replay: Mutex<Replay>,
+    outcomes: Outcomes,
 }
 
 #[derive(Debug, Default)]
@@ -368,13 +410,24 @@ impl Gateway {
     /// Loads the key file.
     pub fn load(settings: GatewaySettings) -> Result<Gateway, String> {
         let keys = load_keys(&settings.keys)?;
-        Ok(Gateway { settings, keys: RwLock::new(keys), replay: Mutex::new(Replay::default()) })
+        Ok(Gateway { settings, keys: RwLock::new(keys), replay: Mutex::new(Replay::default()), outcomes: Outcomes::new(GATEWAY_REQUESTS, &GATEWAY_OUTCOMES) })
     }
 
     /// A gateway with given keys (tests, benches): current first.
     pub fn with_keys(keys: Vec<GatewayKey>, replay_window_s: u64) -> Gateway {
         let settings = GatewaySettings { keys: PathBuf::new(), replay_window_s, replay_max_entries: 1 << 20 };
-        Gateway { settings, keys: RwLock::new(keys), replay: Mutex::new(Replay::default()) }
+        Gateway { settings, keys: RwLock::new(keys), replay: Mutex::new(Replay::default()), outcomes: Outcomes::new(GATEWAY_REQUESTS, &GATEWAY_OUTCOMES) }
+    }
+
+    /// Counts its requests in `m`: `signpost_ohttp_gateway_requests_total`
+    /// by outcome ([`GATEWAY_OUTCOMES`]).
+    pub fn register(&self, m: &signpost_net::Metrics) {
+        self.outcomes.register(m, "Oblivious HTTP gateway requests, by outcome: ok (opened and answered inside the encapsulation), unsupported_media_type, or refused before opening (ohttp_truncated, ohttp_key: unknown or rotated-out key, ohttp_suite, ohttp_decrypt, ohttp_replayed, ohttp_key_config, ohttp_bhttp).");
+    }
+
+    /// Counts one request's outcome (one of [`GATEWAY_OUTCOMES`]).
+    pub fn count(&self, outcome: &str) {
+        self.outcomes.count(outcome);
     }
 
     /// Reads the key file again (SIGHUP): a rotated file takes effect for

@@ -113,6 +113,17 @@ pub struct RelayRecord {
 /// Records kept at most (the most recent).
 const RECORDS_KEPT: usize = 1024;
 
+/// Outcomes of `POST /relay`: `forwarded` (the gateway answered 200),
+/// `gateway_refused` (its 4xx problem, passed on: a stale key, a replay),
+/// `gateway_unreachable`, `gateway_garbled` (an answer that is neither),
+/// `rate_limited` (the AP's limit), `no_client_cert`,
+/// `unsupported_media_type`.
+pub const RELAY_OUTCOMES: [&str; 7] = ["forwarded", "gateway_refused", "gateway_unreachable", "gateway_garbled", "rate_limited", "no_client_cert", "unsupported_media_type"];
+/// Outcomes of `GET /relay/keys`: `ok`, `gateway_failed` (the gateway
+/// answered another status or could not be reached), `rate_limited`,
+/// `no_client_cert`.
+pub const KEY_FETCH_OUTCOMES: [&str; 4] = ["ok", "gateway_failed", "rate_limited", "no_client_cert"];
+
 /// The relay's HTTP service.
 #[derive(Debug)]
 pub struct RelayService {
@@ -122,13 +133,32 @@ pub struct RelayService {
     gateway_id: Name,
     limiter: Limiter,
     records: Mutex<VecDeque<RelayRecord>>,
+    requests: ohttp::Outcomes,
+    key_fetches: ohttp::Outcomes,
 }
 
 impl RelayService {
     /// A relay forwarding to `gateway` (server id `gateway_id`) with
     /// `client` (which presents the relay's certificate).
     pub fn new(id: Name, client: Client, gateway: Endpoint, gateway_id: Name, limiter: Limiter) -> RelayService {
-        RelayService { id, client, gateway, gateway_id, limiter, records: Mutex::new(VecDeque::new()) }
+        RelayService {
+            id,
+            client,
+            gateway,
+            gateway_id,
+            limiter,
+            records: Mutex::new(VecDeque::new()),
+            requests: ohttp::Outcomes::new("signpost_ohttp_relay_requests_total", &RELAY_OUTCOMES),
+            key_fetches: ohttp::Outcomes::new("signpost_ohttp_relay_key_fetches_total", &KEY_FETCH_OUTCOMES),
+        }
+    }
+
+    /// Counts its requests in `m`: `signpost_ohttp_relay_requests_total`
+    /// ([`RELAY_OUTCOMES`]) and `signpost_ohttp_relay_key_fetches_total`
+    /// ([`KEY_FETCH_OUTCOMES`]), by outcome.
+    pub fn register(&self, m: &signpost_net::Metrics) {
+        self.requests.register(m, "Encapsulated requests relayed, by outcome: forwarded, gateway_refused (the gateway's 4xx problem, passed on), gateway_unreachable, gateway_garbled, rate_limited (per AP), no_client_cert, unsupported_media_type.");
+        self.key_fetches.register(m, "Key configurations fetched through the relay, by outcome: ok, gateway_failed, rate_limited, no_client_cert.");
     }
 
     /// The most recent forwarding records (oldest first).
@@ -146,15 +176,16 @@ impl RelayService {
     }
 
     /// The AP's identity, or the refusal.
-    fn admit(&self, ctx: &Ctx) -> Result<String, Reply> {
+    /// The AP's identity, or the refusal and its outcome label.
+    fn admit(&self, ctx: &Ctx) -> Result<String, (&'static str, Reply)> {
         let Some(p) = &ctx.peer else {
-            return Err(Reply::full(403, "text/plain; charset=utf-8", "the relay needs a client certificate from the deployment CA\n"));
+            return Err(("no_client_cert", Reply::full(403, "text/plain; charset=utf-8", "the relay needs a client certificate from the deployment CA\n")));
         };
         let ap = p.id().to_string();
         if let Err(secs) = self.limiter.query(&ap, SystemClock.now()) {
             let mut r = Reply::full(429, "text/plain; charset=utf-8", "per-AP rate limit exceeded\n");
             r.headers.push(("retry-after", secs.to_string()));
-            return Err(r);
+            return Err(("rate_limited", r));
         }
         Ok(ap)
     }
@@ -162,6 +193,7 @@ impl RelayService {
     async fn forward(&self, ap: String, headers: &signpost_net::hyper::HeaderMap, body: Bytes) -> Reply {
         let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
         if ct.as_deref() != Some(ohttp::REQUEST_CONTENT_TYPE) {
+            self.requests.count("unsupported_media_type");
             return Reply::full(415, "text/plain; charset=utf-8", format!("the relay forwards {} only\n", ohttp::REQUEST_CONTENT_TYPE));
         }
         let n = body.len();
@@ -178,13 +210,16 @@ impl RelayService {
                 } else if ct.starts_with("application/problem+json") {
                     "application/problem+json"
                 } else {
+                    self.requests.count("gateway_garbled");
                     return Reply::full(502, "text/plain; charset=utf-8", format!("the gateway answered HTTP {} with {ct:?}\n", a.status));
                 };
+                self.requests.count(if a.status == 200 && ct == ohttp::RESPONSE_CONTENT_TYPE { "forwarded" } else { "gateway_refused" });
                 Reply::full(a.status, ct, a.body)
             }
             Err(e) => {
                 tracing::info!(reason = e.label(), "the gateway cannot be reached: {e}");
                 self.record(RelayRecord { ap, request_bytes: n, response_bytes: 0, status: 0 });
+                self.requests.count("gateway_unreachable");
                 Reply::full(502, "text/plain; charset=utf-8", format!("the gateway cannot be reached: {e}\n"))
             }
         }
@@ -202,22 +237,28 @@ impl Service for RelayService {
 
     async fn get(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, ctx: &Ctx) -> Option<Reply> {
         (path == KEYS_PATH).then_some(())?;
-        if let Err(r) = self.admit(ctx) {
+        if let Err((label, r)) = self.admit(ctx) {
+            self.key_fetches.count(label);
             return Some(r);
         }
         let accept = [("accept", ohttp::KEYS_CONTENT_TYPE.to_owned())];
-        Some(match self.client.get(&self.gateway, &self.gateway_id, ohttp::GATEWAY_PATH, &accept).await {
-            Ok(a) if a.status == 200 => Reply::full(200, ohttp::KEYS_CONTENT_TYPE, a.body),
-            Ok(a) => Reply::full(502, "text/plain; charset=utf-8", format!("the gateway's key configuration: HTTP {}\n", a.status)),
-            Err(e) => Reply::full(502, "text/plain; charset=utf-8", format!("the gateway cannot be reached: {e}\n")),
-        })
+        let (label, reply) = match self.client.get(&self.gateway, &self.gateway_id, ohttp::GATEWAY_PATH, &accept).await {
+            Ok(a) if a.status == 200 => ("ok", Reply::full(200, ohttp::KEYS_CONTENT_TYPE, a.body)),
+            Ok(a) => ("gateway_failed", Reply::full(502, "text/plain; charset=utf-8", format!("the gateway's key configuration: HTTP {}\n", a.status))),
+            Err(e) => ("gateway_failed", Reply::full(502, "text/plain; charset=utf-8", format!("the gateway cannot be reached: {e}\n"))),
+        };
+        self.key_fetches.count(label);
+        Some(reply)
     }
 
     async fn post(&self, path: &str, headers: &signpost_net::hyper::HeaderMap, body: Bytes, ctx: &Ctx) -> Option<Reply> {
         (path == RELAY_PATH).then_some(())?;
         Some(match self.admit(ctx) {
             Ok(ap) => self.forward(ap, headers, body).await,
-            Err(r) => r,
+            Err((label, r)) => {
+                self.requests.count(label);
+                r
+            }
         })
     }
 }

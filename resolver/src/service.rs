@@ -25,6 +25,7 @@ pub struct ResolverService {
     seen: std::sync::Mutex<std::collections::HashSet<String>>,
     bulk_max: usize,
     budget: NewIdentifierBudget,
+    observer: Option<Arc<signpost_net::observe::Observer>>,
 }
 
 /// Queries of one bulk resolved at once.
@@ -44,7 +45,16 @@ impl ResolverService {
             seen: std::sync::Mutex::new(std::collections::HashSet::new()),
             bulk_max: d.max_queries,
             budget: NewIdentifierBudget::new(d.new_identifiers_per_window, d.window_s),
+            observer: None,
         }
+    }
+
+    /// Records what every LoST request it answers (direct, bulk, or opened
+    /// by the gateway) names and who sent it, as salted hashes (the
+    /// testbed's privacy measurement; the binary never sets one).
+    pub fn with_observer(mut self, o: Arc<signpost_net::observe::Observer>) -> ResolverService {
+        self.observer = Some(o);
+        self
     }
 
     /// The client identities (certificate ids, or addresses without one)
@@ -108,6 +118,10 @@ impl ResolverService {
             })
             .collect();
         let ids: Vec<String> = queries.iter().filter_map(|q| q.as_ref().ok()).filter_map(|f| f.csi_location().ok().map(|(_, c)| c.uri().to_owned())).collect();
+        if let Some(o) = &self.observer {
+            let sender = queries.iter().filter_map(|q| q.as_ref().ok()).find_map(|f| f.context.as_ref().and_then(|c| c.sender_provider.as_ref()));
+            o.see(ctx.peer.as_ref().map(|p| p.id().as_str()), Some(ctx.remote.ip()), ids.iter().map(String::as_str), sender.map(Name::as_str));
+        }
         match self.budget.charge(key, ids.iter().map(String::as_str), now) {
             Ok(fresh) => tracing::debug!(client = %key, queries = docs.len(), new_identifiers = fresh, "bulk lookup"),
             Err(secs) => {
@@ -179,12 +193,16 @@ impl ResolverService {
     async fn gateway(&self, g: &Gateway, headers: &signpost_net::hyper::HeaderMap, body: &[u8], ctx: &Ctx) -> Reply {
         let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(|v| v.trim().to_ascii_lowercase());
         if ct.as_deref() != Some(ohttp::REQUEST_CONTENT_TYPE) {
+            g.count("unsupported_media_type");
             return Reply::full(415, "text/plain; charset=utf-8", format!("the gateway takes {}\n", ohttp::REQUEST_CONTENT_TYPE));
         }
         let now = signpost_schemas::Clock::now(&signpost_schemas::SystemClock).as_secs();
         let (inner, opened) = match g.open(body, now) {
             Ok(x) => x,
-            Err(e) => return problem(&e),
+            Err(e) => {
+                g.count(e.label());
+                return problem(&e);
+            }
         };
         let (status, ct, out) = match ohttp::decode_request(&inner) {
             Err(e) => (400, "text/plain; charset=utf-8", Bytes::from(format!("{e}\n"))),
@@ -203,8 +221,14 @@ impl ResolverService {
             Ok(r) => self.lost_bytes(&r.body, ctx).await,
         };
         match ohttp::encode_response(status, ct, &out).and_then(|b| opened.seal(&b)) {
-            Ok(sealed) => Reply::full(200, ohttp::RESPONSE_CONTENT_TYPE, sealed),
-            Err(e) => problem(&e),
+            Ok(sealed) => {
+                g.count("ok");
+                Reply::full(200, ohttp::RESPONSE_CONTENT_TYPE, sealed)
+            }
+            Err(e) => {
+                g.count(e.label());
+                problem(&e)
+            }
         }
     }
 }
@@ -222,6 +246,9 @@ impl Service for ResolverService {
     }
 
     async fn lost(&self, req: Request, ctx: &Ctx) -> Result<LostReply, Failure> {
+        if let Some(o) = &self.observer {
+            o.see_request(ctx, Some(&req));
+        }
         let key = Self::client_key(ctx);
         self.remember(key);
         if let Err(secs) = self.limiter.query(key, signpost_schemas::Clock::now(&signpost_schemas::SystemClock)) {

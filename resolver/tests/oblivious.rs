@@ -58,11 +58,15 @@ impl Oblivious {
         let gateway = Arc::new(Gateway::with_keys(vec![GatewayKey::from_private(1, &[7u8; 32]).unwrap()], 600));
         let svc = Arc::new(ResolverService::new(node.resolver.clone(), limiter(1e6)).with_gateway(gateway.clone()).with_bulk(bulk_max, new_ids, 3600));
         let cert = t.pki.cert(Role::Resolver, RES, &[]).unwrap();
-        let resolver = serve(svc.clone(), &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        gateway.register(&metrics);
+        let resolver = serve(svc.clone(), &cert, &t.pki.anchor, Auth::Optional, "127.0.0.1:0".parse().unwrap(), metrics).await.unwrap();
         let relay_cert = t.pki.cert(Role::Resolver, RELAY, &[]).unwrap();
         let gw = Endpoint::parse(&format!("https://{}{}", resolver.addr, ohttp::GATEWAY_PATH)).unwrap();
         let relay_svc = Arc::new(RelayService::new(name(RELAY), t.pki.client(Some(&relay_cert)).unwrap(), gw, name(RES), limiter(relay_rate)));
-        let relay = serve(relay_svc.clone(), &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), Arc::new(Metrics::new())).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        relay_svc.register(&metrics);
+        let relay = serve(relay_svc.clone(), &relay_cert, &t.pki.anchor, Auth::Required, "127.0.0.1:0".parse().unwrap(), metrics).await.unwrap();
         Oblivious { t, _node: node, gateway, svc, resolver, relay_svc, relay }
     }
 
@@ -150,6 +154,8 @@ async fn a_rotated_out_key_gets_the_ohttp_key_problem_and_the_previous_key_works
     // The lookup client says what went wrong.
     let e = lookup_via(&ap, &stale, &o.t.pki.anchor, &csi(NUMBER), None).await.unwrap_err();
     assert!(e.to_string().contains("ohttp-key") && e.to_string().contains("rotated out"), "{e}");
+    assert_eq!(signpost_kit::metric(&o.resolver.metrics, "signpost_ohttp_gateway_requests_total{outcome=\"ohttp_key\"}"), 2);
+    assert_eq!(signpost_kit::metric(&o.relay.metrics, "signpost_ohttp_relay_key_fetches_total{outcome=\"ok\"}"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +198,14 @@ async fn replayed_truncated_and_garbled_encapsulations_are_refused_clearly() {
     let a = o.post_raw(&ap, s.body.clone()).await;
     assert_eq!(a.status, 200);
     assert_eq!(ohttp::decode_response(&s.open(&a.body).unwrap()).unwrap().status, 404);
+    // Each counted by kind, at the gateway and at the relay (what /metrics serves).
+    let gw = |o_: &str| signpost_kit::metric(&o.resolver.metrics, &format!("signpost_ohttp_gateway_requests_total{{outcome=\"{o_}\"}}"));
+    let rl = |o_: &str| signpost_kit::metric(&o.relay.metrics, &format!("signpost_ohttp_relay_requests_total{{outcome=\"{o_}\"}}"));
+    assert_eq!((gw("ok"), gw("ohttp_replayed"), gw("ohttp_decrypt") + gw("ohttp_truncated")), (2, 1, 5), "{}", o.resolver.metrics.render());
+    assert!(gw("ohttp_truncated") >= 2);
+    assert_eq!(gw("ohttp_key"), 0);
+    assert_eq!((rl("forwarded"), rl("gateway_refused"), rl("unsupported_media_type")), (2, 6, 1), "{}", o.relay.metrics.render());
+    assert!(o.resolver.metrics.render().contains("# HELP signpost_ohttp_gateway_requests_total Oblivious HTTP gateway requests"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,6 +220,8 @@ async fn the_relay_requires_an_ap_certificate_and_limits_each_ap() {
     }
     assert_eq!(&statuses[..2], [200, 200]);
     assert!(statuses[2..].contains(&429), "{statuses:?}");
+    let limited = statuses.iter().filter(|s| **s == 429).count() as u64;
+    assert_eq!(signpost_kit::metric(&o.relay.metrics, "signpost_ohttp_relay_requests_total{outcome=\"rate_limited\"}"), limited);
     // Another AP has its own budget.
     let other = o.t.pki.client(Some(&o.t.pki.cert(Role::Msp, "ap.other.example", &[]).unwrap())).unwrap();
     let s = ohttp::seal(&keys, &lost_request(NUMBER)).unwrap();
@@ -293,7 +309,8 @@ async fn run(args: Vec<String>) -> std::process::Output {
 /// Starts a server binary; its LoST address (from its `listening for lost
 /// on` line, sent over a channel by the thread that reads its log), and
 /// that thread, which hands back every log line once the server exits.
-fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+/// The server's LoST address and its admin listener's (bound after it).
+fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr, std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader};
     let mut child = cmd.env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
     let err = child.stderr.take().unwrap();
@@ -301,16 +318,30 @@ fn spawn_server(cmd: &mut Command) -> (std::process::Child, std::net::SocketAddr
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(a) = line.split("listening for lost on ").nth(1) {
-                let _ = tx.send(a.trim().parse::<std::net::SocketAddr>().unwrap());
+            for kind in ["lost", "admin"] {
+                if let Some(a) = line.split(&format!("listening for {kind} on ")).nth(1) {
+                    let _ = tx.send(a.trim().parse::<std::net::SocketAddr>().unwrap());
+                }
             }
             lines.push(line);
         }
         lines
     });
     // Bounded: a server that never binds fails the test instead of hanging it.
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server did not log its address");
-    (child, addr, reader)
+    let wait = || rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the server did not log its addresses");
+    let (lost, admin) = (wait(), wait());
+    (child, lost, admin, reader)
+}
+
+/// `GET path` on a plain-HTTP admin listener: the body.
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +373,7 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
         .replace("relay.signpost.example", RELAY)
         .replace("resolver.signpost.example", RES)
         .replace("127.0.0.1:7430", "127.0.0.1:0")
-        .replace("admin = \"127.0.0.1:7431\"\n", "")
+        .replace("127.0.0.1:7431", "127.0.0.1:0")
         .replace("pki/ca/ca.pem", &p("ca.pem"))
         .replace("pki/relay/cert.pem", &rc)
         .replace("pki/relay/key.pem", &rk)
@@ -360,7 +391,7 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     let out = run(vec!["relay".into(), "--config".into(), p("bad.toml"), "--check".into()]).await;
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("client_auth"));
-    let (mut child, addr, log) = spawn_server(Command::new(BIN).args(["relay", "--config", &p("relay.toml")]));
+    let (mut child, addr, admin, log) = spawn_server(Command::new(BIN).args(["relay", "--config", &p("relay.toml")]));
     let lookup = |extra: &[&str]| {
         let mut v: Vec<String> = ["lookup", "+49 151 1234 5678", "--resolver-id", RES, "--ca", &p("ca.pem"), "--cert", &ac, "--key", &ak, "--relay", &format!("https://{addr}/relay"), "--relay-id", RELAY]
             .iter()
@@ -386,6 +417,15 @@ async fn the_binaries_make_and_rotate_keys_relay_and_look_up_through_the_relay()
     let out = run(lookup(&[])).await;
     assert_eq!(out.status.code(), Some(64));
     // The relay's log, at info, never shows the number.
+    // The relay's counters on its admin listener's /metrics: two lookups
+    // and their certificate fetches forwarded, one stale key passed on.
+    let page = tokio::task::spawn_blocking(move || admin_get(admin, "/metrics")).await.unwrap();
+    let count = |series: &str| page.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<u64>().ok())).unwrap_or_else(|| panic!("{series} missing: {page}"));
+    assert!(count("signpost_ohttp_relay_requests_total{outcome=\"forwarded\"}") >= 2, "{page}");
+    assert_eq!(count("signpost_ohttp_relay_requests_total{outcome=\"gateway_refused\"}"), 1, "{page}");
+    assert_eq!(count("signpost_ohttp_relay_requests_total{outcome=\"rate_limited\"}"), 0, "{page}");
+    assert_eq!(count("signpost_ohttp_relay_key_fetches_total{outcome=\"ok\"}"), 1, "{page}");
+    assert!(page.contains("# TYPE signpost_ohttp_relay_requests_total counter"), "{page}");
     let _ = child.kill();
     let _ = child.wait();
     let logged = log.join().unwrap().join("\n");

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod oracle;
+pub mod privacy;
 pub mod report;
 #[allow(clippy::indexing_slicing)] // indices come from the lengths they index
 pub mod run;
@@ -19,13 +20,17 @@ pub mod scenario;
 pub mod sim;
 pub mod topology;
 
-/// Runs every policy of a scenario; `tick(policy, second)` reports progress.
-pub async fn run_all(s: &scenario::Scenario, tick: &(dyn Fn(&str, u64) + Sync)) -> Result<report::Report, String> {
+/// Runs every policy of a scenario in every mode (modes first, in the
+/// scenario's order); `tick(run, second)` reports progress, `run`
+/// counting from 0.
+pub async fn run_all(s: &scenario::Scenario, tick: &(dyn Fn(usize, u64) + Sync)) -> Result<report::Report, String> {
     let mut runs = Vec::new();
     run::live_scale(s)?;
-    for p in s.policies.iter().filter(|p| scenario::LIVE_POLICIES.contains(&p.as_str())) {
-        let pp = p.clone();
-        runs.push(run::run(s, p, &move |i| tick(&pp, i)).await?);
+    for m in &s.modes {
+        for p in s.policies.iter().filter(|p| scenario::LIVE_POLICIES.contains(&p.as_str())) {
+            let k = runs.len();
+            runs.push(run::run(s, p, m, &move |i| tick(k, i)).await?);
+        }
     }
-    Ok(report::Report { scenario: s.name.clone(), runs })
+    Ok(report::Report::new(s.name.clone(), runs))
 }

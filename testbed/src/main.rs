@@ -19,7 +19,8 @@ struct Cli {
 enum Cmd {
     /// The built-in demo: two countries and an email domain, ports,
     /// releases, reassignments, claims and an outage under load, with push
-    /// invalidation and with TTL only (about a minute).
+    /// invalidation and with TTL only, the APs asking directly and through
+    /// Oblivious HTTP relays (about two minutes).
     Demo {
         /// Where the reports go.
         #[arg(long, default_value = "signpost-demo")]
@@ -97,18 +98,18 @@ fn main() -> ExitCode {
         }
     };
     signpost_schemas::csi::warm_up();
-    let bar = indicatif::ProgressBar::new(s.duration_s * s.policies.len() as u64);
+    let runs = (s.policies.len() * s.modes.len()) as u64;
+    let bar = indicatif::ProgressBar::new(s.duration_s * runs);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} s")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let b2 = bar.clone();
     let dur = s.duration_s;
-    let policies = s.policies.clone();
-    let result = rt.block_on(signpost_testbed::run_all(&s, &move |p, sec| {
-        let k = policies.iter().position(|x| x == p).unwrap_or(0) as u64;
-        b2.set_message(format!("{} · {p}", "running"));
-        b2.set_position((k * dur + sec).min(dur * policies.len() as u64));
+    let names: Vec<String> = s.modes.iter().flat_map(|m| s.policies.iter().map(move |p| if m == "direct" { p.clone() } else { format!("{p} via relay") })).collect();
+    let result = rt.block_on(signpost_testbed::run_all(&s, &move |k, sec| {
+        b2.set_message(format!("running · {}", names.get(k).map_or("", String::as_str)));
+        b2.set_position((k as u64 * dur + sec).min(dur * runs));
     }));
     bar.finish_and_clear();
     match result {
@@ -223,12 +224,12 @@ fn simulate(path: &Path, out: &Path, seed: Option<u64>) -> ExitCode {
 
 fn print_summary(r: &Report, out: &Path) {
     println!("scenario {}:", r.scenario);
-    println!("{:<9} {:>8} {:>10} {:>9} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}", "policy", "lookups", "lookups/s", "correct", "stale", "wrong", "errors", "inval p50", "inval p99", "hit %");
+    println!("{:<18} {:>8} {:>10} {:>9} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}", "policy", "lookups", "lookups/s", "correct", "stale", "wrong", "errors", "inval p50", "inval p99", "hit %");
     for p in &r.runs {
         let f = |v: Option<f64>| v.map_or("–".into(), |x| if x >= 1000.0 { format!("{:.2} s", x / 1000.0) } else { format!("{x:.1} ms") });
         println!(
-            "{:<9} {:>8} {:>10.0} {:>9} {:>8} {:>6} {:>7} {:>10} {:>10} {:>7.1}%",
-            p.policy,
+            "{:<18} {:>8} {:>10.0} {:>9} {:>8} {:>6} {:>7} {:>10} {:>10} {:>7.1}%",
+            p.label(),
             p.lookups,
             p.lookups_per_s,
             p.correct,
@@ -243,18 +244,18 @@ fn print_summary(r: &Report, out: &Path) {
     for p in &r.runs {
         if !p.errors.is_empty() {
             let e: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            println!("{:<9} errors: {}", p.policy, e.join(", "));
+            println!("{:<18} errors: {}", p.label(), e.join(", "));
         }
         if p.scan_sent > 0 {
-            println!("{:<9} enumeration scan: {} of {} requests refused (rate limit)", p.policy, p.scan_throttled, p.scan_sent);
+            println!("{:<18} enumeration scan: {} of {} requests refused (rate limit)", p.label(), p.scan_throttled, p.scan_sent);
         }
     }
     for p in &r.runs {
         let f = |v: Option<f64>| v.map_or("–".into(), |x| if x >= 1000.0 { format!("{:.2} s", x / 1000.0) } else { format!("{x:.0} ms") });
         let verdict = if p.wrong == 0 && p.stale == 0 { "PASS" } else if p.wrong == 0 { "STALE" } else { "WRONG" };
         println!(
-            "verdict {:<9} {verdict}: {} wrong and {} stale answers of {}; every change reached every resolver within {} (p99)",
-            p.policy,
+            "verdict {:<18} {verdict}: {} wrong and {} stale answers of {}; every change reached every resolver within {} (p99)",
+            p.label(),
             p.wrong,
             p.stale,
             p.lookups,
@@ -268,6 +269,15 @@ fn print_summary(r: &Report, out: &Path) {
             println!("  {k:<14} {}", explain_error(k));
         }
     }
+    if !r.privacy.is_empty() {
+        println!("who learned what (computed from each tier's own records):");
+        for (mode, tiers) in &r.privacy {
+            for (tier, facts) in tiers {
+                let f: Vec<&str> = facts.iter().map(|f| signpost_testbed::privacy::fact_name(f)).collect();
+                println!("  {:<8} {:<10} {}", mode, tier, if f.is_empty() { "nothing".to_owned() } else { f.join(", ") });
+            }
+        }
+    }
     println!("reports: {}/report.html, report.md, report.json", out.display());
 }
 
@@ -277,6 +287,7 @@ fn explain_error(kind: &str) -> &'static str {
         "serverError" => "answers of the rogue authority (a valid certificate for another scope), rejected by the resolvers' verification and never served",
         "serverTimeout" => "lookups during an authority outage for identifiers the resolver had nothing stale for (stale answers are served where it had)",
         "connect" => "requests refused while a resolver restarted (its port was closed for a moment)",
+        "relay_502" => "lookups through a relay while its resolver restarted (the relay answers 502: the gateway cannot be reached)",
         "forbidden" => "requests over a client's rate limit (the enumeration scan)",
         "notFound" => "identifiers that are not discoverable (released, never assigned)",
         "loop" => "a request whose path already held the next server",

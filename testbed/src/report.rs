@@ -1,6 +1,7 @@
 //! Reports: `report.json` (every figure), `report.md` (the summary table)
 //! and `report.html` (charts as inline SVG, no scripts, no network).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -13,8 +14,15 @@ use crate::run::PolicyReport;
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
-    /// One entry per policy.
+    /// One entry per policy and mode.
     pub runs: Vec<PolicyReport>,
+    /// The observer table: mode (`direct`, `relay`) → tier (`ap`,
+    /// `relay`, `resolver`, `root`, `authority`) → what that tier's own
+    /// records show it learned, of `ap-identity`, `sender-provider` and
+    /// `recipient-csi` (the union over the mode's runs; a tier that took
+    /// no part in a mode, the relay in `direct`, is absent). See
+    /// [`crate::privacy`].
+    pub privacy: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// The `p` quantile of sorted values.
@@ -35,11 +43,30 @@ fn pct(a: u64, total: u64) -> String {
 }
 
 impl Report {
+    /// A report of `runs`, with the observer table computed from them.
+    pub fn new(scenario: String, runs: Vec<PolicyReport>) -> Report {
+        let privacy = crate::privacy::table(runs.iter().map(|r| (r.mode.as_str(), &r.privacy)));
+        Report { scenario, runs, privacy }
+    }
+
+    /// The observer table's rows: (tier, mode, learned per fact, records).
+    fn privacy_rows(&self) -> Vec<(&'static str, &'static str, [bool; 3], u64)> {
+        let mut rows = Vec::new();
+        for tier in crate::privacy::TIERS {
+            for mode in crate::privacy::MODES {
+                let Some(l) = self.privacy.get(mode).and_then(|m| m.get(tier)) else { continue };
+                let requests = self.runs.iter().filter(|r| r.mode == mode).filter_map(|r| r.privacy.get(tier)).map(|v| v.requests).sum();
+                rows.push((tier, mode, crate::privacy::FACTS.map(|f| l.contains(f)), requests));
+            }
+        }
+        rows
+    }
+
     /// The Markdown summary table.
     pub fn markdown(&self) -> String {
         let mut s = format!("# Signpost testbed: {}\n\n", self.scenario);
         for r in &self.runs {
-            let _ = writeln!(s, "- **{}**", verdict_line(&r.policy, r.wrong, r.stale, r.lookups, quantile(&r.invalidation_ms, 0.99)));
+            let _ = writeln!(s, "- **{}**", verdict_line(&r.label(), r.wrong, r.stale, r.lookups, quantile(&r.invalidation_ms, 0.99)));
         }
         s.push('\n');
         s.push_str("| policy | lookups | lookups/s | correct | stale | wrong | errors | invalidation p50 | p99 | max | hit ratio |\n");
@@ -49,7 +76,7 @@ impl Report {
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.0} | {} | {} ({}) | {} | {} | {} | {} | {} | {:.1} % |",
-                r.policy,
+                r.label(),
                 r.lookups,
                 r.lookups_per_s,
                 r.correct,
@@ -65,12 +92,25 @@ impl Report {
         }
         s.push_str("\nInvalidation latency: from the commit at the authority until every resolver answers the new truth (probed every 5 ms).\n");
         s.push_str("Verdicts come from the testbed's own record of every committed change, never from the system under test.\n");
+        let rows = self.privacy_rows();
+        if !rows.is_empty() {
+            s.push_str("\n## Who learned what\n\n");
+            s.push_str("| tier | mode | AP identity | sender's provider | recipient CSI | requests recorded |\n|---|---|---|---|---|---:|\n");
+            for (tier, mode, facts, n) in rows {
+                let f = facts.map(|b| if b { "learned" } else { "–" });
+                let _ = writeln!(s, "| {tier} | {} | {} | {} | {} | {n} |", crate::privacy::mode_name(mode), f[0], f[1], f[2]);
+            }
+            s.push('\n');
+            s.push_str(PRIVACY_NOTE);
+            s.push('\n');
+        }
         for r in &self.runs {
-            let _ = writeln!(s, "\n## {}\n", r.policy);
+            let _ = writeln!(s, "\n## {}\n", r.label());
             let _ = writeln!(s, "- identifiers: {}; run {:.1} s", r.identifiers, r.duration_s);
             let _ = writeln!(s, "- requests per tier: {}", r.tier_requests.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
             if r.scan_sent > 0 {
-                let _ = writeln!(s, "- enumeration scan: {} requests, {} refused (forbidden with Retry-After) by the resolver's per-client limit", r.scan_sent, r.scan_throttled);
+                let by = if r.mode == "relay" { "(429 with Retry-After) by the relay's per-AP limit" } else { "(forbidden with Retry-After) by the resolver's per-client limit" };
+                let _ = writeln!(s, "- enumeration scan: {} requests, {} refused {by}", r.scan_sent, r.scan_throttled);
             }
             if !r.errors.is_empty() {
                 let _ = writeln!(s, "- errors: {}", r.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
@@ -102,17 +142,26 @@ impl Report {
                         (i as f64, if total == 0 { 0.0 } else { 100.0 * (s.stale + s.wrong) as f64 / total as f64 })
                     })
                     .collect();
-                (r.policy.clone(), pts)
+                (r.label(), pts)
             })
             .collect();
         // The scenario's events, as markers on the time chart.
         let marks: Vec<(f64, String)> = self.runs.first().map(|r| r.event_marks.clone()).unwrap_or_default();
         let mut head = String::from("<h2>Verdict</h2><ul>");
         for r in &self.runs {
-            let _ = write!(head, "<li><b>{}</b></li>", esc(&verdict_line(&r.policy, r.wrong, r.stale, r.lookups, quantile(&r.invalidation_ms, 0.99))));
+            let _ = write!(head, "<li><b>{}</b></li>", esc(&verdict_line(&r.label(), r.wrong, r.stale, r.lookups, quantile(&r.invalidation_ms, 0.99))));
         }
         head.push_str("</ul>");
         body.push_str(&head);
+        let rows = self.privacy_rows();
+        if !rows.is_empty() {
+            body.push_str("<h2>Who learned what</h2><table><tr><th>tier</th><th>mode</th><th>AP identity</th><th>sender's provider</th><th>recipient CSI</th><th>requests recorded</th></tr>");
+            for (tier, mode, facts, n) in rows {
+                let f = facts.map(|b| if b { "<b>learned</b>" } else { "–" });
+                let _ = write!(body, "<tr><td>{tier}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(crate::privacy::mode_name(mode)), f[0], f[1], f[2]);
+            }
+            let _ = write!(body, "</table><p>{}</p>", esc(PRIVACY_NOTE));
+        }
         body.push_str(&chart("Stale or wrong answers over time", &Axes { x: "second of the run", y: "% of answers", log_x: false, y_max: None, marks: &marks }, &series, &colors));
         // Invalidation latency CDF.
         let series: Vec<(String, Vec<(f64, f64)>)> = self
@@ -120,7 +169,7 @@ impl Report {
             .iter()
             .map(|r| {
                 let n = r.invalidation_ms.len().max(1) as f64;
-                (r.policy.clone(), r.invalidation_ms.iter().enumerate().map(|(i, v)| (*v, (i + 1) as f64 / n)).collect())
+                (r.label(), r.invalidation_ms.iter().enumerate().map(|(i, v)| (*v, (i + 1) as f64 / n)).collect())
             })
             .collect();
         body.push_str(&chart("Invalidation latency (CDF)", &Axes { x: "ms from commit to every resolver answering the new truth (log scale)", y: "fraction", log_x: true, y_max: Some(1.0), marks: &[] }, &series, &colors));
@@ -134,7 +183,7 @@ impl Report {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1} %</td></tr>",
-                esc(&r.policy),
+                esc(&r.label()),
                 r.lookups,
                 r.lookups_per_s,
                 r.correct,
@@ -166,6 +215,9 @@ impl Report {
         Ok(())
     }
 }
+
+/// How the observer table is made (under it in both reports).
+const PRIVACY_NOTE: &str = "Each tier recorded, as salted hashes, the client certificate ids and addresses it saw and the identifiers and sender's providers the requests it could read named; a fact is \"learned\" when those records hold the hash of an AP's certificate id, of an identifier an AP asked about, or of the sender's provider an AP named (or of a resolver's id: a resolver is run by the sender's provider). The APs' own records are the reference. Addresses are not used: on loopback every party is 127.0.0.1.";
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -270,13 +322,13 @@ fn error_bars(runs: &[PolicyReport], colors: &[&str]) -> String {
             let h = (H - 2.0 * PAD) * v / max;
             let x = PAD + group * k as f64 + bw * (i as f64 + 0.5);
             let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
-            let _ = write!(s, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{} {}: {v}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{v}</text>", H - PAD - h, bw * 0.9, esc(kind), esc(&r.policy), x + bw * 0.45, H - PAD - h - 3.0);
+            let _ = write!(s, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{} {}: {v}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{v}</text>", H - PAD - h, bw * 0.9, esc(kind), esc(&r.label()), x + bw * 0.45, H - PAD - h - 3.0);
         }
         let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>", PAD + group * (k as f64 + 0.5), H - PAD + 16.0, esc(kind));
     }
     for (i, r) in runs.iter().enumerate() {
         let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
-        let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>", W - PAD - 150.0, PAD + 18.0 * i as f64, W - PAD - 132.0, PAD + 10.0 + 18.0 * i as f64, esc(&r.policy));
+        let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>", W - PAD - 150.0, PAD + 18.0 * i as f64, W - PAD - 132.0, PAD + 10.0 + 18.0 * i as f64, esc(&r.label()));
     }
     s.push_str("</svg>");
     s
@@ -300,14 +352,14 @@ fn bars(runs: &[PolicyReport], colors: &[&str]) -> String {
             let h = (H - 2.0 * PAD) * v / max;
             let x = PAD + group * t as f64 + bw * (i as f64 + 0.5);
             let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
-            let _ = write!(s, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{} {}: {v:.0}/s</title></rect>", H - PAD - h, bw * 0.9, esc(tier), esc(&r.policy));
+            let _ = write!(s, "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{} {}: {v:.0}/s</title></rect>", H - PAD - h, bw * 0.9, esc(tier), esc(&r.label()));
             let _ = write!(s, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}</text>", x + bw * 0.45, H - PAD - h - 3.0, fmt_num(v));
         }
         let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{tier}</text>", PAD + group * (t as f64 + 0.5), H - PAD + 16.0);
     }
     for (i, r) in runs.iter().enumerate() {
         let c = colors.get(i % colors.len()).copied().unwrap_or("#000");
-        let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>", W - PAD - 150.0, PAD + 18.0 * i as f64, W - PAD - 132.0, PAD + 10.0 + 18.0 * i as f64, esc(&r.policy));
+        let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{}</text>", W - PAD - 150.0, PAD + 18.0 * i as f64, W - PAD - 132.0, PAD + 10.0 + 18.0 * i as f64, esc(&r.label()));
     }
     s.push_str("</svg>");
     s

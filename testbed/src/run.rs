@@ -14,7 +14,10 @@ use signpost_authority::import::ImportItem;
 use signpost_net::client::Client;
 use signpost_schemas::lost::Assurance;
 use signpost_schemas::sp::{EntryRecord, Provision, Visibility};
-use signpost_schemas::{Csi, E164, FindService, Limits, MappingBody, Name, Request, Response};
+use signpost_net::observe::Observer;
+use signpost_resolver::ohttp;
+use signpost_schemas::lost::Endpoint;
+use signpost_schemas::{Csi, E164, FindService, Limits, MappingBody, Name, Request, Response, SenderContext};
 use signpost_trust::Role;
 
 use crate::oracle::{Oracle, Truth, Verdict};
@@ -91,6 +94,10 @@ pub struct Second {
 pub struct PolicyReport {
     /// `push` or `ttl-only`.
     pub policy: String,
+    /// How the APs reached the resolvers: `direct` or `relay`.
+    pub mode: String,
+    /// Per tier: what its records show it learned (see [`crate::privacy`]).
+    pub privacy: BTreeMap<String, crate::privacy::TierView>,
     /// Identifiers in the population.
     pub identifiers: usize,
     /// Lookups sent.
@@ -129,6 +136,60 @@ pub struct PolicyReport {
     pub scan_sent: u64,
     /// Enumeration scans: requests refused by the rate limit (forbidden with Retry-After).
     pub scan_throttled: u64,
+}
+
+impl PolicyReport {
+    /// The run's name in reports: the policy, and the mode unless direct.
+    pub fn label(&self) -> String {
+        if self.mode == "direct" { self.policy.clone() } else { format!("{} via relay", self.policy) }
+    }
+}
+
+/// The sender's provider every simulated AP names in its lookups' sender
+/// context (no recipient restricts an entry to it, so answers are the
+/// same as without a context).
+pub const SENDER_PROVIDER: &str = "msp-sender.testbed.example";
+
+/// How an AP reaches a resolver.
+#[derive(Debug, Clone)]
+enum Route {
+    /// `POST /lost` on the resolver.
+    Direct(Endpoint, Name),
+    /// Oblivious HTTP through a relay: its `POST /relay`, its id, the
+    /// gateway's key configuration.
+    Relay(Endpoint, Name, Arc<Vec<u8>>),
+}
+
+/// The findService every AP sends for `csi`.
+fn find_body(csi: &Csi) -> Bytes {
+    let mut f = FindService::for_csi(csi.clone(), true);
+    f.context = Name::parse(SENDER_PROVIDER).ok().map(|p| SenderContext { sender_provider: Some(p), tags: vec![] });
+    Bytes::from(Request::FindService(f).encode())
+}
+
+/// One LoST request by a route: the answer's body and whether it carries
+/// a rate limit's Retry-After; or an error label. Through a relay, the
+/// relay's own 429 is `forbidden` (like the resolver's limit directly).
+async fn ask(c: &Client, route: &Route, body: Bytes) -> Result<(bool, Bytes), String> {
+    match route {
+        Route::Direct(ep, id) => c.post_lost(ep, id, body).await.map(|a| (a.headers.contains_key("retry-after"), a.body)).map_err(|e| e.label().to_owned()),
+        Route::Relay(relay, id, keys) => {
+            let inner = ohttp::encode_request("resolver", "/lost", signpost_schemas::lost::CONTENT_TYPE, &body).map_err(|e| e.label().to_owned())?;
+            let sealed = ohttp::seal(keys, &inner).map_err(|e| e.label().to_owned())?;
+            let a = c.raw(relay, id, signpost_net::hyper::Method::POST, ohttp::REQUEST_CONTENT_TYPE, Bytes::from(sealed.body.clone())).await.map_err(|e| e.label().to_owned())?;
+            if a.status == 429 {
+                return Err("forbidden".into());
+            }
+            if a.status != 200 {
+                return Err(format!("relay_{}", a.status));
+            }
+            let opened = sealed.open(&a.body).map_err(|e| e.label().to_owned())?;
+            let r = ohttp::decode_response(&opened).map_err(|e| e.label().to_owned())?;
+            // The inner answer carries no headers; the resolver's own limit
+            // shows as its LoST `forbidden`.
+            Ok((false, Bytes::from(r.body)))
+        }
+    }
 }
 
 fn truth_of(entries: &[EntryRecord]) -> Truth {
@@ -190,14 +251,11 @@ pub(crate) fn observe(r: &Response) -> Result<Truth, String> {
     }
 }
 
-async fn query(c: &Client, live_ep: &signpost_schemas::lost::Endpoint, id: &Name, csi: &Csi) -> Result<Truth, String> {
-    let body = Bytes::from(Request::FindService(FindService::for_csi(csi.clone(), true)).encode());
-    match c.post_lost(live_ep, id, body).await {
-        Ok(a) => match Response::decode(&a.body, &Limits::MESSAGE) {
-            Ok(r) => observe(&r),
-            Err(_) => Err("undecodable".into()),
-        },
-        Err(e) => Err(e.label().to_owned()),
+async fn query(c: &Client, route: &Route, csi: &Csi) -> Result<Truth, String> {
+    let (_, body) = ask(c, route, find_body(csi)).await?;
+    match Response::decode(&body, &Limits::MESSAGE) {
+        Ok(r) => observe(&r),
+        Err(_) => Err("undecodable".into()),
     }
 }
 
@@ -218,16 +276,21 @@ pub fn live_scale(s: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `s` under `policy`. `tick` is called once per second of load.
-pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Result<PolicyReport, String> {
+/// Runs `s` under `policy`, the APs reaching the resolvers in `mode`
+/// (`direct`, or `relay`: Oblivious HTTP through a relay per resolver).
+/// `tick` is called once per second of load.
+pub async fn run(s: &Scenario, policy: &str, mode: &str, tick: &(dyn Fn(u64) + Sync)) -> Result<PolicyReport, String> {
     live_scale(s)?;
+    if !crate::privacy::MODES.contains(&mode) {
+        return Err(format!("mode {mode:?} is not one of {}", crate::privacy::MODES.join(", ")));
+    }
     let push = policy == "push";
     let mut keys: Vec<(String, String)> = s.country.iter().map(|c| (c.prefix.clone(), c.prefix.clone())).collect();
     keys.extend(s.email.iter().map(|e| (e.domain.clone(), e.domain.clone())));
     if let Some(r) = &s.rogue {
         keys.push((r.prefix.clone(), r.certified_for.clone()));
     }
-    let plan = crate::topology::Plan { authorities: keys, resolvers: s.resolvers, push, ttl: s.mapping_ttl_s, neg: s.negative_ttl_s, per_client_limit: s.load.per_client_limit };
+    let plan = crate::topology::Plan { authorities: keys, resolvers: s.resolvers, push, ttl: s.mapping_ttl_s, neg: s.negative_ttl_s, per_client_limit: s.load.per_client_limit, relay: mode == "relay", observe: true };
     let mut live = Live::start(&plan).await?;
     let mut rng = Rng::new(s.seed);
 
@@ -321,7 +384,9 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     }
 
     // Lookup load from simulated APs; events on their own task.
-    let ap_cert = live.pki.cert(Role::Msp, "ap.testbed.example", &[])?;
+    // The testbed's own measurement client (not an AP: it is not in the
+    // APs' records).
+    let probe_cert = live.pki.cert(Role::Msp, "probe.testbed.example", &[])?;
     let mut all: Vec<Csi> = pop.iter().map(|p| p.csi.clone()).collect();
     all.extend(spare.iter().map(|p| p.csi.clone()));
     all.extend(rogue_ids.iter().map(|p| p.csi.clone()));
@@ -335,15 +400,32 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let start = Instant::now();
     let ms = move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let obs = Arc::new(Mutex::new(Vec::<Observation>::with_capacity(s.load.rate as usize * s.duration_s as usize + 64)));
-    let eps: Vec<(signpost_schemas::lost::Endpoint, Name)> = live.resolvers.iter().map(|r| Ok((r.running.endpoint()?, r.id.clone()))).collect::<Result<_, String>>()?;
+    // The testbed's own probes ask the resolvers directly, in both modes.
+    let eps: Vec<Route> = live.resolvers.iter().map(|r| Ok(Route::Direct(r.running.endpoint()?, r.id.clone()))).collect::<Result<_, String>>()?;
     let eps = Arc::new(eps);
+    // The APs' routes: direct, or each resolver's relay with the gateway's
+    // key configuration fetched through it.
+    let aps = Arc::new(Observer::new());
+    let ap_name = |c: usize| format!("ap{c}.testbed.example");
+    let mut routes: Vec<Route> = Vec::new();
+    if live.relays.is_empty() {
+        routes.extend(eps.iter().cloned());
+    } else {
+        let first = live.pki.client(Some(&live.pki.cert(Role::Msp, &ap_name(0), &[])?))?;
+        for r in &live.relays {
+            let keys = signpost_resolver::lookup::load_keys(&first, &format!("https://{}{}", r.running.addr, signpost_resolver::relay::KEYS_PATH), &r.id).await.map_err(|e| e.to_string())?;
+            routes.push(Route::Relay(r.url()?, r.id.clone(), Arc::new(keys)));
+        }
+    }
+    let routes = Arc::new(routes);
     let duration = Duration::from_secs(s.duration_s);
     let mut load = Vec::new();
     let per_client = f64::from(s.load.rate) / s.load.clients as f64;
     for c in 0..s.load.clients {
         // Each simulated AP has its own certificate (and so its own limits).
-        let client = live.pki.client(Some(&live.pki.cert(Role::Msp, &format!("ap{c}.testbed.example"), &[])?))?;
-        let (all, zipf, eps, obs) = (all.clone(), zipf.clone(), eps.clone(), obs.clone());
+        let me = ap_name(c);
+        let client = live.pki.client(Some(&live.pki.cert(Role::Msp, &me, &[])?))?;
+        let (all, zipf, routes, obs, aps) = (all.clone(), zipf.clone(), routes.clone(), obs.clone(), aps.clone());
         let mut rng = Rng::new(s.seed ^ ((c as u64 + 1) * 7919));
         load.push(tokio::spawn(async move {
             let gap = Duration::from_secs_f64(1.0 / per_client.max(0.001));
@@ -353,11 +435,11 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                 next += gap;
                 let pick = zipf.sample(&mut rng);
                 let csi = &all[pick];
-                let resolver = (c + k) % eps.len();
-                let (ep, id) = &eps[resolver];
+                let resolver = (c + k) % routes.len();
                 k += 1;
+                aps.see(Some(&me), None, [csi.uri()], Some(SENDER_PROVIDER));
                 let sent = ms();
-                let r = query(&client, ep, id, csi).await;
+                let r = query(&client, &routes[resolver], csi).await;
                 let at = ms();
                 // Judged after the run, against the complete record: a
                 // change is recorded once its commit returns, and an answer
@@ -388,7 +470,7 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     };
 
     // Events.
-    let probe_client = Arc::new(live.pki.client(Some(&ap_cert))?);
+    let probe_client = Arc::new(live.pki.client(Some(&probe_cert))?);
     let probe_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut probes = Vec::new();
     let mut released: Vec<usize> = Vec::new();
@@ -489,8 +571,9 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                 }
                 "scan" => {
                     // One client enumerates unassigned numbers as fast as it can.
-                    let scanner = live.pki.client(Some(&live.pki.cert(Role::Msp, "scanner.testbed.example", &[])?))?;
-                    let (ep, id) = eps[0].clone();
+                    let scanner_id = "scanner.testbed.example";
+                    let scanner = live.pki.client(Some(&live.pki.cert(Role::Msp, scanner_id, &[])?))?;
+                    let route = routes[0].clone();
                     let cc = s.country.first().map_or("49".to_owned(), |c| c.prefix.trim_start_matches('+').to_owned());
                     // As fast as it can: 64 requests in flight at a time.
                     let scanner = Arc::new(scanner);
@@ -499,16 +582,19 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
                     for chunk in numbers.chunks(64) {
                         let mut wave = Vec::with_capacity(chunk.len());
                         for n in chunk {
-                            let (sc, ep, id) = (scanner.clone(), ep.clone(), id.clone());
-                            let body = Bytes::from(Request::FindService(FindService::for_csi(n.clone(), true)).encode());
+                            let (sc, route) = (scanner.clone(), route.clone());
+                            aps.see(Some(scanner_id), None, [n.uri()], Some(SENDER_PROVIDER));
+                            let body = find_body(n);
                             // A refusal by the rate limit is a LoST `forbidden` (HTTP 200)
-                            // with a Retry-After header.
-                            wave.push(tokio::spawn(async move { sc.post_lost(&ep, &id, body).await.map(|a| a.headers.contains_key("retry-after")) }));
+                            // with a Retry-After header (through a relay: its 429).
+                            wave.push(tokio::spawn(async move { ask(&sc, &route, body).await }));
                         }
                         for w in wave {
                             sent += 1;
-                            if let Ok(Ok(true)) = w.await {
-                                throttled += 1;
+                            match w.await {
+                                Ok(Ok((true, _))) => throttled += 1,
+                                Ok(Err(e)) if e == "forbidden" => throttled += 1,
+                                _ => {}
                             }
                         }
                     }
@@ -538,13 +624,13 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
             marks.push((e.at_s, if let Some(t) = &e.target { format!("{} {t}", e.kind) } else if matches!(e.kind.as_str(), "root-outage" | "root-recover") { e.kind.clone() } else { format!("{} {}", e.kind, e.count) }));
             // Probes: time until every resolver answers the new truth.
             for (csi, truth, at) in changed {
-                for (ep, id) in eps.iter() {
-                    let (c, ep, id, csi, truth, pc, or) = (probe_client.clone(), ep.clone(), id.clone(), csi.clone(), truth.clone(), probe_count.clone(), oracle.clone());
+                for route in eps.iter() {
+                    let (c, route, csi, truth, pc, or) = (probe_client.clone(), route.clone(), csi.clone(), truth.clone(), probe_count.clone(), oracle.clone());
                     probes.push(tokio::spawn(async move {
                         let deadline = Instant::now() + ttl_wait;
                         while Instant::now() < deadline {
                             pc.fetch_add(1, Ordering::Relaxed);
-                            let seen = query(&c, &ep, &id, &csi).await.ok();
+                            let seen = query(&c, &route, &csi).await.ok();
                             // This change, or a later one that superseded it
                             // before the resolver was asked.
                             let now_truth = or.lock().ok().map(|o| o.at(csi.uri(), ms()));
@@ -593,6 +679,22 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let aq: u64 = live.authorities.iter().map(|a| metric(&a.running.metrics, "signpost_requests_total")).sum();
     let root_q = metric(&live.root.running.metrics, "signpost_requests_total");
     live.stop().await;
+    let privacy = {
+        let aps = aps.seen();
+        let resolver_ids: BTreeSet<String> = live.resolvers.iter().map(|r| signpost_net::csi_tag(r.id.as_str())).collect();
+        let mut m = BTreeMap::new();
+        m.insert("ap".to_owned(), crate::privacy::learned(&aps, &aps, &resolver_ids));
+        if let Some(o) = &live.observers {
+            let mut tiers = vec![("resolver", &o.resolver), ("root", &o.root), ("authority", &o.authority)];
+            if !live.relays.is_empty() {
+                tiers.push(("relay", &o.relay));
+            }
+            for (tier, ob) in tiers {
+                m.insert(tier.to_owned(), crate::privacy::learned(&ob.seen(), &aps, &resolver_ids));
+            }
+        }
+        m
+    };
     let observations = match obs.lock() {
         Ok(mut g) => std::mem::take(&mut *g),
         Err(p) => std::mem::take(&mut *p.into_inner()),
@@ -634,6 +736,8 @@ pub async fn run(s: &Scenario, policy: &str, tick: &(dyn Fn(u64) + Sync)) -> Res
     let sum = |f: fn(&Second) -> u64| timeline.iter().map(f).sum::<u64>();
     Ok(PolicyReport {
         policy: policy.to_owned(),
+        mode: mode.to_owned(),
+        privacy,
         identifiers: pop.len(),
         lookups,
         correct: sum(|s| s.correct),

@@ -20,6 +20,12 @@ pub struct Scenario {
     pub negative_ttl_s: u32,
     /// Invalidation policies to run the scenario under: "push", "ttl-only".
     pub policies: Vec<String>,
+    /// How the APs reach the resolvers: `direct` (mTLS to the resolver)
+    /// and/or `relay` (Oblivious HTTP through a relay in front of each
+    /// resolver). Every policy runs in every mode; the report's observer
+    /// table has a column per mode. Default: `["direct"]`.
+    #[serde(default = "modes")]
+    pub modes: Vec<String>,
     /// Resolvers in the topology.
     pub resolvers: usize,
     /// Countries, one authority each.
@@ -229,6 +235,9 @@ pub struct Rogue {
 fn seed() -> u64 {
     1
 }
+fn modes() -> Vec<String> {
+    vec!["direct".to_owned()]
+}
 fn neg() -> u32 {
     30
 }
@@ -327,6 +336,14 @@ impl Scenario {
             if !POLICIES.contains(&p.as_str()) {
                 return Err(format!("policies: {p:?} is not one of {}", POLICIES.join(", ")));
             }
+        }
+        for m in &s.modes {
+            if !crate::privacy::MODES.contains(&m.as_str()) {
+                return Err(format!("modes: {m:?} is not one of {}", crate::privacy::MODES.join(", ")));
+            }
+        }
+        if s.modes.is_empty() || s.modes.iter().enumerate().any(|(i, m)| s.modes.get(..i).is_some_and(|before| before.contains(m))) {
+            return Err("modes: one or more of \"direct\", \"relay\", each once".into());
         }
         if s.policies.is_empty() || s.resolvers == 0 || s.load.clients == 0 || s.load.rate == 0 || s.duration_s == 0 {
             return Err("policies, resolvers, load.clients, load.rate and duration_s must be non-empty / positive".into());

@@ -23,8 +23,11 @@ use signpost_authority::service::{AuthorityService, FeedSettings};
 use signpost_authority::store::RedbStore;
 use signpost_net::client::Client;
 use signpost_net::limits::{LimitSettings, Limiter};
+use signpost_net::observe::{Observed, Observer};
 use signpost_net::{Limits, Metrics, Server, Service, bind};
 use signpost_resolver::core::Policy;
+use signpost_resolver::ohttp::{Gateway, KeyFile};
+use signpost_resolver::relay::RelayService;
 use signpost_resolver::resolver::{Resolver, Settings as RSettings};
 use signpost_resolver::service::ResolverService;
 use signpost_root::{LoadedTable, RootService};
@@ -129,6 +132,15 @@ pub async fn serve<S: Service>(svc: Arc<S>, cert: &Cert, anchor: &TrustAnchor, a
     Ok(Running { addr, metrics, stop: Some(tx), done: Some(done) })
 }
 
+/// [`serve`], wrapped in [`Observed`] when an observer is given (every
+/// request recorded, as salted hashes).
+pub async fn serve_observed<S: Service>(svc: Arc<S>, observer: Option<&Arc<Observer>>, cert: &Cert, anchor: &TrustAnchor, auth: ClientAuth, addr: SocketAddr, metrics: Arc<Metrics>) -> Result<Running, String> {
+    match observer {
+        Some(o) => serve(Arc::new(Observed::new(svc, o.clone())), cert, anchor, auth, addr, metrics).await,
+        None => serve(svc, cert, anchor, auth, addr, metrics).await,
+    }
+}
+
 impl Running {
     /// The LoST endpoint.
     pub fn endpoint(&self) -> Result<Endpoint, String> {
@@ -160,12 +172,14 @@ pub struct AuthorityPlan {
     pub neg: u32,
     /// Feed heartbeat.
     pub heartbeat: Duration,
+    /// Records what it is asked (privacy measurements).
+    pub observer: Option<Arc<Observer>>,
 }
 
 impl AuthorityPlan {
     /// An honest authority for `scope`.
     pub fn new(id: &str, scope: &str) -> AuthorityPlan {
-        AuthorityPlan { id: id.into(), certified: vec![scope.into()], claims: vec![scope.into()], ttl: 3600, neg: 600, heartbeat: Duration::from_millis(200) }
+        AuthorityPlan { id: id.into(), certified: vec![scope.into()], claims: vec![scope.into()], ttl: 3600, neg: 600, heartbeat: Duration::from_millis(200), observer: None }
     }
 }
 
@@ -177,6 +191,7 @@ pub struct AuthorityNode {
     pub core: Arc<Authority<RedbStore>>,
     svc: Arc<AuthorityService<RedbStore>>,
     cert: Cert,
+    observer: Option<Arc<Observer>>,
     /// The server.
     pub running: Running,
     _dir: tempfile::TempDir,
@@ -215,8 +230,8 @@ impl AuthorityNode {
             key_id,
             metrics.clone(),
         ));
-        let running = serve(svc.clone(), &cert, &pki.anchor, ClientAuth::Optional, "127.0.0.1:0".parse().map_err(err)?, metrics).await?;
-        Ok(AuthorityNode { key: p.claims.first().cloned().unwrap_or_default(), core, svc, cert, running, _dir: dir })
+        let running = serve_observed(svc.clone(), p.observer.as_ref(), &cert, &pki.anchor, ClientAuth::Optional, "127.0.0.1:0".parse().map_err(err)?, metrics).await?;
+        Ok(AuthorityNode { key: p.claims.first().cloned().unwrap_or_default(), core, svc, cert, observer: p.observer.clone(), running, _dir: dir })
     }
     /// Its reference (id + endpoint).
     pub fn reference(&self) -> Result<AuthorityRef, String> {
@@ -229,7 +244,7 @@ impl AuthorityNode {
     /// Restarts the server on the same address after an outage.
     pub async fn restart(&mut self, pki: &Pki) -> Result<(), String> {
         let (addr, m) = (self.running.addr, self.running.metrics.clone());
-        self.running = serve(self.svc.clone(), &self.cert, &pki.anchor, ClientAuth::Optional, addr, m).await?;
+        self.running = serve_observed(self.svc.clone(), self.observer.as_ref(), &self.cert, &pki.anchor, ClientAuth::Optional, addr, m).await?;
         Ok(())
     }
 }
@@ -249,6 +264,7 @@ pub struct RootNode {
     /// The root operator's certificate (it signs the table).
     pub cert: Cert,
     svc: Arc<RootService>,
+    observer: Option<Arc<Observer>>,
     /// The server.
     pub running: Running,
 }
@@ -262,6 +278,11 @@ impl std::fmt::Debug for RootNode {
 impl RootNode {
     /// A root with a table of `delegations`, signed, valid for `valid_for` seconds.
     pub async fn start(pki: &Pki, id: &str, delegations: Vec<Delegation>, negative_lifetime: u32, valid_for: u64) -> Result<RootNode, String> {
+        RootNode::start_observed(pki, id, delegations, negative_lifetime, valid_for, None).await
+    }
+
+    /// [`RootNode::start`], recording what it is asked in `observer`.
+    pub async fn start_observed(pki: &Pki, id: &str, delegations: Vec<Delegation>, negative_lifetime: u32, valid_for: u64, observer: Option<Arc<Observer>>) -> Result<RootNode, String> {
         let cert = pki.cert(Role::Root, id, &[])?;
         let now = pki.now;
         let mut t = RootTable { source: Name::parse(id).map_err(err)?, serial: 1, valid_until: now.plus_secs(valid_for), negative_lifetime, delegations, signature: None };
@@ -270,8 +291,8 @@ impl RootNode {
         v.add_pem(cert.chain.as_bytes(), now).map_err(err)?;
         let loaded = LoadedTable::load(t.encode().as_bytes(), &v, &t.source, now)?;
         let svc = Arc::new(RootService::new(t.source.clone(), loaded));
-        let running = serve(svc.clone(), &cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, Arc::new(Metrics::new())).await?;
-        Ok(RootNode { id: t.source.clone(), table: t, cert, svc, running })
+        let running = serve_observed(svc.clone(), observer.as_ref(), &cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, Arc::new(Metrics::new())).await?;
+        Ok(RootNode { id: t.source.clone(), table: t, cert, svc, observer, running })
     }
     /// Its reference.
     pub fn reference(&self) -> Result<AuthorityRef, String> {
@@ -280,7 +301,7 @@ impl RootNode {
     /// Restarts the server on its address after an outage.
     pub async fn restart(&mut self, pki: &Pki) -> Result<(), String> {
         let (addr, m) = (self.running.addr, self.running.metrics.clone());
-        self.running = serve(self.svc.clone(), &self.cert, &pki.anchor, ClientAuth::Required, addr, m).await?;
+        self.running = serve_observed(self.svc.clone(), self.observer.as_ref(), &self.cert, &pki.anchor, ClientAuth::Required, addr, m).await?;
         Ok(())
     }
 }
@@ -312,6 +333,10 @@ pub struct ResolverPlan {
     pub attempt_timeout: Duration,
     /// Failure recheck.
     pub failure_recheck: Duration,
+    /// Also an Oblivious HTTP gateway with these keys.
+    pub gateway: Option<Arc<Gateway>>,
+    /// Records what it is asked, directly or through the gateway.
+    pub observer: Option<Arc<Observer>>,
 }
 
 impl std::fmt::Debug for ResolverPlan {
@@ -336,6 +361,8 @@ impl ResolverPlan {
             client_timeout: Duration::from_millis(1800),
             attempt_timeout: Duration::from_millis(800),
             failure_recheck: Duration::from_secs(30),
+            gateway: None,
+            observer: None,
         }
     }
 }
@@ -383,7 +410,15 @@ impl ResolverNode {
         let r = Resolver::new(settings, plan.clock.clone(), client, pki.anchor.clone(), metrics.clone())?;
         r.start().await;
         let limit = plan.per_client_limit;
-        let svc = Arc::new(ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: limit, burst: limit, miss_budget: usize::MAX, miss_window: 60 })));
+        let mut svc = ResolverService::new(r.clone(), Limiter::new(LimitSettings { rate: limit, burst: limit, miss_budget: usize::MAX, miss_window: 60 }));
+        if let Some(g) = &plan.gateway {
+            g.register(&metrics);
+            svc = svc.with_gateway(g.clone());
+        }
+        if let Some(o) = &plan.observer {
+            svc = svc.with_observer(o.clone());
+        }
+        let svc = Arc::new(svc);
         let running = serve(svc, &cert, &pki.anchor, plan.client_auth, addr, metrics).await?;
         Ok(ResolverNode { resolver: r, running, id: Name::parse(&plan.id).map_err(err)?, cert, plan, root, root_signer })
     }
@@ -413,6 +448,51 @@ impl ResolverNode {
     }
 }
 
+/// An Oblivious HTTP relay in front of one resolver's gateway, with its
+/// own certificate (role resolver) and per-AP limits.
+#[derive(Debug)]
+pub struct RelayNode {
+    /// Its id.
+    pub id: Name,
+    /// The service (its forwarding records).
+    pub svc: Arc<RelayService>,
+    /// The server.
+    pub running: Running,
+}
+
+impl RelayNode {
+    /// A relay `id` forwarding to `gateway`'s Oblivious HTTP gateway,
+    /// allowing `per_ap_limit` requests per second (and burst) per AP.
+    pub async fn start(pki: &Pki, id: &str, gateway: &ResolverNode, per_ap_limit: f64, observer: Option<Arc<Observer>>) -> Result<RelayNode, String> {
+        let cert = pki.cert(Role::Resolver, id, &[])?;
+        let gw = Endpoint::parse(&format!("https://{}{}", gateway.running.addr, signpost_resolver::ohttp::GATEWAY_PATH)).map_err(err)?;
+        let limiter = Limiter::new(LimitSettings { rate: per_ap_limit, burst: per_ap_limit, miss_budget: usize::MAX, miss_window: 60 });
+        let id = Name::parse(id).map_err(err)?;
+        let svc = Arc::new(RelayService::new(id.clone(), pki.client(Some(&cert))?, gw, gateway.id.clone(), limiter));
+        let metrics = Arc::new(Metrics::new());
+        svc.register(&metrics);
+        let running = serve_observed(svc.clone(), observer.as_ref(), &cert, &pki.anchor, ClientAuth::Required, "127.0.0.1:0".parse().map_err(err)?, metrics).await?;
+        Ok(RelayNode { id, svc, running })
+    }
+    /// Its `POST /relay` resource.
+    pub fn url(&self) -> Result<Endpoint, String> {
+        Endpoint::parse(&format!("https://{}{}", self.running.addr, signpost_resolver::relay::RELAY_PATH)).map_err(err)
+    }
+}
+
+/// One recorder per tier (what each saw, as salted hashes).
+#[derive(Debug, Default, Clone)]
+pub struct Observers {
+    /// The root.
+    pub root: Arc<Observer>,
+    /// Every authority.
+    pub authority: Arc<Observer>,
+    /// Every resolver (direct requests and those its gateway opened).
+    pub resolver: Arc<Observer>,
+    /// Every relay.
+    pub relay: Arc<Observer>,
+}
+
 /// Reads a counter or gauge from rendered metrics (0 when absent).
 pub fn metric(m: &Metrics, name: &str) -> u64 {
     m.render()
@@ -433,6 +513,10 @@ pub struct Live {
     pub authorities: Vec<AuthorityNode>,
     /// Resolvers.
     pub resolvers: Vec<ResolverNode>,
+    /// With [`Plan::relay`]: one relay per resolver, in the same order.
+    pub relays: Vec<RelayNode>,
+    /// With [`Plan::observe`]: what each tier saw.
+    pub observers: Option<Observers>,
 }
 
 impl std::fmt::Debug for Live {
@@ -454,8 +538,15 @@ pub struct Plan {
     pub ttl: u32,
     /// Negative lifetime, s.
     pub neg: u32,
-    /// Each resolver's limit per client (queries/s and burst).
+    /// Each resolver's limit per client (queries/s and burst); with
+    /// `relay`, each relay's limit per AP (the resolvers then do not limit:
+    /// a relay is one client carrying all its APs).
     pub per_client_limit: f64,
+    /// Each resolver is also an Oblivious HTTP gateway with a relay of
+    /// its own in front (`relay{i}.testbed.example`).
+    pub relay: bool,
+    /// Every server records what it is asked ([`Live::observers`]).
+    pub observe: bool,
 }
 
 impl Live {
@@ -463,26 +554,40 @@ impl Live {
     /// resolvers.
     pub async fn start(plan: &Plan) -> Result<Live, String> {
         let pki = Pki::new()?;
+        let observers = plan.observe.then(Observers::default);
         let mut authorities = Vec::new();
         for (i, (k, certified)) in plan.authorities.iter().enumerate() {
-            let p = AuthorityPlan { id: format!("dp{i}.testbed.example"), certified: vec![certified.clone()], claims: vec![k.clone()], ttl: plan.ttl, neg: plan.neg, heartbeat: Duration::from_millis(500) };
+            let observer = observers.as_ref().map(|o| o.authority.clone());
+            let p = AuthorityPlan { id: format!("dp{i}.testbed.example"), certified: vec![certified.clone()], claims: vec![k.clone()], ttl: plan.ttl, neg: plan.neg, heartbeat: Duration::from_millis(500), observer };
             authorities.push(AuthorityNode::start(&pki, &p).await?);
         }
         let mut delegations = Vec::new();
         for a in &authorities {
             delegations.push(delegation(&a.key, a.reference()?, 3600)?);
         }
-        let root = RootNode::start(&pki, "root.testbed.example", delegations, plan.neg, DAY).await?;
+        let root = RootNode::start_observed(&pki, "root.testbed.example", delegations, plan.neg, DAY, observers.as_ref().map(|o| o.root.clone())).await?;
         let mut resolvers = Vec::new();
+        let mut relays = Vec::new();
         for i in 0..plan.resolvers {
             let mut rp = ResolverPlan::new(&format!("resolver{i}.testbed.example"));
             rp.push = plan.push;
             rp.policy = Policy { min_ttl: 1, ..Policy::default() };
             rp.failure_recheck = Duration::from_secs(5);
-            rp.per_client_limit = plan.per_client_limit;
-            resolvers.push(ResolverNode::start(&pki, &root, rp).await?);
+            rp.per_client_limit = if plan.relay { 1e6 } else { plan.per_client_limit };
+            rp.observer = observers.as_ref().map(|o| o.resolver.clone());
+            if plan.relay {
+                // A fresh gateway key, made as `ohttp-keygen` makes one.
+                let mut keys = KeyFile::default();
+                keys.rotate(1, pki.now.as_secs());
+                rp.gateway = Some(Arc::new(Gateway::with_keys(keys.gateway_keys()?, 600)));
+            }
+            let node = ResolverNode::start(&pki, &root, rp).await?;
+            if plan.relay {
+                relays.push(RelayNode::start(&pki, &format!("relay{i}.testbed.example"), &node, plan.per_client_limit, observers.as_ref().map(|o| o.relay.clone())).await?);
+            }
+            resolvers.push(node);
         }
-        Ok(Live { pki, root, authorities, resolvers })
+        Ok(Live { pki, root, authorities, resolvers, relays, observers })
     }
 
     /// Restarts the root on its address after an outage.
@@ -492,6 +597,9 @@ impl Live {
 
     /// Stops every server.
     pub async fn stop(&mut self) {
+        for r in &mut self.relays {
+            r.running.stop().await;
+        }
         for r in &mut self.resolvers {
             r.stop().await;
         }

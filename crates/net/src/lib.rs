@@ -10,6 +10,8 @@
 //!   the one place where an internal error becomes a LoST `<errors>` answer;
 //!   [`HttpFailure`] does the same for HTTP-level refusals.
 //! - [`admin`]: `/healthz`, `/readyz` (a latch), `/metrics` (Prometheus text).
+//! - [`observe`]: an opt-in, bounded record of what a server saw (as
+//!   salted hashes), for privacy measurements; off unless given.
 //! - [`client`]: a pooled HTTPS client (one HTTP/2 connection per endpoint
 //!   and server id) with timeouts.
 
@@ -23,6 +25,7 @@ pub mod h2;
 pub mod limits;
 pub mod client;
 pub mod metrics;
+pub mod observe;
 pub mod server;
 
 use std::future::Future;

@@ -48,7 +48,7 @@ pub fn compare(s: &Scenario, live: &[Report], sim: &mut [SimReport]) -> Vec<Chec
     let ttl = f64::from(s.mapping_ttl_s) * 1000.0;
     let mut out = Vec::new();
     for p in &s.policies {
-        let runs: Vec<_> = live.iter().filter_map(|r| r.runs.iter().find(|x| &x.policy == p)).collect();
+        let runs: Vec<_> = live.iter().filter_map(|r| r.runs.iter().find(|x| &x.policy == p && x.mode == "direct")).collect();
         let sims: Vec<_> = sim.iter_mut().filter_map(|r| r.policies.get_mut(p)).collect();
         if runs.is_empty() || sims.len() != runs.len() {
             continue;
