@@ -11,7 +11,7 @@ use signpost_schemas::{Csi, FindService, Name, Request, Response};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_imported_number_signed_on_demand_verifies_at_a_resolver() {
-    let mut live = Live::start(&Plan { authorities: vec![("+49".into(), "+49".into())], resolvers: 1, push: true, ttl: 3600, neg: 60, per_client_limit: 1e6 }).await.unwrap();
+    let mut live = Live::start(&Plan { authorities: vec![("+49".into(), "+49".into())], resolvers: 1, push: true, ttl: 3600, neg: 60, per_client_limit: 1e6, relay: false, observe: false }).await.unwrap();
     let mut text = format!("{}\n", signpost_authority::import::HEADER);
     for i in 0..20 {
         text.push_str(&format!("+49151{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/{i},10,,msp-verified,false,User {i}\n"));
