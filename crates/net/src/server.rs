@@ -669,7 +669,8 @@ impl<S: Service> ConnTask<S> {
                     io.write_all(&outbuf).await?;
                     io.flush().await
                 };
-                match bounded(write, limits.idle_timeout).await {
+                // Pinned in place: no allocation per write.
+                match bounded(std::pin::pin!(write), limits.idle_timeout).await {
                     Some(Ok(())) => {}
                     Some(Err(e)) => {
                         tracing::debug!("connection from {remote} ended: {e}");
@@ -991,8 +992,8 @@ impl<F: Future + Unpin> Future for Bounded<F> {
     }
 }
 
-fn bounded<F: Future>(fut: F, limit: Duration) -> Bounded<std::pin::Pin<Box<F>>> {
-    Bounded { fut: Box::pin(fut), limit, sleep: None }
+fn bounded<F: Future + Unpin>(fut: F, limit: Duration) -> Bounded<F> {
+    Bounded { fut, limit, sleep: None }
 }
 
 /// A request's head as [`answer`] reads it: `path` with its query, the
