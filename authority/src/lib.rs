@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bulk;
 pub mod config;
 pub mod core;
 pub mod dns;

@@ -29,7 +29,7 @@ use signpost_net::exit;
 const EX_USAGE: u8 = exit::USAGE;
 const EX_DATAERR: u8 = exit::DATA;
 /// Bad rows reported per import run, at most.
-const MAX_IMPORT_ERRORS: usize = 50;
+const MAX_IMPORT_ERRORS: usize = signpost_authority::bulk::MAX_ERRORS;
 
 #[derive(Parser)]
 #[command(name = "signpost-authority", version, after_help = exit::HELP, about = "Signpost authority: signed mappings for the numbers and domains in its certificate's scope, provisioning, and a change feed for resolvers")]
@@ -113,12 +113,32 @@ enum Cmd {
     /// transaction: an interrupted import (a crash, kill -9) resumes where
     /// it stopped when run again with the same file. A zone file is checked
     /// whole and written in one transaction. At the end a redb file is
-    /// compacted. With redb, stop the server first (the file is locked);
-    /// with PostgreSQL it may run beside serving frontends.
+    /// compacted. With --config the store is opened here: a redb file must
+    /// not be held by a running server (PostgreSQL may be). With --server
+    /// the running authority imports the CSV file itself (it must be on
+    /// the server's machine) while it keeps answering, and the feed
+    /// carries every imported identifier to the subscribed resolvers; this
+    /// command follows its progress and exits as an offline import would.
     Import {
-        /// The TOML config.
-        #[arg(long)]
-        config: PathBuf,
+        /// The TOML config (offline import).
+        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        config: Option<PathBuf>,
+        /// Online import: the running authority's URL base, e.g.
+        /// https://127.0.0.1:7402 (needs --server-id, --ca, --cert, --key).
+        #[arg(long, requires_all = ["server_id", "ca", "cert", "key"])]
+        server: Option<String>,
+        /// Online import: the authority's id (its certificate name).
+        #[arg(long, requires = "server")]
+        server_id: Option<String>,
+        /// Online import: the deployment CA certificate.
+        #[arg(long, requires = "server")]
+        ca: Option<PathBuf>,
+        /// Online import: an admin-role client certificate.
+        #[arg(long, requires = "server")]
+        cert: Option<PathBuf>,
+        /// Online import: its key.
+        #[arg(long, requires = "server")]
+        key: Option<PathBuf>,
         /// The CSV or zone file.
         data: PathBuf,
         /// Default region for national-format numbers, e.g. DE (CSV).
@@ -321,9 +341,20 @@ fn main() -> ExitCode {
                 }
                 Err(e) => fail(EX_USAGE, e),
             },
-            Cmd::Import { config, data, region, quiet, format, tnsp, enum_apex } => {
-                import(&config, &data, region.as_deref(), quiet, ZoneArgs { format, tnsp, enum_apex }).await
-            }
+            Cmd::Import { config, server, server_id, ca, cert, key, data, region, quiet, format, tnsp, enum_apex } => match (config, server, server_id, ca, cert, key) {
+                (Some(config), ..) => import(&config, &data, region.as_deref(), quiet, ZoneArgs { format, tnsp, enum_apex }).await,
+                (None, Some(server), Some(server_id), Some(ca), Some(cert), Some(key)) => {
+                    if format.as_deref().is_some_and(|f| f != "csv") || tnsp.is_some() || enum_apex.is_some() {
+                        return fail(EX_USAGE, "an online import (--server) takes CSV files only; import a zone file offline (--config)");
+                    }
+                    let client = OnlineClient { server, server_id, ca, cert, key };
+                    match import_online(&client, &data, region.as_deref(), quiet).await {
+                        Ok(code) => code,
+                        Err((code, e)) => fail(code, e),
+                    }
+                }
+                _ => fail(EX_USAGE, "import needs --config (offline) or --server with --server-id, --ca, --cert and --key (online)"),
+            },
             Cmd::Export { config, out } => export(&config, out.as_deref()).await,
             Cmd::Show { config, csi, region } => show(&config, &csi, region.as_deref()).await,
             Cmd::List { config, prefix, limit } => list(&config, &prefix, limit).await,
@@ -573,65 +604,21 @@ fn bad_rows(data: &Path, errors: &[String]) -> ExitCode {
     fail(EX_DATAERR, format!("{}: {} bad row(s){more}; nothing was imported", data.display(), errors.len()))
 }
 
-/// Pass 1: every row of the file checked (syntax, grouping, scope, new to
-/// the store, no identifier twice). Returns the file's digest, size and
-/// identifier count, or the exit.
-async fn import_check(core: &Arc<Authority<AnyStore>>, data: &Path, region: Option<Region>, written_before: u64) -> Result<(String, u64, u64), ExitCode> {
-    use signpost_authority::import::{Records, Seen, repeats};
-    let name = data.display().to_string();
-    let mut recs = Records::open(data, None, true, region).map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
-    let mut errors: Vec<String> = Vec::new();
-    let mut seen = Seen::default();
-    let mut total = 0u64;
-    loop {
-        let (back, b) = tokio::task::spawn_blocking(move || {
-            let b = recs.next_batch();
-            (recs, b)
-        })
-        .await
-        .map_err(|e| fail(exit::INTERNAL, e))?;
-        recs = back;
-        let Some(b) = b.map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))? else { break };
-        errors.extend(b.errors);
-        for r in &b.records {
-            seen.add(&r.item.csi).map_err(|e| fail(exit::INTERNAL, e))?;
-        }
-        total += b.records.len() as u64;
-        if errors.len() < MAX_IMPORT_ERRORS {
-            let more = core.import_problems(&b.records, written_before, MAX_IMPORT_ERRORS - errors.len()).await.map_err(|e| fail(EX_DATAERR, format!("{name}: {e}; nothing was imported")))?;
-            errors.extend(more);
-        }
-        if errors.len() >= MAX_IMPORT_ERRORS {
-            errors.truncate(MAX_IMPORT_ERRORS);
-            return Err(bad_rows(data, &errors));
-        }
-    }
-    let (digest, size) = recs.finish();
-    if errors.is_empty() {
-        let suspects = seen.suspects(1 << 20).map_err(|e| fail(exit::INTERNAL, e))?;
-        if !suspects.is_empty() {
-            let again = Records::open(data, None, false, region).map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
-            errors = tokio::task::spawn_blocking(move || repeats(again, &suspects, MAX_IMPORT_ERRORS))
-                .await
-                .map_err(|e| fail(exit::INTERNAL, e))?
-                .map_err(|e| fail(EX_DATAERR, format!("{name}: {e}")))?;
-        }
-    }
-    if !errors.is_empty() {
-        return Err(bad_rows(data, &errors));
-    }
-    Ok((digest.unwrap_or_default(), size, total))
-}
-
 async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: bool) -> ExitCode {
-    use signpost_authority::import::{Progress, Records, cores};
-    use signpost_authority::store::Checkpoint;
+    use signpost_authority::bulk::{self, Failed, Step};
+    use signpost_authority::import::cores;
     let region: Option<Region> = match region.map(str::parse).transpose() {
         Ok(r) => r,
         Err(e) => return fail(EX_USAGE, e),
     };
     let p = match prepare_with(config, Some(IMPORT_CACHE)).await {
         Ok(p) => p,
+        Err(e) if e.contains("already open") => {
+            return fail(
+                exit::UNAVAILABLE,
+                format!("{e}: the store is held by a running server; stop it, or import through it: signpost-authority import --server https://HOST:PORT --server-id ID --ca CA.pem --cert ADMIN-CERT.pem --key ADMIN-KEY.pem {}", data.display()),
+            );
+        }
         Err(e) => return fail(EX_USAGE, e),
     };
     if let Err(e) = std::fs::File::open(data) {
@@ -640,122 +627,40 @@ async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: boo
     let name = data.display().to_string();
     let core = p.core.clone();
     let t = std::time::Instant::now();
-    // An interrupted import recorded how far it got.
-    let resume = match core.store().checkpoint().await {
-        Ok(Some(b)) => match Progress::decode(&b) {
-            Ok(r) => Some(r),
-            Err(e) => return fail(exit::INTERNAL, format!("the store's import checkpoint: {e}")),
-        },
-        Ok(None) => None,
-        Err(e) => return fail(exit::UNAVAILABLE, e),
-    };
     let plain = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let written_before = resume.as_ref().map_or(0, |r| r.next.offset);
-    let (digest, size, total) = match import_check(&core, data, region, written_before).await {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    if let Some(r) = &resume
-        && (r.digest != digest || r.size != size)
-    {
-        return fail(
-            EX_DATAERR,
-            format!(
-                "{name}: the store records an unfinished import of another file (sha256 {}, {} of {} identifiers written); run the import again with that file to finish it",
-                r.digest, r.done, r.total
-            ),
-        );
-    }
-    let mut done = resume.as_ref().map_or(0, |r| r.done);
-    let before = done;
-    if plain {
-        eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); building records on {} threads and writing them in batches (unsigned: signed when first answered)", cores());
-        if let Some(r) = &resume {
-            eprintln!("import: resuming an interrupted import: {done} of {total} identifiers were written; continuing at line {}", r.next.line + 1);
-        }
-    }
-    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+    let bar = if quiet || plain { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} importing {pos}/{len} identifiers [{bar:40}] {per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_position(done);
-    let mut recs = match Records::open(data, resume.as_ref().map(|r| r.next), false, region) {
-        Ok(r) => r,
-        Err(e) => return fail(EX_DATAERR, format!("{name}: {e}")),
-    };
-    let tenth = (total / 10).max(1);
-    let mut reported = done / tenth;
-    let mut seq = core.store().head().await.unwrap_or(0);
-    // Pass 2: batch k+1 is read and built while batch k is written.
-    let mut writing: Option<(tokio::task::JoinHandle<Result<u64, signpost_authority::core::ProvisionError>>, u64)> = None;
-    let resume_hint = "; run the same import again to resume";
-    loop {
-        let c2 = core.clone();
-        let step = tokio::task::spawn_blocking(move || {
-            let r = match recs.next_batch() {
-                Ok(Some(b)) => {
-                    let n = b.records.len() as u64;
-                    let next = b.next;
-                    let last = recs.at_end();
-                    Ok(Some((c2.build_import(b.records, cores()).map_err(|e| e.to_string()), n, next, last)))
-                }
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-            };
-            (recs, r)
-        })
-        .await;
-        let (back, r) = match step {
-            Ok(v) => v,
-            Err(e) => return fail(exit::INTERNAL, e),
-        };
-        recs = back;
-        if let Some((h, n)) = writing.take() {
-            match h.await {
-                Ok(Ok(s)) => {
-                    seq = s;
-                    done += n;
-                    bar.set_position(done);
-                    if plain && (done / tenth > reported || done == total) {
-                        reported = done / tenth;
-                        eprintln!("import: written {done}/{total} ({}%)", done * 100 / total.max(1));
-                    }
-                }
-                Ok(Err(e)) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
-                Err(e) => return fail(exit::INTERNAL, e),
-            }
-        }
-        let (signed, n, next, last) = match r {
-            Ok(Some(v)) => v,
-            Ok(None) => break,
-            Err(e) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
-        };
-        let batch = match signed {
-            Ok(b) => b,
-            Err(e) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
-        };
-        // The last batch clears the checkpoint: the import is complete.
-        let cp = if last { Checkpoint::Clear } else { Checkpoint::Set(Progress { digest: digest.clone(), size, next, done: done + n, total }.encode()) };
-        let c3 = core.clone();
-        writing = Some((tokio::spawn(async move { c3.import_batch(batch, cp).await }), n));
-        if last {
-            if let Some((h, n)) = writing.take() {
-                match h.await {
-                    Ok(Ok(s)) => {
-                        seq = s;
-                        done += n;
-                    }
-                    Ok(Err(e)) => return fail(EX_DATAERR, format!("{name}: {e}; {done} identifiers are written{resume_hint}")),
-                    Err(e) => return fail(exit::INTERNAL, e),
-                }
-            }
+    let reported = std::sync::atomic::AtomicU64::new(0);
+    let step = |s: Step| match s {
+        Step::Checking { .. } => {}
+        Step::Writing { total, done, resume_line } => {
             if plain {
-                eprintln!("import: written {done}/{total} (100%)");
+                eprintln!("import: {name}: {total} identifiers checked (rows valid, in scope, new to the store); building records on {} threads and writing them in batches (unsigned: signed when first answered)", cores());
+                if let Some(l) = resume_line {
+                    eprintln!("import: resuming an interrupted import: {done} of {total} identifiers were written; continuing at line {l}");
+                }
             }
-            break;
+            bar.set_length(total);
+            bar.set_position(done);
+            reported.store(done / (total / 10).max(1), std::sync::atomic::Ordering::Relaxed);
         }
-    }
+        Step::Written { done, total, .. } => {
+            bar.set_position(done);
+            let tenth = (total / 10).max(1);
+            if plain && (done / tenth > reported.load(std::sync::atomic::Ordering::Relaxed) || done == total) {
+                reported.store(done / tenth, std::sync::atomic::Ordering::Relaxed);
+                eprintln!("import: written {done}/{total} ({}%)", done * 100 / total.max(1));
+            }
+        }
+    };
+    let outcome = match bulk::run(&core, data, region, None, &step).await {
+        Ok(o) => o,
+        Err(Failed::BadRows { errors, .. }) => return bad_rows(data, &errors),
+        Err(e) => return fail(e.exit_code(), format!("{name}: {e}")),
+    };
     bar.finish_and_clear();
     // The embedded file: without the pages the batches' commits freed.
     let compact = match (&p.cfg.store.backend, &p.cfg.store.path) {
@@ -774,10 +679,110 @@ async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: boo
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    let now = done - before;
+    let (total, before) = (outcome.total, outcome.before);
+    let now = total - before;
     let resumed = if before > 0 { format!(" ({before} by an earlier, interrupted run)") } else { String::new() };
-    println!("imported {total} identifiers from {name}{resumed}: {now} written in {secs:.1} s ({:.0} identifiers/s; feed head {seq})", now as f64 / secs.max(1e-9));
+    println!("imported {total} identifiers from {name}{resumed}: {now} written in {secs:.1} s ({:.0} identifiers/s; feed head {})", now as f64 / secs.max(1e-9), outcome.seq);
     ExitCode::SUCCESS
+}
+
+/// How to reach a running authority as an admin.
+struct OnlineClient {
+    server: String,
+    server_id: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// How often `import --server` asks for the status.
+const IMPORT_POLL: Duration = Duration::from_millis(200);
+
+/// `import --server`: asks the running authority to import the file (its
+/// absolute path), then follows the status until the import ends, and
+/// exits as the offline import would.
+async fn import_online(c: &OnlineClient, data: &Path, region: Option<&str>, quiet: bool) -> Result<ExitCode, (u8, String)> {
+    use signpost_authority::bulk::{JobState, JobStatus};
+    use signpost_authority::service::{IMPORT_CONTENT_TYPE, IMPORT_PATH};
+    let usage = |e: String| (EX_USAGE, e);
+    let file = std::fs::canonicalize(data).map_err(|e| usage(format!("{}: {e}", data.display())))?;
+    let name = data.display().to_string();
+    if let Some(r) = region {
+        r.parse::<Region>().map_err(|e| usage(format!("--region: {e}")))?;
+    }
+    let read = |p: &Path| std::fs::read(p).map_err(|e| usage(format!("{}: {e}", p.display())));
+    let anchor = signpost_trust::TrustAnchor::from_pem(&read(&c.ca)?).map_err(|e| usage(format!("{}: {e}", c.ca.display())))?;
+    let id = signpost_trust::tls::Identity::from_pem(&read(&c.cert)?, &read(&c.key)?).map_err(|e| usage(format!("{} / {}: {e}", c.cert.display(), c.key.display())))?;
+    let tls = signpost_trust::tls::client_config(&anchor, Some(&id)).map_err(|e| usage(e.to_string()))?;
+    let client = signpost_net::client::Client::new(Arc::new(tls), Duration::from_secs(10));
+    let url = format!("{}{IMPORT_PATH}", c.server.trim_end_matches('/'));
+    let ep = Endpoint::parse(&url).map_err(|e| usage(format!("--server: {e}")))?;
+    let sid = Name::parse(&c.server_id).map_err(|e| usage(format!("--server-id: {e}")))?;
+    let mut req = format!("file {}\n", file.display());
+    if let Some(r) = region {
+        req.push_str(&format!("region {r}\n"));
+    }
+    let t = std::time::Instant::now();
+    let unreachable = |e: String| (exit::UNAVAILABLE, format!("{url}: {e}"));
+    let a = client.raw(&ep, &sid, signpost_net::hyper::Method::POST, IMPORT_CONTENT_TYPE, Bytes::from(req)).await.map_err(|e| unreachable(e.to_string()))?;
+    let body = String::from_utf8_lossy(&a.body).into_owned();
+    let started = match a.status {
+        202 => JobStatus::decode(&body).map_err(|e| (exit::INTERNAL, e))?,
+        409 => {
+            let running = JobStatus::decode(&body).map(|s| format!(" (import {} of {} by {})", s.id, s.file, s.by)).unwrap_or_default();
+            return Err((exit::UNAVAILABLE, format!("{url}: another import is running{running}; wait for it to end")));
+        }
+        403 => return Err((EX_USAGE, format!("{url}: refused (HTTP 403): {}", body.trim()))),
+        s if s >= 500 => return Err(unreachable(format!("HTTP {s}: {}", body.trim()))),
+        s => return Err((EX_DATAERR, format!("{name}: refused (HTTP {s}): {}", body.trim()))),
+    };
+    if !quiet {
+        eprintln!("import: {name}: import {} started on {} (the server reads the file and keeps answering)", started.id, c.server_id);
+    }
+    let mut reported = (JobState::Checking, 0u64);
+    let lost = |e: String| (exit::UNAVAILABLE, format!("{url}: lost the import's status: {e}; the server may still be importing (the store keeps a checkpoint: a run of the same import resumes an interrupted one)"));
+    let st = loop {
+        tokio::time::sleep(IMPORT_POLL).await;
+        let a = client.raw(&ep, &sid, signpost_net::hyper::Method::GET, IMPORT_CONTENT_TYPE, Bytes::new()).await.map_err(|e| lost(e.to_string()))?;
+        if a.status != 200 {
+            return Err(lost(format!("HTTP {}: {}", a.status, String::from_utf8_lossy(&a.body).trim())));
+        }
+        let st = JobStatus::decode(&String::from_utf8_lossy(&a.body)).map_err(|e| (exit::INTERNAL, e))?;
+        if st.id != started.id {
+            return Err(lost(format!("the server now reports import {} (was it restarted?)", st.id)));
+        }
+        if !quiet {
+            match st.state {
+                JobState::Writing if reported.0 == JobState::Checking => {
+                    eprintln!("import: {name}: {} identifiers checked (rows valid, in scope, new to the store); writing them in batches", st.total);
+                    if st.before > 0 {
+                        eprintln!("import: resuming an interrupted import: {} of {} identifiers were written", st.before, st.total);
+                    }
+                    reported = (JobState::Writing, st.written * 10 / st.total.max(1));
+                }
+                JobState::Writing if st.written * 10 / st.total.max(1) > reported.1 => {
+                    reported.1 = st.written * 10 / st.total.max(1);
+                    eprintln!("import: written {}/{} ({}%)", st.written, st.total, st.written * 100 / st.total.max(1));
+                }
+                JobState::Done => eprintln!("import: written {}/{} (100%)", st.total, st.total),
+                _ => {}
+            }
+        }
+        if matches!(st.state, JobState::Done | JobState::Failed) {
+            break st;
+        }
+    };
+    if let Some((code, e)) = &st.error {
+        if !st.bad.is_empty() {
+            return Ok(bad_rows(data, &st.bad));
+        }
+        return Err((*code, format!("{name}: {e}")));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let now = st.total - st.before;
+    let resumed = if st.before > 0 { format!(" ({} by an earlier, interrupted run)", st.before) } else { String::new() };
+    println!("imported {} identifiers from {name}{resumed} into the running server: {now} written in {secs:.1} s ({:.0} identifiers/s; feed head {})", st.total, now as f64 / secs.max(1e-9), st.seq);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn export(config: &Path, out: Option<&Path>) -> ExitCode {

@@ -1,5 +1,7 @@
 //! The authority behind the HTTP shell: `POST /lost`, `POST /v1/provision`,
-//! `GET /feed?since=N`, `GET /certs/{keyId}`.
+//! `GET /feed?since=N`, `GET /certs/{keyId}`, and the online import
+//! (`POST /v1/import` starts one, `GET /v1/import` reports it; an
+//! admin-role client certificate only).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,11 @@ use crate::store::{FeedPage, Store};
 /// Media type of provisioning requests and results.
 pub const PROVISION_CONTENT_TYPE: &str = "application/signpost+xml";
 
+/// Where online imports are started and followed.
+pub const IMPORT_PATH: &str = "/v1/import";
+/// Media type of import requests and statuses (`key value` lines).
+pub const IMPORT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
 /// Feed settings.
 #[derive(Clone, Copy, Debug)]
 pub struct FeedSettings {
@@ -36,6 +43,7 @@ pub struct AuthorityService<S: Store> {
     cert_pem: Bytes,
     key_id: String,
     metrics: Arc<Metrics>,
+    imports: Arc<crate::bulk::Jobs>,
 }
 
 impl<S: Store> std::fmt::Debug for AuthorityService<S> {
@@ -53,7 +61,7 @@ fn client_key(ctx: &Ctx) -> &str {
 impl<S: Store> AuthorityService<S> {
     /// Wraps the core.
     pub fn new(core: Arc<Authority<S>>, limiter: Limiter, feed: FeedSettings, cert_pem: Bytes, key_id: String, metrics: Arc<Metrics>) -> Self {
-        AuthorityService { core, limiter, feed, cert_pem, key_id, metrics }
+        AuthorityService { core, limiter, feed, cert_pem, key_id, metrics, imports: Arc::default() }
     }
 
     fn errors(&self, status: u16, issue: Issue) -> Reply {
@@ -100,6 +108,54 @@ impl<S: Store> AuthorityService<S> {
                 tracing::debug!(op = label, by = %peer.id(), "provisioning refused: {e}");
                 self.errors(e.status(), Issue::new(e.kind(), e.to_string()))
             }
+        }
+    }
+
+    /// `POST /v1/import`: `file PATH` (absolute, read by this server) and
+    /// optionally `region XX`, one per line. 202 with the new import's
+    /// status; 409 with the running one's if one runs.
+    fn import(&self, body: &[u8], ctx: &Ctx) -> Reply {
+        let text = |status: u16, t: String| Reply::full(status, IMPORT_CONTENT_TYPE, t);
+        let who = match &ctx.peer {
+            Some(p) if p.role() == Role::Admin => p.clone(),
+            _ => return text(403, "an import needs an admin-role client certificate\n".into()),
+        };
+        let Ok(body) = std::str::from_utf8(body) else { return text(400, "the import request is not UTF-8\n".into()) };
+        let (mut file, mut region) = (None, None);
+        for l in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match l.split_once(' ') {
+                Some(("file", v)) => file = Some(std::path::PathBuf::from(v.trim())),
+                Some(("region", v)) => match v.trim().parse::<signpost_schemas::Region>() {
+                    Ok(r) => region = Some(r),
+                    Err(e) => return text(400, format!("region {v:?}: {e}\n")),
+                },
+                _ => return text(400, format!("unknown line {l:?}: the request is `file /absolute/path` and optionally `region XX`\n")),
+            }
+        }
+        let Some(file) = file else { return text(400, "the request names no file (`file /absolute/path`)\n".into()) };
+        if !file.is_absolute() {
+            return text(400, format!("{}: the path must be absolute (the server reads it)\n", file.display()));
+        }
+        match std::fs::metadata(&file) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return text(400, format!("{}: not a regular file\n", file.display())),
+            Err(e) => return text(400, format!("{}: {e} (the server reads the file: it must be on the server's machine, readable by it)\n", file.display())),
+        }
+        match self.imports.start(self.core.clone(), file, region, who, self.metrics.clone()) {
+            Ok(s) => text(202, s.encode()),
+            Err(running) => text(409, running.encode()),
+        }
+    }
+
+    /// `GET /v1/import`: the running or last import's status (404 if this
+    /// server has run none).
+    fn import_status(&self, ctx: &Ctx) -> Reply {
+        if !ctx.peer.as_ref().is_some_and(|p| p.role() == Role::Admin) {
+            return Reply::full(403, IMPORT_CONTENT_TYPE, "the import status needs an admin-role client certificate\n");
+        }
+        match self.imports.status() {
+            Some(s) => Reply::full(200, IMPORT_CONTENT_TYPE, s.encode()),
+            None => Reply::full(404, IMPORT_CONTENT_TYPE, "no import has run on this server\n"),
         }
     }
 
@@ -237,6 +293,9 @@ impl<S: Store> Service for AuthorityService<S> {
         if p == "/feed" {
             return Some(self.feed(query, ctx));
         }
+        if p == IMPORT_PATH {
+            return Some(self.import_status(ctx));
+        }
         if let Some(k) = p.strip_prefix("/certs/") {
             return (k == self.key_id).then(|| Reply::full(200, "application/pem-certificate-chain", self.cert_pem.clone()));
         }
@@ -244,7 +303,10 @@ impl<S: Store> Service for AuthorityService<S> {
     }
 
     async fn post(&self, path: &str, _headers: &signpost_net::hyper::HeaderMap, body: Bytes, ctx: &Ctx) -> Option<Reply> {
-        (path == "/v1/provision").then_some(())?;
-        Some(self.provision(&body, ctx).await)
+        match path {
+            "/v1/provision" => Some(self.provision(&body, ctx).await),
+            IMPORT_PATH => Some(self.import(&body, ctx)),
+            _ => None,
+        }
     }
 }

@@ -631,3 +631,184 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     assert!(run(&["man", "--out", &dir.path().display().to_string()]).status.success());
     assert!(std::fs::read_to_string(dir.path().join("signpost-authority-import.1")).unwrap().contains(".TH"));
 }
+
+/// An admin-role client certificate for `import --server`: the flags.
+fn admin_flags(dir: &tempfile::TempDir, addr: std::net::SocketAddr, role: Role, scope: &str) -> Vec<String> {
+    let ca = signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap();
+    let (c, k) = issue(&ca, role, "admin.de.example", &[scope]);
+    let (cp, kp) = (dir.path().join(format!("{role:?}{scope}-cert.pem")), dir.path().join(format!("{role:?}{scope}-key.pem")));
+    std::fs::write(&cp, c).unwrap();
+    std::fs::write(&kp, k).unwrap();
+    ["--server", &format!("https://{addr}"), "--server-id", "dp.de.example", "--ca", &dir.path().join("ca/ca.pem").display().to_string(), "--cert", &cp.display().to_string(), "--key", &kp.display().to_string()]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// The sample config with rate limits a lookup loop stays under.
+fn setup_unthrottled() -> (tempfile::TempDir, PathBuf) {
+    let (dir, cfg) = setup();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("queries_per_s = 500.0", "queries_per_s = 1000000.0").replace("burst = 1000.0", "burst = 1000000.0").replace("miss_budget = 10000", "miss_budget = 100000000");
+    std::fs::write(&cfg, text).unwrap();
+    (dir, cfg)
+}
+
+/// Lookups in a loop until `stop`: (answers Found, answers NotFound,
+/// failures: a transport error or any other answer).
+fn lookup_loop(client: std::sync::Arc<signpost_net::client::Client>, addr: std::net::SocketAddr, uris: Vec<String>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+    tokio::spawn(async move {
+        let ep = signpost_schemas::lost::Endpoint::parse(&format!("https://{addr}/lost")).unwrap();
+        let id = signpost_schemas::Name::parse("dp.de.example").unwrap();
+        let (mut found, mut not_found, mut failed) = (0u64, 0u64, Vec::new());
+        // Bounded: at most 200 k lookups or 300 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        for i in 0..200_000usize {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) || std::time::Instant::now() > deadline {
+                break;
+            }
+            let uri = &uris[i % uris.len()];
+            let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi(uri), false));
+            match client.post_lost(&ep, &id, bytes::Bytes::from(req.encode())).await {
+                Ok(a) => match signpost_schemas::Response::decode(&a.body, &signpost_schemas::Limits::MESSAGE) {
+                    Ok(signpost_schemas::Response::Found(_)) => found += 1,
+                    Ok(signpost_schemas::Response::Errors(e)) if e.list.issues().iter().all(|x| x.kind == signpost_schemas::ErrorKind::NotFound) => not_found += 1,
+                    other => failed.push(format!("{uri}: {other:?}")),
+                },
+                Err(e) => failed.push(format!("{uri}: {e}")),
+            }
+        }
+        (found, not_found, failed)
+    })
+}
+
+/// `import --server`: the running authority imports a file of several
+/// batches while lookups run, and not one lookup fails: the numbers held
+/// before keep answering, the new ones go from notFound to found. The
+/// feed carries one event per imported identifier. A bad file is refused
+/// whole with its rows' lines (nothing written), and a certificate without
+/// the admin role is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_import_while_lookups_run() {
+    let (dir, cfg) = setup_unthrottled();
+    let c = cfg.display().to_string();
+    // Held before: 100 numbers in another block.
+    let base = dir.path().join("base.csv");
+    let mut text = format!("{}\n", signpost_authority::import::HEADER);
+    for i in 0..100 {
+        text.push_str(&format!("+49160{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/b/{i},10,,,,\n"));
+    }
+    std::fs::write(&base, text).unwrap();
+    let o = run(&["import", "--config", &c, "--quiet", &base.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Offline import beside the running server: refused with the way out.
+    let (mut child, log, addr, client) = start_server(&dir, &cfg);
+    let client = std::sync::Arc::new(client);
+    const N: u64 = 40_000;
+    let (big, _) = big_file(N);
+    let data = dir.path().join("big.csv");
+    std::fs::write(&data, big).unwrap();
+    let d = data.display().to_string();
+    let o = run(&["import", "--config", &c, "--quiet", &d]);
+    assert_eq!(o.status.code(), Some(69), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("held by a running server") && String::from_utf8_lossy(&o.stderr).contains("import --server"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Not an admin: refused.
+    let msp = admin_flags(&dir, addr, Role::Msp, "+49");
+    let o = Command::new(BIN).arg("import").args(&msp).arg(&d).output().unwrap();
+    assert_eq!(o.status.code(), Some(64), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("admin-role client certificate"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // An admin of another block: every row is outside its scope.
+    let other = admin_flags(&dir, addr, Role::Admin, "+4916");
+    let o = Command::new(BIN).arg("import").args(&other).arg("--quiet").arg(&d).output().unwrap();
+    assert_eq!(o.status.code(), Some(65), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2: tel:+4915100000000 is outside the scope of admin.de.example's certificate"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A bad row deep in the file: refused whole, nothing written.
+    let admin = admin_flags(&dir, addr, Role::Admin, "+49");
+    let bad = dir.path().join("bad.csv");
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("+49151ABC,assigned,tnsp-a.de.example,,,,,,,\n");
+    std::fs::write(&bad, text).unwrap();
+    let o = Command::new(BIN).arg("import").args(&admin).arg("--quiet").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(65), "{err}");
+    assert!(err.contains(&format!("{}: line {}: csi", bad.display(), N + N.div_ceil(3) + 2)) && err.contains("nothing was imported"), "{err}");
+
+    // The real one, with lookups running all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut uris: Vec<String> = (0..100).map(|i| format!("tel:+49160{i:08}")).collect();
+    uris.extend((0..N).step_by(997).map(|i| format!("tel:+49151{i:08}")));
+    let lookups = lookup_loop(client.clone(), addr, uris.clone(), stop.clone());
+    let o = tokio::task::spawn_blocking(move || Command::new(BIN).arg("import").args(&admin).arg(&d).output().unwrap()).await.unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains(&format!("imported {N} identifiers from {}", data.display())) && out.contains("into the running server"), "{out}");
+    assert!(err.contains("import 3 started") && err.contains(&format!("{N} identifiers checked")) && err.contains(&format!("written {N}/{N} (100%)")), "{err}");
+    // A few more lookups after the import, then stop the loop.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (found, not_found, failed) = lookups.await.unwrap();
+    assert!(failed.is_empty(), "{} failed lookups, e.g. {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    assert!(found > 100, "{found} found, {not_found} notFound");
+    // Every imported number sampled answers now.
+    for u in uris.iter().skip(100) {
+        assert!(matches!(lookup(&client, addr, u).await, signpost_schemas::Response::Found(_)), "{u}");
+    }
+    assert!(log.lock().unwrap().iter().any(|l| l.contains("online import done")), "{:?}", log.lock().unwrap());
+    assert!(!log.lock().unwrap().iter().any(|l| l.contains("+49151")), "a raw identifier in the log");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success(), "{:?}", log.lock().unwrap());
+    // Each identifier once, one feed event each.
+    assert_eq!(stored(&c), (100 + N, 100 + N));
+}
+
+/// `kill -9` of the server in the middle of an online import: the batches
+/// it committed are there with the checkpoint, the command reports the
+/// lost server, and the same import through the restarted server resumes
+/// and ends with every identifier once and exactly the file's contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_import_resumes_after_the_server_is_killed() {
+    use std::io::{BufRead, BufReader};
+    let (dir, cfg) = setup();
+    let c = cfg.display().to_string();
+    const N: u64 = 40_000;
+    let (text, want) = big_file(N);
+    let data = dir.path().join("big.csv");
+    std::fs::write(&data, text).unwrap();
+    let d = data.display().to_string();
+    let (mut server, _log, addr, _) = start_server(&dir, &cfg);
+    let admin = admin_flags(&dir, addr, Role::Admin, "+49");
+    let mut cli = Command::new(BIN).arg("import").args(&admin).arg(&d).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(cli.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let first_batch = line.starts_with("import: written ");
+        seen.push(line);
+        if first_batch {
+            server.kill().unwrap(); // SIGKILL
+            break;
+        }
+    }
+    server.wait().unwrap();
+    seen.extend(lines);
+    let status = cli.wait().unwrap();
+    assert_eq!(status.code(), Some(69), "{seen:?}");
+    assert!(seen.iter().any(|l| l.contains("lost the import's status")), "{seen:?}");
+    let (part, head) = stored(&c);
+    assert!(part > 0 && part < N && head == part, "{part} {head} {seen:?}");
+
+    let (mut server, log, addr, _) = start_server(&dir, &cfg);
+    let admin = admin_flags(&dir, addr, Role::Admin, "+49");
+    let o = tokio::task::spawn_blocking(move || Command::new(BIN).arg("import").args(&admin).arg(&d).output().unwrap()).await.unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("resuming an interrupted import: {part} of {N} identifiers were written")), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("({part} by an earlier, interrupted run)")), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+    assert!(server.wait().unwrap().success(), "{:?}", log.lock().unwrap());
+    assert_eq!(stored(&c), (N, N));
+    let exported = dir.path().join("out.csv");
+    let o = run(&["export", "--config", &c, &exported.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&exported).unwrap() == want, "the store's contents differ from the file");
+}

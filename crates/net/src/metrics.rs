@@ -100,6 +100,8 @@ const HELP: &[(&str, &str)] = &[
     ("signpost_store_records", "Records in the authority's store."),
     ("signpost_feed_head", "Sequence number of the authority's last committed change."),
     ("signpost_feed_subscribers", "Change-feed subscribers connected now."),
+    ("signpost_import_identifiers_total", "Identifiers written by online imports (POST /v1/import)."),
+    ("signpost_imports_total", "Online imports ended, by outcome (done, bad_rows, stopped)."),
     ("signpost_resolver_cache_hits_total", "Queries answered from a fresh cache entry."),
     ("signpost_resolver_cache_misses_total", "Queries not answered from a fresh cache entry."),
     ("signpost_resolver_stale_answers_total", "Stale answers served (RFC 8767)."),
