@@ -196,15 +196,21 @@ async fn check<S: Store>(core: &Arc<Authority<S>>, data: &Path, region: Option<R
         errors.truncate(MAX_ERRORS);
         Failed::BadRows { errors, capped: true }
     };
-    loop {
-        let (back, b) = tokio::task::spawn_blocking(move || {
+    let read = |mut recs: Records<_>| {
+        tokio::task::spawn_blocking(move || {
             let b = recs.next_batch();
             (recs, b)
         })
-        .await
-        .map_err(|e| Failed::Internal(e.to_string()))?;
-        recs = back;
-        let Some(b) = b.map_err(Failed::Data)? else { break };
+    };
+    // Batch k+1 is read and parsed while batch k is checked against the store.
+    let mut reading = read(recs);
+    loop {
+        let (back, b) = reading.await.map_err(|e| Failed::Internal(e.to_string()))?;
+        let Some(b) = b.map_err(Failed::Data)? else {
+            recs = back;
+            break;
+        };
+        reading = read(back);
         errors.extend(b.errors);
         for r in &b.records {
             seen.add(&r.item.csi).map_err(Failed::Internal)?;

@@ -40,6 +40,8 @@ use crate::store::{Commit, FeedPage, Store, StoreError};
 pub struct ImportBatch {
     /// The records, in file order.
     pub records: Vec<NumberRecord>,
+    /// Their stored forms, encoded on the build threads.
+    pub encoded: Vec<Vec<u8>>,
     /// Their feed events.
     pub changes: Vec<(Subject, ChangeOp)>,
     /// When they were made (their `lastUpdated`).
@@ -641,13 +643,27 @@ impl<S: Store> Authority<S> {
             chunks.push(it.by_ref().take(per).collect::<Vec<_>>());
         }
         let parts: Vec<Result<Vec<_>, ProvisionError>> = std::thread::scope(|s| {
-            let hs: Vec<_> = chunks.into_iter().map(|c| s.spawn(move || c.into_iter().map(|r| self.record_of(r, now)).collect::<Result<Vec<_>, _>>())).collect();
+            let hs: Vec<_> = chunks
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        c.into_iter()
+                            .map(|r| {
+                                let (rec, ch) = self.record_of(r, now)?;
+                                let enc = rec.encode();
+                                Ok((rec, enc, ch))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
             hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(ProvisionError::Internal("an import thread failed".into())))).collect()
         });
-        let mut b = ImportBatch { records: Vec::new(), changes: Vec::new(), time: now };
+        let mut b = ImportBatch { records: Vec::new(), encoded: Vec::new(), changes: Vec::new(), time: now };
         for p in parts {
-            for (rec, ch) in p? {
+            for (rec, enc, ch) in p? {
                 b.records.push(rec);
+                b.encoded.push(enc);
                 b.changes.push(ch);
             }
         }
@@ -661,7 +677,7 @@ impl<S: Store> Authority<S> {
     pub async fn import_batch(&self, b: ImportBatch, checkpoint: crate::store::Checkpoint) -> Result<u64, ProvisionError> {
         let _w = self.write.lock().await;
         let expect = b.records.iter().map(|r| (r.csi.clone(), None)).collect();
-        let commit = Commit { records: b.records, changes: b.changes, expect, checkpoint: Some(checkpoint), time: b.time, ..Commit::default() };
+        let commit = Commit { records: b.records, encoded: b.encoded, changes: b.changes, expect, checkpoint: Some(checkpoint), time: b.time, ..Commit::default() };
         let seq = self.store.commit(commit).await?;
         self.advance(seq);
         Ok(seq)

@@ -262,6 +262,8 @@ pub struct Records<R> {
     threads: usize,
     batch_lines: usize,
     eof: bool,
+    /// The next batch's lines, read while this batch was parsed.
+    ahead: Vec<Line>,
 }
 
 impl<R> std::fmt::Debug for Records<R> {
@@ -286,18 +288,21 @@ pub struct Batch {
     pub rows: u64,
 }
 
-/// Parses on up to `threads` threads, keeping the order.
-fn parse_lines(lines: &[Line], region: Option<Region>, format: Format, threads: usize) -> Vec<Result<Row, String>> {
+/// Parses on up to `threads` threads, keeping the order, while `meanwhile`
+/// runs on the calling thread (reading the next batch's lines).
+fn parse_lines<T>(lines: &[Line], region: Option<Region>, format: Format, threads: usize, meanwhile: impl FnOnce() -> T) -> (Vec<Result<Row, String>>, T) {
     let one = |l: &Line| match &l.text {
         Ok(t) => row(t, region, format),
         Err(e) => Err(e.clone()),
     };
     if threads <= 1 || lines.len() < 256 {
-        return lines.iter().map(one).collect();
+        let rows = lines.iter().map(one).collect();
+        return (rows, meanwhile());
     }
     let per = lines.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = lines.chunks(per).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
+        let t = meanwhile();
         let mut out = Vec::with_capacity(lines.len());
         for h in handles {
             match h.join() {
@@ -305,7 +310,7 @@ fn parse_lines(lines: &[Line], region: Option<Region>, format: Format, threads: 
                 Err(_) => out.extend(std::iter::repeat_with(|| Err("internal error: a parser thread failed".to_owned())).take(per)),
             }
         }
-        out
+        (out, t)
     })
 }
 
@@ -345,7 +350,7 @@ impl<R: BufRead> Records<R> {
             }
             None => return Err("the file has no header and no rows".into()),
         };
-        Ok(Records { lines, region, format, pending: None, threads: cores(), batch_lines: BATCH_LINES, eof: false })
+        Ok(Records { lines, region, format, pending: None, threads: cores(), batch_lines: BATCH_LINES, eof: false, ahead: Vec::new() })
     }
 
     /// Lines per batch (tests use small batches).
@@ -357,7 +362,7 @@ impl<R: BufRead> Records<R> {
     /// Whether every record has been returned (the batch just returned was
     /// the last).
     pub fn at_end(&self) -> bool {
-        self.eof && self.pending.is_none()
+        self.eof && self.ahead.is_empty() && self.pending.is_none()
     }
 
     /// The file's format.
@@ -365,11 +370,39 @@ impl<R: BufRead> Records<R> {
         self.format
     }
 
-    /// The next batch; `None` at the end of the file.
+    /// The next batch; `None` at the end of the file. Its lines are parsed
+    /// on every core while the calling thread reads the next batch's.
     pub fn next_batch(&mut self) -> Result<Option<Batch>, String> {
-        if self.eof && self.pending.is_none() {
+        if self.at_end() {
             return Ok(None);
         }
+        let lines = if self.ahead.is_empty() { self.read_lines()? } else { std::mem::take(&mut self.ahead) };
+        let (region, format, threads) = (self.region, self.format, self.threads);
+        let (rows, ahead) = parse_lines(&lines, region, format, threads, || if self.eof { Ok(Vec::new()) } else { self.read_lines() });
+        self.ahead = ahead?;
+        let mut b = Batch { rows: lines.len() as u64, ..Batch::default() };
+        for (l, r) in lines.iter().zip(rows) {
+            match r {
+                Err(e) => b.errors.push(format!("line {}: {e}", l.no)),
+                Ok(r) => self.group(l, r, &mut b),
+            }
+        }
+        if self.eof
+            && self.ahead.is_empty()
+            && let Some(p) = self.pending.take()
+        {
+            b.records.push(p.rec);
+        }
+        b.next = match (&self.pending, self.ahead.first()) {
+            (Some(p), _) => Position { offset: p.rec.offset, line: p.rec.item.line - 1 },
+            (None, Some(l)) => Position { offset: l.offset, line: l.no - 1 },
+            (None, None) => self.lines.pos,
+        };
+        Ok(Some(b))
+    }
+
+    /// Up to a batch of lines; sets `eof` when the file ends.
+    fn read_lines(&mut self) -> Result<Vec<Line>, String> {
         let mut lines = Vec::with_capacity(self.batch_lines);
         while lines.len() < self.batch_lines {
             match self.lines.next()? {
@@ -380,24 +413,7 @@ impl<R: BufRead> Records<R> {
                 }
             }
         }
-        let rows = parse_lines(&lines, self.region, self.format, self.threads);
-        let mut b = Batch { rows: lines.len() as u64, ..Batch::default() };
-        for (l, r) in lines.iter().zip(rows) {
-            match r {
-                Err(e) => b.errors.push(format!("line {}: {e}", l.no)),
-                Ok(r) => self.group(l, r, &mut b),
-            }
-        }
-        if self.eof
-            && let Some(p) = self.pending.take()
-        {
-            b.records.push(p.rec);
-        }
-        b.next = match &self.pending {
-            Some(p) => Position { offset: p.rec.offset, line: p.rec.item.line - 1 },
-            None => self.lines.pos,
-        };
-        Ok(Some(b))
+        Ok(lines)
     }
 
     fn group(&mut self, l: &Line, r: Row, b: &mut Batch) {

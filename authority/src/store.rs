@@ -61,6 +61,10 @@ fn se(e: impl std::fmt::Display) -> StoreError {
 pub struct Commit {
     /// Records to insert or replace.
     pub records: Vec<NumberRecord>,
+    /// Their stored forms ([`NumberRecord::encode`]), made beforehand by a
+    /// writer that can encode in parallel (a bulk import does it on its
+    /// build threads); empty: the store encodes them in the commit.
+    pub encoded: Vec<Vec<u8>>,
     /// Delegations to insert or replace.
     pub delegations_put: Vec<Delegation>,
     /// Delegations to remove.
@@ -297,8 +301,11 @@ impl RedbStore {
         let head;
         {
             let mut numbers = w.open_table(NUMBERS).map_err(se)?;
-            for r in &c.records {
-                numbers.insert(r.csi.uri(), r.encode().as_slice()).map_err(se)?;
+            for (i, r) in c.records.iter().enumerate() {
+                match c.encoded.get(i) {
+                    Some(b) => numbers.insert(r.csi.uri(), b.as_slice()).map_err(se)?,
+                    None => numbers.insert(r.csi.uri(), r.encode().as_slice()).map_err(se)?,
+                };
             }
             let mut dels = w.open_table(DELEGATIONS).map_err(se)?;
             for d in &c.delegations_put {

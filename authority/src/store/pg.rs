@@ -356,10 +356,10 @@ impl Store for PgStore {
             )
             .await
             .map_err(se)?;
-        let wanted = c.records.iter().enumerate().filter(|(i, r)| last.get(r.csi.uri()) == Some(i)).map(|(_, r)| r);
-        for r in wanted {
+        let wanted = c.records.iter().enumerate().filter(|(i, r)| last.get(r.csi.uri()) == Some(i));
+        for (i, r) in wanted {
             keys.push(r.csi.uri());
-            vals.push(r.encode());
+            vals.push(c.encoded.get(i).cloned().unwrap_or_else(|| r.encode()));
             if keys.len() == BATCH {
                 fresh += tx.query_one(&upsert, &[&keys, &vals]).await.map_err(se)?.try_get::<_, i64>(0).map_err(se)?;
                 keys.clear();
