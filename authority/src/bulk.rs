@@ -174,7 +174,8 @@ pub async fn run<S: Store + 'static>(core: &Arc<Authority<S>>, data: &Path, regi
         // The last batch clears the checkpoint: the import is complete.
         let cp = if last { Checkpoint::Clear } else { Checkpoint::Set(Progress { digest: digest.clone(), size, next, done: done + n, total }.encode()) };
         let c3 = core.clone();
-        let h = tokio::spawn(async move { c3.import_batch(batch, cp).await });
+        let online = by.is_some();
+        let h = tokio::spawn(async move { c3.import_batch(batch, cp, online).await });
         if last {
             seq = h.await.map_err(|e| Failed::Internal(e.to_string()))?.map_err(|e| stopped(e.to_string(), done))?;
             done += n;

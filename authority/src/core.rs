@@ -673,9 +673,22 @@ impl<S: Store> Authority<S> {
     /// Writes one import batch with its checkpoint in one
     /// transaction. Every identifier must still be new: a backend shared
     /// with other frontends refuses the batch (a conflict, nothing of it
-    /// written) if one was created meanwhile.
-    pub async fn import_batch(&self, b: ImportBatch, checkpoint: crate::store::Checkpoint) -> Result<u64, ProvisionError> {
+    /// written) if one was created meanwhile. With `beside_writers` (an
+    /// online import: this process also provisions), a store with one
+    /// writer process is asked too, under the write lock, so a number
+    /// provisioned since the check pass is never overwritten.
+    pub async fn import_batch(&self, b: ImportBatch, checkpoint: crate::store::Checkpoint, beside_writers: bool) -> Result<u64, ProvisionError> {
         let _w = self.write.lock().await;
+        if beside_writers && !self.store.shared() {
+            let csis: Vec<Csi> = b.records.iter().map(|r| r.csi.clone()).collect();
+            let found = self.store.get_many(&csis).await?;
+            if let Some(n) = found.iter().filter(|f| f.is_some()).count().checked_sub(1) {
+                return Err(ProvisionError::Conflict(format!(
+                    "{} identifier(s) of this batch were created while the import ran (by provisioning); nothing of the batch is written",
+                    n + 1
+                )));
+            }
+        }
         let expect = b.records.iter().map(|r| (r.csi.clone(), None)).collect();
         let commit = Commit { records: b.records, encoded: b.encoded, changes: b.changes, expect, checkpoint: Some(checkpoint), time: b.time, ..Commit::default() };
         let seq = self.store.commit(commit).await?;

@@ -441,3 +441,41 @@ async fn without_a_signature_cache_every_answer_signs_and_verifies() {
     }
     assert_eq!(a.signature_cache().stats().entries, 0);
 }
+
+/// An online import shares the store with provisioning: a number
+/// provisioned between the check pass and its batch's commit makes the
+/// batch fail whole (nothing overwritten, nothing of it written); the same
+/// batch goes in when nothing interferes.
+#[tokio::test]
+async fn an_import_batch_never_overwrites_a_number_provisioned_meanwhile() {
+    use signpost_authority::import::{ImportItem, ImportRecord};
+    use signpost_authority::store::Checkpoint;
+    let w = World::new();
+    let a = w.authority().await;
+    let tnsp = w.peer(Role::Csip, "tnsp-a.de.example", &["+4915"]);
+    let rec = |c: &str, line: usize| ImportRecord {
+        item: ImportItem { csi: csi(c), tnsp: Some(Name::parse("tnsp-a.de.example").unwrap()), entries: vec![entry("provider-a.example", false)], line },
+        epoch: signpost_schemas::lost::Epoch(1),
+        opted_out: false,
+        offset: 0,
+    };
+    let file = vec![rec("tel:+4915100000001", 2), rec(N, 3)];
+    assert!(a.import_problems(&file, 0, 10).await.unwrap().is_empty());
+    let batch = a.build_import(file.clone(), 2).unwrap();
+    // Provisioned after the check, before the commit.
+    a.provision(&tnsp, Provision::Assign { csi: csi(N), tnsp: None }).await.unwrap();
+    let head = a.store().head().await.unwrap();
+    let e = a.import_batch(batch, Checkpoint::Clear, true).await.unwrap_err();
+    assert!(matches!(e, ProvisionError::Conflict(_)), "{e}");
+    assert_eq!(a.store().head().await.unwrap(), head);
+    assert!(a.store().get(&csi("tel:+4915100000001")).await.unwrap().is_none());
+    // The provisioned record is as provisioned: no entries.
+    not_found(a.answer(&q(N)).await);
+    // A rerun's check reports the row.
+    let p = a.import_problems(&file, 0, 10).await.unwrap();
+    assert_eq!(p, vec![format!("line 3: {N} is already in the store")]);
+    // Without interference the batch goes in.
+    let batch = a.build_import(vec![rec("tel:+4915100000001", 2)], 2).unwrap();
+    assert_eq!(a.import_batch(batch, Checkpoint::Clear, true).await.unwrap(), head + 1);
+    assert_eq!(providers(&a.answer(&q("tel:+4915100000001")).await.unwrap()), ["provider-a.example"]);
+}
