@@ -812,3 +812,90 @@ async fn online_import_resumes_after_the_server_is_killed() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read_to_string(&exported).unwrap() == want, "the store's contents differ from the file");
 }
+
+/// An mTLS client of the test CA with a certificate of `role`.
+fn client_as(dir: &tempfile::TempDir, role: Role, id: &str, scope: &[&str]) -> std::sync::Arc<signpost_net::client::Client> {
+    let ca = signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap();
+    let (c, k) = issue(&ca, role, id, scope);
+    let anchor = signpost_trust::TrustAnchor::from_pem(ca.cert_pem().as_bytes()).unwrap();
+    let ident = signpost_trust::tls::Identity::from_pem(c.as_bytes(), k.as_bytes()).unwrap();
+    std::sync::Arc::new(signpost_net::client::Client::new(std::sync::Arc::new(signpost_trust::tls::client_config(&anchor, Some(&ident)).unwrap()), std::time::Duration::from_secs(5)))
+}
+
+/// Two `serve` processes on one PostgreSQL database. Frontend A is
+/// killed (`kill -9`) under provisioning load: every write A acknowledged
+/// is answered by B, and B answers throughout (not one lookup fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_frontends_kill_9_of_one_loses_no_acknowledged_write() {
+    use signpost_schemas::sp::{Provision, ProvisionResult};
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let (dir, cfg) = setup_unthrottled();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
+    // Numbers held before, for B's lookups.
+    let base = dir.path().join("base.csv");
+    let mut text = format!("{}\n", signpost_authority::import::HEADER);
+    for i in 0..50 {
+        text.push_str(&format!("+49160{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/b/{i},10,,,,\n"));
+    }
+    std::fs::write(&base, text).unwrap();
+    let o = run(&["import", "--config", &cfg.display().to_string(), "--quiet", &base.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (mut a, _log_a, addr_a, _) = start_server(&dir, &cfg);
+    let (mut b, log_b, addr_b, client_b) = start_server(&dir, &cfg);
+    let client_b = std::sync::Arc::new(client_b);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lookups = lookup_loop(client_b.clone(), addr_b, (0..50).map(|i| format!("tel:+49160{i:08}")).collect(), stop.clone());
+
+    // Provisioning through A: assign, then an entry; a number counts as
+    // acknowledged when A answered 200 to its entry.
+    let admin = client_as(&dir, Role::Admin, "ops.dp.de.example", &["+49"]);
+    let ep = signpost_schemas::lost::Endpoint::parse(&format!("https://{addr_a}/v1/provision")).unwrap();
+    let id = signpost_schemas::Name::parse("dp.de.example").unwrap();
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        let send = |p: Provision| {
+            let (admin, ep, id) = (admin.clone(), ep.clone(), id.clone());
+            async move {
+                let a = admin.raw(&ep, &id, signpost_net::hyper::Method::POST, signpost_authority::service::PROVISION_CONTENT_TYPE, bytes::Bytes::from(p.encode())).await.map_err(|e| e.to_string())?;
+                if a.status != 200 {
+                    return Err(format!("HTTP {}: {}", a.status, String::from_utf8_lossy(&a.body)));
+                }
+                ProvisionResult::decode(&a.body).map_err(|e| e.to_string())
+            }
+        };
+        // Bounded: 5,000 numbers at most; it ends at the first failure (A killed).
+        for i in 0..5_000u64 {
+            let c = format!("tel:+49170{i:08}");
+            if send(Provision::Assign { csi: csi(&c), tnsp: Some(signpost_schemas::Name::parse("tnsp-a.de.example").unwrap()) }).await.is_err() {
+                return;
+            }
+            if send(Provision::PutEntry { csi: csi(&c), entry: entry("provider-a.example", false) }).await.is_err() {
+                return;
+            }
+            if acked_tx.send(c).is_err() {
+                return;
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    while acked.len() < 40 {
+        acked.push(tokio::time::timeout(std::time::Duration::from_secs(60), acked_rx.recv()).await.expect("provisioning through A stalled").expect("the writer ended early"));
+    }
+    a.kill().unwrap(); // SIGKILL, mid-load
+    a.wait().unwrap();
+    writer.await.unwrap();
+    while let Ok(c) = acked_rx.try_recv() {
+        acked.push(c);
+    }
+    // Every acknowledged write, answered by B.
+    for c in &acked {
+        let r = lookup(&client_b, addr_b, c).await;
+        assert!(matches!(&r, signpost_schemas::Response::Found(f) if f.mappings.len() == 1), "{c} acknowledged by A, not answered by B: {r:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (found, _, failed) = lookups.await.unwrap();
+    assert!(failed.is_empty(), "{} of B's lookups failed, e.g. {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    assert!(found > 0);
+    assert!(Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap().success());
+    assert!(b.wait().unwrap().success(), "{:?}", log_b.lock().unwrap());
+}
