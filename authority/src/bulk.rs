@@ -327,22 +327,14 @@ impl JobStatus {
         s
     }
 
+    /// An import that has not got anywhere yet.
+    pub fn new(id: u64, file: String, by: String, state: JobState) -> JobStatus {
+        JobStatus { id, file, by, state, checked: 0, total: 0, written: 0, before: 0, seq: 0, elapsed_ms: 0, error: None, bad: vec![] }
+    }
+
     /// Reads the text form back (the CLI's side).
     pub fn decode(text: &str) -> Result<JobStatus, String> {
-        let mut st = JobStatus {
-            id: 0,
-            file: String::new(),
-            by: String::new(),
-            state: JobState::Failed,
-            checked: 0,
-            total: 0,
-            written: 0,
-            before: 0,
-            seq: 0,
-            elapsed_ms: 0,
-            error: None,
-            bad: vec![],
-        };
+        let mut st = JobStatus::new(0, String::new(), String::new(), JobState::Failed);
         let mut state = None;
         let mut exit = None;
         for l in text.lines() {
@@ -422,20 +414,7 @@ impl Jobs {
                 return Err(Box::new(s.clone()));
             }
             let id = g.as_ref().map_or(1, |s| s.id + 1);
-            let s = JobStatus {
-                id,
-                file: file.display().to_string(),
-                by: by.id().to_string(),
-                state: JobState::Checking,
-                checked: 0,
-                total: 0,
-                written: 0,
-                before: 0,
-                seq: 0,
-                elapsed_ms: 0,
-                error: None,
-                bad: vec![],
-            };
+            let s = JobStatus::new(id, file.display().to_string(), by.id().to_string(), JobState::Checking);
             *g = Some(s.clone());
             s
         };

@@ -209,6 +209,14 @@ fn big_file(n: u64) -> (String, String) {
     (text, want)
 }
 
+/// [`big_file`] written as `big.csv` in `dir`: its path and the export it must give.
+fn write_big_file(dir: &tempfile::TempDir, n: u64) -> (String, String) {
+    let (text, want) = big_file(n);
+    let data = dir.path().join("big.csv");
+    std::fs::write(&data, text).unwrap();
+    (data.display().to_string(), want)
+}
+
 /// `kill -9` in the middle of an import: the batches written are there
 /// with their feed events and the checkpoint; another file is refused
 /// while the import is unfinished; the same file again resumes and the
@@ -220,10 +228,7 @@ fn import_resumes_after_kill_9() {
     let (dir, cfg) = setup();
     let c = cfg.display().to_string();
     const N: u64 = 40_000;
-    let (text, want) = big_file(N);
-    let data = dir.path().join("big.csv");
-    std::fs::write(&data, text).unwrap();
-    let d = data.display().to_string();
+    let (d, want) = write_big_file(&dir, N);
     let mut child = Command::new(BIN).args(["import", "--config", &c, &d]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut seen = Vec::new();
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
@@ -644,6 +649,18 @@ fn admin_flags(dir: &tempfile::TempDir, addr: std::net::SocketAddr, role: Role, 
         .to_vec()
 }
 
+/// Imports `n` numbers `+49160nnnnnnnn` (one entry each) offline.
+fn import_held_before(dir: &tempfile::TempDir, cfg: &std::path::Path, n: u64) {
+    let base = dir.path().join("base.csv");
+    let mut text = format!("{}\n", signpost_authority::import::HEADER);
+    for i in 0..n {
+        text.push_str(&format!("+49160{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/b/{i},10,,,,\n"));
+    }
+    std::fs::write(&base, text).unwrap();
+    let o = run(&["import", "--config", &cfg.display().to_string(), "--quiet", &base.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// The sample config with rate limits a lookup loop stays under.
 fn setup_unthrottled() -> (tempfile::TempDir, PathBuf) {
     let (dir, cfg) = setup();
@@ -691,14 +708,7 @@ async fn online_import_while_lookups_run() {
     let (dir, cfg) = setup_unthrottled();
     let c = cfg.display().to_string();
     // Held before: 100 numbers in another block.
-    let base = dir.path().join("base.csv");
-    let mut text = format!("{}\n", signpost_authority::import::HEADER);
-    for i in 0..100 {
-        text.push_str(&format!("+49160{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/b/{i},10,,,,\n"));
-    }
-    std::fs::write(&base, text).unwrap();
-    let o = run(&["import", "--config", &c, "--quiet", &base.display().to_string()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    import_held_before(&dir, &cfg, 100);
     // Offline import beside the running server: refused with the way out.
     let (mut child, log, addr, client) = start_server(&dir, &cfg);
     let client = std::sync::Arc::new(client);
@@ -772,10 +782,7 @@ async fn online_import_resumes_after_the_server_is_killed() {
     let (dir, cfg) = setup();
     let c = cfg.display().to_string();
     const N: u64 = 40_000;
-    let (text, want) = big_file(N);
-    let data = dir.path().join("big.csv");
-    std::fs::write(&data, text).unwrap();
-    let d = data.display().to_string();
+    let (d, want) = write_big_file(&dir, N);
     let (mut server, _log, addr, _) = start_server(&dir, &cfg);
     let admin = admin_flags(&dir, addr, Role::Admin, "+49");
     let mut cli = Command::new(BIN).arg("import").args(&admin).arg(&d).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -832,14 +839,7 @@ async fn two_frontends_kill_9_of_one_loses_no_acknowledged_write() {
     let (dir, cfg) = setup_unthrottled();
     std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
     // Numbers held before, for B's lookups.
-    let base = dir.path().join("base.csv");
-    let mut text = format!("{}\n", signpost_authority::import::HEADER);
-    for i in 0..50 {
-        text.push_str(&format!("+49160{i:08},assigned,tnsp-a.de.example,ott.example,mimi://ott.example/b/{i},10,,,,\n"));
-    }
-    std::fs::write(&base, text).unwrap();
-    let o = run(&["import", "--config", &cfg.display().to_string(), "--quiet", &base.display().to_string()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    import_held_before(&dir, &cfg, 50);
     let (mut a, _log_a, addr_a, _) = start_server(&dir, &cfg);
     let (mut b, log_b, addr_b, client_b) = start_server(&dir, &cfg);
     let client_b = std::sync::Arc::new(client_b);
