@@ -899,3 +899,35 @@ async fn two_frontends_kill_9_of_one_loses_no_acknowledged_write() {
     assert!(Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap().success());
     assert!(b.wait().unwrap().success(), "{:?}", log_b.lock().unwrap());
 }
+
+/// `import --server` into a frontend on PostgreSQL: the same run, the
+/// database's own conflict check instead of the extra read; another
+/// frontend on the database answers the imported numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_import_on_postgres_reaches_the_other_frontend() {
+    let Some(db) = support::pg::fresh_db().await else { return };
+    let (dir, cfg) = setup_unthrottled();
+    std::fs::write(&cfg, postgres_sample(&std::fs::read_to_string(&cfg).unwrap(), &db.url())).unwrap();
+    const N: u64 = 20_000;
+    let (d, want) = write_big_file(&dir, N);
+    let (mut a, log_a, addr_a, _) = start_server(&dir, &cfg);
+    let (mut b, log_b, addr_b, client_b) = start_server(&dir, &cfg);
+    let admin = admin_flags(&dir, addr_a, Role::Admin, "+49");
+    let o = tokio::task::spawn_blocking(move || Command::new(BIN).arg("import").args(&admin).arg(&d).output().unwrap()).await.unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("imported {N} identifiers")), "{}", String::from_utf8_lossy(&o.stdout));
+    for i in (0..N).step_by(1999) {
+        let r = lookup(&client_b, addr_b, &format!("tel:+49151{i:08}")).await;
+        assert!(matches!(r, signpost_schemas::Response::Found(_)), "{i}: {r:?}");
+    }
+    for (child, log) in [(&mut a, &log_a), (&mut b, &log_b)] {
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        assert!(child.wait().unwrap().success(), "{:?}", log.lock().unwrap());
+    }
+    let c = cfg.display().to_string();
+    assert_eq!(stored(&c), (N, N));
+    let exported = dir.path().join("out.csv");
+    let o = run(&["export", "--config", &c, &exported.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&exported).unwrap() == want, "the database's contents differ from the file");
+}
