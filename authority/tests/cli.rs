@@ -831,7 +831,8 @@ fn client_as(dir: &tempfile::TempDir, role: Role, id: &str, scope: &[&str]) -> s
 
 /// Two `serve` processes on one PostgreSQL database. Frontend A is
 /// killed (`kill -9`) under provisioning load: every write A acknowledged
-/// is answered by B, and B answers throughout (not one lookup fails).
+/// is answered by B and reaches a resolver subscribed to B's feed, and B
+/// answers throughout (not one lookup fails).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_frontends_kill_9_of_one_loses_no_acknowledged_write() {
     use signpost_schemas::sp::{Provision, ProvisionResult};
@@ -845,6 +846,28 @@ async fn two_frontends_kill_9_of_one_loses_no_acknowledged_write() {
     let client_b = std::sync::Arc::new(client_b);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lookups = lookup_loop(client_b.clone(), addr_b, (0..50).map(|i| format!("tel:+49160{i:08}")).collect(), stop.clone());
+    // A resolver subscribed to B's feed (from the import on) collects the
+    // numbers whose entries were put, wherever they were provisioned.
+    let (_, mut feed) = client_b.get_stream(&signpost_schemas::lost::Endpoint::parse(&format!("https://{addr_b}/lost")).unwrap(), &signpost_schemas::Name::parse("dp.de.example").unwrap(), "/feed?since=50").await.unwrap();
+    let (put_tx, mut put_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let feed_task = tokio::spawn(async move {
+        use http_body_util::BodyExt as _;
+        let mut buf = String::new();
+        while let Some(Ok(f)) = feed.frame().await {
+            let Ok(d) = f.into_data() else { continue };
+            buf.push_str(std::str::from_utf8(&d).unwrap());
+            while let Some(i) = buf.find('\n') {
+                let line: String = buf.drain(..=i).collect();
+                if let signpost_schemas::sp::FeedFrame::Change(c) = signpost_schemas::sp::FeedFrame::decode(line.as_bytes()).unwrap()
+                    && c.op == signpost_schemas::sp::ChangeOp::EntryPut
+                    && let signpost_schemas::sp::Subject::Csi(x) = c.subject
+                    && put_tx.send(x.uri().to_owned()).is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
 
     // Provisioning through A: assign, then an entry; a number counts as
     // acknowledged when A answered 200 to its entry.
@@ -892,6 +915,14 @@ async fn two_frontends_kill_9_of_one_loses_no_acknowledged_write() {
         let r = lookup(&client_b, addr_b, c).await;
         assert!(matches!(&r, signpost_schemas::Response::Found(f) if f.mappings.len() == 1), "{c} acknowledged by A, not answered by B: {r:?}");
     }
+    // And carried by B's feed to its subscriber (bounded wait: B follows
+    // A's commits by notification, or its one-second poll).
+    let mut on_feed = std::collections::HashSet::new();
+    while !acked.iter().all(|c| on_feed.contains(c)) {
+        let c = tokio::time::timeout(std::time::Duration::from_secs(60), put_rx.recv()).await.expect("B's feed stalled").expect("B's feed ended");
+        on_feed.insert(c);
+    }
+    feed_task.abort();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (found, _, failed) = lookups.await.unwrap();
     assert!(failed.is_empty(), "{} of B's lookups failed, e.g. {:?}", failed.len(), &failed[..failed.len().min(3)]);
