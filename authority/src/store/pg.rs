@@ -244,9 +244,10 @@ impl PgStore {
     }
 
     /// How far a standby is behind its primary, in seconds: 0 when it has
-    /// replayed all the WAL it received (`pg_last_wal_receive_lsn() =
-    /// pg_last_wal_replay_lsn()`: caught up, and idle if the primary writes
-    /// nothing), otherwise `now() - pg_last_xact_replay_timestamp()` (the
+    /// replayed all the WAL it received (`pg_last_wal_replay_lsn() >=
+    /// pg_last_wal_receive_lsn()`: caught up, and idle if the primary writes
+    /// nothing; replay is ahead just after a restart, which replays the
+    /// local WAL before streaming resumes), otherwise `now() - pg_last_xact_replay_timestamp()` (the
     /// age of the last transaction it replayed, by the standby's clock,
     /// never below 0). `None` when that is unknown (WAL pending and nothing
     /// replayed since the standby started) and on a primary. A standby cut
@@ -260,7 +261,7 @@ impl PgStore {
         let c = self.client().await?;
         let row = c
             .query_one(
-                "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
+                "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0::float8
                              ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()))::float8 END",
                 &[],
             )
