@@ -121,18 +121,8 @@ async fn serve_on_a_standby() {
         assert!(std::time::Instant::now() < deadline, "{r:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let admin: std::net::SocketAddr = log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
     let page = loop {
-        let page = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(admin).unwrap();
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
-        })
-        .await
-        .unwrap();
+        let page = scrape(&log).await;
         if page.contains("\nsignpost_store_replication_lag_seconds ") {
             break page;
         }
@@ -497,6 +487,23 @@ fn start_server(dir: &tempfile::TempDir, cfg: &std::path::Path) -> (std::process
     (child, log, addr, client)
 }
 
+/// The body of the running server's `/metrics` (its admin address from
+/// the log).
+async fn scrape(log: &Log) -> String {
+    let admin: std::net::SocketAddr =
+        log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    })
+    .await
+    .unwrap()
+}
+
 /// One findService over TLS, decoded.
 async fn lookup(client: &signpost_net::client::Client, addr: std::net::SocketAddr, uri: &str) -> signpost_schemas::Response {
     let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi(uri), false));
@@ -595,18 +602,7 @@ async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgre
         }
         drop(feed);
         // The admin plane's /metrics, read by an independent parser.
-        let admin: std::net::SocketAddr =
-            log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
-        let page = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(admin).unwrap();
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
-        })
-        .await
-        .unwrap();
+        let page = scrape(&log).await;
         if let Some(s) = prom::parse(&page) {
             prom::expect(
                 &s,
