@@ -78,6 +78,28 @@ async fn a_frontend_on_a_standby_answers_reports_its_lag_and_refuses_writes() {
     assert!(lag.is_finite() && lag >= 0.0, "{lag}");
     assert_eq!(primary.replication_lag().await.unwrap(), None);
 
+    // Replay paused while the primary commits: the standby holds WAL it
+    // has not replayed, and the lag is the age of its last replayed
+    // commit (above 0); resumed, it is caught up again (0).
+    let (admin, conn) = tokio_postgres::connect(&pair.standby, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    admin.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+    let r2 = a.provision(&tnsp, Provision::Assign { csi: csi("tel:+4915112340000"), tnsp: None }).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !admin.query_one("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()", &[]).await.unwrap().get::<_, bool>(0) {
+        assert!(std::time::Instant::now() < deadline, "the standby never received the commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let behind = store.replication_lag().await.unwrap().unwrap();
+    assert!(behind > 0.0, "{behind}");
+    assert!(store.head().await.unwrap() < r2.seq);
+    admin.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
+    while store.replication_lag().await.unwrap() != Some(0.0) {
+        assert!(std::time::Instant::now() < deadline, "the standby never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.head().await.unwrap(), r2.seq);
+
     // The metrics: standby 1 and a lag sample on B; standby 0 and no lag on A.
     let m = Arc::new(signpost_net::Metrics::new());
     let task = store.report_replication(&m, Duration::from_millis(20)).unwrap();
@@ -112,5 +134,6 @@ async fn a_frontend_on_a_standby_answers_reports_its_lag_and_refuses_writes() {
     assert_eq!(store.get(&csi(N)).await.unwrap(), primary.get(&csi(N)).await.unwrap());
     assert!(!store.get(&csi(N)).await.unwrap().unwrap().entries[0].record.bound_to_tnsp);
     // The feed still serves, read-only.
-    assert_eq!(store.head().await.unwrap(), r.seq);
+    let signpost_authority::store::FeedPage::Changes(ch) = store.changes_since(0, 10).await.unwrap() else { panic!("feed gone") };
+    assert_eq!(ch.last().map(|c| c.seq), Some(r2.seq));
 }
