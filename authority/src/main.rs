@@ -861,13 +861,24 @@ async fn serve(p: Prepared, config: PathBuf, log: signpost_net::config::LogReloa
     for g in ["signpost_store_records", "signpost_feed_head", "signpost_feed_subscribers"] {
         metrics.gauge(g);
     }
-    // Feed retention and the store-size gauge.
+    // On PostgreSQL: whether it reads a standby, and its replication lag.
+    let standby = match p.core.store() {
+        AnyStore::Postgres(pg) => {
+            pg.report_replication(&metrics, Duration::from_secs(1));
+            pg.is_standby()
+        }
+        AnyStore::Redb(_) => false,
+    };
+    if standby {
+        tracing::info!("serving from a PostgreSQL standby: read-only (provisioning is refused), following the primary by polling");
+    }
+    // Feed retention (by the primary's frontends) and the store-size gauge.
     let (core, keep, age_ms, m) = (p.core.clone(), p.cfg.feed.retention_count, p.cfg.feed.retention_h * 3_600_000, metrics.clone());
     tokio::spawn(async move {
         loop {
             let now = core.now();
             let cutoff = signpost_schemas::Timestamp::from_millis(now.as_millis().saturating_sub(age_ms));
-            match core.store().prune(keep, cutoff).await {
+            match if standby { Ok(0) } else { core.store().prune(keep, cutoff).await } {
                 Ok(n) if n > 0 => tracing::info!(dropped = n, "feed history pruned"),
                 Ok(_) => {}
                 Err(e) => tracing::error!("feed prune failed: {e}"),

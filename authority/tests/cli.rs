@@ -82,6 +82,80 @@ async fn import_and_check_config_on_postgres() {
     drop(dir);
 }
 
+/// `serve` on a streaming standby of the primary `import` wrote to
+/// (`support::pg::primary_and_standby`): it says so at start, answers the
+/// imported number once replayed, reports `signpost_store_standby 1` and
+/// its replication lag on /metrics, and refuses provisioning with the
+/// reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_a_standby() {
+    let Some(pair) = tokio::task::spawn_blocking(support::pg::primary_and_standby).await.unwrap() else { return };
+    let (dir, cfg) = setup();
+    let sample = std::fs::read_to_string(&cfg).unwrap();
+    let primary = dir.path().join("primary.toml");
+    std::fs::write(&primary, postgres_sample(&sample, &pair.primary)).unwrap();
+    std::fs::write(&cfg, postgres_sample(&sample, &pair.standby)).unwrap();
+    let data = dir.path().join("one.csv");
+    std::fs::write(&data, format!("{}\n+4915112345678,assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/1,10,,csip-attested,false,OTT\n", signpost_authority::import::HEADER)).unwrap();
+    let o = run(&["import", "--config", &primary.display().to_string(), "--quiet", &data.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Until the schema is replayed, the standby refuses to serve (bounded
+    // only so a broken build cannot hang CI; not a latency assertion).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let o = run(&["check-config", "--config", &cfg.display().to_string()]);
+        if o.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (mut child, log, addr, client) = start_server(&dir, &cfg);
+    assert!(log.lock().unwrap().iter().any(|l| l.contains("serving from a PostgreSQL standby")), "{:?}", log.lock().unwrap());
+    loop {
+        let r = lookup(&client, addr, "tel:+4915112345678").await;
+        if let signpost_schemas::Response::Found(f) = &r {
+            assert_eq!(f.mappings.len(), 1);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = loop {
+        let page = scrape(&log).await;
+        if page.contains("\nsignpost_store_replication_lag_seconds ") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("\nsignpost_store_standby 1\n"), "{page}");
+    if let Some(s) = prom::parse(&page) {
+        prom::expect(&s, &[("signpost_store_standby", "gauge"), ("signpost_store_replication_lag_seconds", "gauge")]);
+        assert_eq!(s.value("signpost_store_standby", ""), Some(1.0), "{page}");
+        let lag = s.value("signpost_store_replication_lag_seconds", "").unwrap();
+        assert!(lag.is_finite() && lag >= 0.0, "{page}");
+    }
+    // Provisioning through the standby's frontend: refused, with the reason.
+    let ca = signpost_trust::ca::Ca::load_dir(&dir.path().join("ca")).unwrap();
+    let (cc, ck) = issue(&ca, Role::Csip, "tnsp-a.de.example", &["+4915"]);
+    std::fs::write(dir.path().join("csip-cert.pem"), cc).unwrap();
+    std::fs::write(dir.path().join("csip-key.pem"), ck).unwrap();
+    let d = dir.path().to_path_buf();
+    let o = tokio::task::spawn_blocking(move || {
+        let (ca, cert, key) = (d.join("ca/ca.pem"), d.join("csip-cert.pem"), d.join("csip-key.pem"));
+        let server = format!("https://{addr}");
+        run(&["provision", "--server", &server, "--server-id", "dp.de.example", "--ca", &ca.display().to_string(), "--cert", &cert.display().to_string(), "--key", &key.display().to_string(), "assign", "+4915112340000"])
+    })
+    .await
+    .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(signpost_authority::store::pg::READ_ONLY), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    assert!(!log.lock().unwrap().iter().any(|l| l.contains("4915112340000") || l.contains("feed prune failed")), "{:?}", log.lock().unwrap());
+}
+
 fn import_and_check(dir: &tempfile::TempDir, cfg: &std::path::Path) {
     let c = cfg.display().to_string();
     let o = run(&["check-config", "--config", &c]);
@@ -418,6 +492,23 @@ fn start_server(dir: &tempfile::TempDir, cfg: &std::path::Path) -> (std::process
     (child, log, addr, client)
 }
 
+/// The body of the running server's `/metrics` (its admin address from
+/// the log).
+async fn scrape(log: &Log) -> String {
+    let admin: std::net::SocketAddr =
+        log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    })
+    .await
+    .unwrap()
+}
+
 /// One findService over TLS, decoded.
 async fn lookup(client: &signpost_net::client::Client, addr: std::net::SocketAddr, uri: &str) -> signpost_schemas::Response {
     let req = signpost_schemas::Request::FindService(signpost_schemas::FindService::for_csi(csi(uri), false));
@@ -516,18 +607,7 @@ async fn serve_and_drain(dir: &tempfile::TempDir, cfg: &std::path::Path, postgre
         }
         drop(feed);
         // The admin plane's /metrics, read by an independent parser.
-        let admin: std::net::SocketAddr =
-            log.lock().unwrap().iter().find_map(|l| l.split("listening for admin on ").nth(1).map(|a| a.trim().parse().unwrap())).unwrap();
-        let page = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(admin).unwrap();
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
-        })
-        .await
-        .unwrap();
+        let page = scrape(&log).await;
         if let Some(s) = prom::parse(&page) {
             prom::expect(
                 &s,

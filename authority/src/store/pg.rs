@@ -35,6 +35,16 @@
 //! listens on a connection of its own (reconnecting with backoff) and is
 //! what `Authority::follow` waits on, with its poll as the fallback.
 //!
+//! **Standby.** A frontend may answer from a streaming hot standby
+//! (`pg_basebackup -R`): if `pg_is_in_recovery()` at open, it applies no
+//! migration (the primary's frontends do; the standby's schema must be
+//! exactly this binary's version), refuses every write (commit, prune and
+//! so the import checkpoint) with [`READ_ONLY`], and follows the head by
+//! polling (`LISTEN` is not allowed during recovery; the primary's
+//! `NOTIFY`s are not replayed either). Whether it reads a standby is
+//! decided once, at open: restart a frontend after promoting its server.
+//! [`PgStore::replication_lag`] says how far behind the standby is.
+//!
 //! **TLS.** With `sslmode=require` in the connection string the connection
 //! is TLS through rustls (ring), verifying the server's certificate and
 //! host name against the configured CA file. Without it the connection is
@@ -78,6 +88,9 @@ const MIGRATIONS: &[&str] = &[
 /// An arbitrary constant: the advisory lock that serializes migrations.
 const MIGRATION_LOCK: i64 = 0x5349_474e_504f_5354; // "SIGNPOST"
 
+/// Why a frontend on a standby refuses a write.
+pub const READ_ONLY: &str = "this frontend reads a standby; provision through a frontend on the primary";
+
 /// Rows per statement when a commit writes many records (an import).
 const BATCH: usize = 5000;
 
@@ -103,6 +116,8 @@ pub struct PgStore {
     /// Woken by the listener on every `NOTIFY` of a commit.
     notify: Arc<tokio::sync::Notify>,
     listening: Arc<std::sync::atomic::AtomicBool>,
+    /// The server was a hot standby at open (read-only; see the module docs).
+    standby: bool,
 }
 
 #[derive(Clone)]
@@ -210,9 +225,115 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(se)?;
-        let store = PgStore { pool, conn: Arc::new((cfg, tls)), notify: Arc::new(tokio::sync::Notify::new()), listening: Arc::new(std::sync::atomic::AtomicBool::new(false)) };
-        store.migrate().await?;
+        let mut store =
+            PgStore { pool, conn: Arc::new((cfg, tls)), notify: Arc::new(tokio::sync::Notify::new()), listening: Arc::new(std::sync::atomic::AtomicBool::new(false)), standby: false };
+        let c = store.client().await?;
+        store.standby = c.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(se)?.try_get(0).map_err(se)?;
+        drop(c);
+        if store.standby {
+            store.check_standby_schema().await?;
+        } else {
+            store.migrate().await?;
+        }
         Ok(store)
+    }
+
+    /// Whether this store reads a hot standby (read-only).
+    pub fn is_standby(&self) -> bool {
+        self.standby
+    }
+
+    /// How far a standby is behind its primary, in seconds: 0 when it has
+    /// replayed all the WAL it received (`pg_last_wal_replay_lsn() >=
+    /// pg_last_wal_receive_lsn()`: caught up, and idle if the primary writes
+    /// nothing; replay is ahead just after a restart, which replays the
+    /// local WAL before streaming resumes), otherwise `now() - pg_last_xact_replay_timestamp()` (the
+    /// age of the last transaction it replayed, by the standby's clock,
+    /// never below 0). `None` when that is unknown (WAL pending and nothing
+    /// replayed since the standby started) and on a primary. A standby cut
+    /// off from its primary has nothing pending and reads 0: the figure
+    /// bounds replay, not the link (watch the primary's
+    /// `pg_stat_replication` for that).
+    pub async fn replication_lag(&self) -> Result<Option<f64>, StoreError> {
+        if !self.standby {
+            return Ok(None);
+        }
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0::float8
+                             ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()))::float8 END",
+                &[],
+            )
+            .await
+            .map_err(se)?;
+        row.try_get(0).map_err(se)
+    }
+
+    /// Reports `signpost_store_standby` (1 on a standby, 0 on a primary)
+    /// and, on a standby, `signpost_store_replication_lag_seconds`
+    /// ([`PgStore::replication_lag`], read every `every` by the task this
+    /// returns; no sample while it is unknown or unreadable).
+    pub fn report_replication(&self, metrics: &Arc<signpost_net::Metrics>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        metrics.gauge("signpost_store_standby").set(i64::from(self.standby));
+        if !self.standby {
+            return None;
+        }
+        let lag = Arc::new(AtomicU64::new(f64::NAN.to_bits()));
+        let seen = lag.clone();
+        metrics.gauge_fn(
+            "signpost_store_replication_lag_seconds",
+            Box::new(move || {
+                let v = f64::from_bits(seen.load(Ordering::Relaxed));
+                if v.is_nan() { Vec::new() } else { vec![(String::new(), v)] }
+            }),
+        );
+        let store = self.clone();
+        Some(tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                let v = match store.replication_lag().await {
+                    Ok(v) => {
+                        failing = false;
+                        v.unwrap_or(f64::NAN)
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!("replication lag: {e}");
+                        }
+                        failing = true;
+                        f64::NAN
+                    }
+                };
+                lag.store(v.to_bits(), Ordering::Relaxed);
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+
+    /// On a standby: the schema the primary's frontends made must be there,
+    /// at this binary's version (nothing can be migrated here).
+    async fn check_standby_schema(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        let row = match c.query_opt("SELECT version FROM schema_version", &[]).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
+            Err(e) => return Err(se(e)),
+        };
+        let Some(row) = row else {
+            return Err(StoreError::new("the standby has no Signpost schema yet: start a frontend on the primary first"));
+        };
+        let current: i32 = row.try_get(0).map_err(se)?;
+        let current = usize::try_from(current).map_err(se)?;
+        match current.cmp(&MIGRATIONS.len()) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => Err(StoreError::new(format!("the database schema is version {current}, newer than this binary's {}", MIGRATIONS.len()))),
+            std::cmp::Ordering::Less => Err(StoreError::new(format!(
+                "the standby's schema is version {current}, older than this binary's {}: start a frontend of this release on the primary first",
+                MIGRATIONS.len()
+            ))),
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -331,6 +452,9 @@ impl Store for PgStore {
     }
 
     async fn commit(&self, c: Commit) -> Result<u64, StoreError> {
+        if self.standby {
+            return Err(StoreError::new(READ_ONLY));
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(se)?;
         // The lock that serializes writers and orders the feed (module docs).
@@ -467,6 +591,9 @@ impl Store for PgStore {
     }
 
     async fn prune(&self, keep: u64, older_than: Timestamp) -> Result<u64, StoreError> {
+        if self.standby {
+            return Err(StoreError::new(READ_ONLY));
+        }
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(se)?;
         let m = tx.query_one("SELECT head, oldest FROM feed_meta FOR UPDATE", &[]).await.map_err(se)?;
@@ -525,6 +652,11 @@ impl Store for PgStore {
     }
 
     async fn wait_external(&self, max: Duration) {
+        if self.standby {
+            // No LISTEN during recovery: the follower polls.
+            tokio::time::sleep(max).await;
+            return;
+        }
         if !self.listening.swap(true, std::sync::atomic::Ordering::AcqRel) {
             tokio::spawn(listen(self.conn.clone(), Arc::downgrade(&self.notify)));
         }

@@ -6,6 +6,9 @@
 //! loopback port, shared by the tests of one binary and stopped when the
 //! last of them ends. Every test gets a database of its own.
 //!
+//! [`primary_and_standby`] starts a pair of its own: a primary and a hot
+//! standby streaming from it (`pg_basebackup -R`), on two free ports.
+//!
 //! No server and `CI` not `true`: the caller is told to skip (a message
 //! says how to enable it); with `CI=true` that is a failure.
 
@@ -74,11 +77,12 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn start_cluster() -> Result<Cluster, String> {
+/// A new cluster's directory (owned by `postgres` when run as root) and
+/// a free loopback port; nothing started yet.
+fn new_cluster() -> Result<Cluster, String> {
     let bin = bindir().ok_or("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin")?;
     let as_postgres = is_root();
     let dir = tempfile::Builder::new().prefix("sp-pg").tempdir().map_err(|e| e.to_string())?;
-    let data = dir.path().join("data");
     if as_postgres {
         let st = Command::new("chown").arg("postgres:").arg(dir.path()).status().map_err(|e| e.to_string())?;
         if !st.success() {
@@ -86,28 +90,81 @@ fn start_cluster() -> Result<Cluster, String> {
         }
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let cluster = Cluster { dir, bin, port, as_postgres };
+    Ok(Cluster { dir, bin, port, as_postgres })
+}
+
+/// Starts the cluster's server on its port (loopback only) with `extra`
+/// options; the server log is in the error.
+fn start_server(cluster: &Cluster, extra: &str) -> Result<(), String> {
+    let data = cluster.dir.path().join("data");
+    let d = data.to_str().ok_or("temp dir is not UTF-8")?;
+    let fsync = if DURABLE.load(Ordering::Relaxed) { "on" } else { "off" };
+    let opts = format!("-p {} -k {d} -c listen_addresses=127.0.0.1 -c fsync={fsync} {extra}", cluster.port);
+    let log = data.join("server.log");
+    if let Err(e) = cluster.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().ok_or("log path")?, "-w", "start"]) {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(format!("{e}\n{log}"));
+    }
+    Ok(())
+}
+
+fn start_cluster() -> Result<Cluster, String> {
+    let cluster = new_cluster()?;
+    let data = cluster.dir.path().join("data");
     let d = data.to_str().ok_or("temp dir is not UTF-8")?;
     cluster.run("initdb", &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
     // TLS too (a CA of its own and a certificate for 127.0.0.1), for the
     // sslmode=require test; plain connections stay allowed.
     let tls = cluster.dir.path().join("tls");
     write_tls(&tls).map_err(|e| format!("server certificate: {e}"))?;
-    if as_postgres {
+    if cluster.as_postgres {
         let st = Command::new("chown").arg("-R").arg("postgres:").arg(&tls).status().map_err(|e| e.to_string())?;
         if !st.success() {
             return Err("chown postgres failed".into());
         }
     }
     let t = tls.to_str().ok_or("temp dir is not UTF-8")?;
-    let fsync = if DURABLE.load(Ordering::Relaxed) { "on" } else { "off" };
-    let opts = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c ssl=on -c ssl_cert_file={t}/server.crt -c ssl_key_file={t}/server.key");
-    let log = data.join("server.log");
-    if let Err(e) = cluster.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().ok_or("log path")?, "-w", "start"]) {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(format!("{e}\n{log}"));
-    }
+    start_server(&cluster, &format!("-c ssl=on -c ssl_cert_file={t}/server.crt -c ssl_key_file={t}/server.key"))?;
     Ok(cluster)
+}
+
+/// A hot standby of `primary`: a base backup taken over the replication
+/// protocol (initdb's pg_hba trusts replication from 127.0.0.1; `-R`
+/// writes `standby.signal` and `primary_conninfo`), started on a port of
+/// its own, streaming from the primary.
+fn start_standby(primary: &Cluster) -> Result<Cluster, String> {
+    let standby = new_cluster()?;
+    let data = standby.dir.path().join("data");
+    let d = data.to_str().ok_or("temp dir is not UTF-8")?;
+    let port = primary.port.to_string();
+    standby.run("pg_basebackup", &["-D", d, "-R", "-X", "stream", "--no-sync", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])?;
+    start_server(&standby, "-c hot_standby=on")?;
+    Ok(standby)
+}
+
+/// A primary and a hot standby streaming from it (clusters of their own;
+/// `SIGNPOST_PG` is not used: a standby needs the primary's files).
+pub struct Replicated {
+    /// Connection strings of their `postgres` databases.
+    pub primary: String,
+    pub standby: String,
+    // Dropped in this order: the standby stops first.
+    _standby: Cluster,
+    _primary: Cluster,
+}
+
+/// Starts a [`Replicated`] pair, or `None` (after "skipped: …") when no
+/// server binaries are installed outside CI. Blocking (runs the tools).
+pub fn primary_and_standby() -> Option<Replicated> {
+    let primary = match start_cluster() {
+        Ok(c) => c,
+        Err(e) => return skip(&e),
+    };
+    let standby = match start_standby(&primary) {
+        Ok(c) => c,
+        Err(e) => return skip(&format!("standby: {e}")),
+    };
+    Some(Replicated { primary: primary.url(), standby: standby.url(), _standby: standby, _primary: primary })
 }
 
 fn write_tls(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
@@ -213,7 +270,7 @@ impl Drop for TestDb {
     }
 }
 
-fn skip(why: &str) -> Option<TestDb> {
+fn skip<T>(why: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("PostgreSQL: {why}; CI=true requires it");
     }

@@ -100,6 +100,8 @@ const HELP: &[(&str, &str)] = &[
     ("signpost_store_records", "Records in the authority's store."),
     ("signpost_feed_head", "Sequence number of the authority's last committed change."),
     ("signpost_feed_subscribers", "Change-feed subscribers connected now."),
+    ("signpost_store_standby", "Whether the authority's PostgreSQL store is a read-only hot standby (1) or a primary (0)."),
+    ("signpost_store_replication_lag_seconds", "Seconds the authority's PostgreSQL standby is behind: 0 when it has replayed all the WAL it received, else the age of the last transaction it replayed."),
     ("signpost_import_identifiers_total", "Identifiers written by online imports (POST /v1/import)."),
     ("signpost_imports_total", "Online imports ended, by outcome (done, bad_rows, stopped)."),
     ("signpost_resolver_cache_hits_total", "Queries answered from a fresh cache entry."),
