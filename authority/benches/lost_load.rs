@@ -302,11 +302,9 @@ fn connection(load: &Load, addr: &str, server: ServerName<'static>, tls: Arc<rus
                         }
                     }
                 }
-                RST_STREAM => {
-                    if pending.remove(&stream).is_some() {
-                        c.errors += 1;
-                        c.first_problem.get_or_insert_with(|| format!("stream {stream} reset"));
-                    }
+                RST_STREAM if pending.remove(&stream).is_some() => {
+                    c.errors += 1;
+                    c.first_problem.get_or_insert_with(|| format!("stream {stream} reset"));
                 }
                 GOAWAY => {
                     c.errors += pending.len() as u64;

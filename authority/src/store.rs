@@ -252,8 +252,12 @@ pub struct RedbStore {
 #[derive(Default)]
 struct NumbersView {
     generation: std::sync::atomic::AtomicU64,
-    table: std::sync::Mutex<Option<(u64, Arc<redb::ReadOnlyTable<&'static str, &'static [u8]>>)>>,
+    /// The open table and the generation it was opened at.
+    table: std::sync::Mutex<Option<(u64, Arc<NumbersTable>)>>,
 }
+
+/// The numbers table, opened for reading.
+type NumbersTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
 
 impl std::fmt::Debug for NumbersView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -301,7 +305,7 @@ impl RedbStore {
     }
 
     /// The numbers table as of the last commit (see [`NumbersView`]).
-    fn numbers_table(&self) -> Result<Arc<redb::ReadOnlyTable<&'static str, &'static [u8]>>, StoreError> {
+    fn numbers_table(&self) -> Result<Arc<NumbersTable>, StoreError> {
         use std::sync::atomic::Ordering;
         let lock = || match self.numbers.table.lock() {
             Ok(g) => g,

@@ -39,6 +39,7 @@ async fn records_and_sequence<S: Store>(s: S) {
     assert_eq!(s.get(&rec(1, 1).csi).await.unwrap(), Some(rec(1, 1)));
     // The stored bytes (what the answer cache compares): the record's
     // encoding, read in place; a commit shows in the next read.
+    let s = &s;
     let raw = |r: NumberRecord| async move { s.get_raw(&r.csi, |b| b.to_vec()).await.unwrap() };
     assert_eq!(raw(rec(1, 1)).await, Some(rec(1, 1).encode()));
     assert_eq!(raw(rec(9, 1)).await, None);

@@ -360,7 +360,7 @@ mod tests {
             let secs = ms / 1000;
             let (y, m, d) = civil_from_days(secs / 86_400);
             let r = secs % 86_400;
-            let frac = if ms % 1000 == 0 { String::new() } else { format!(".{:03}", ms % 1000) };
+            let frac = if ms.is_multiple_of(1000) { String::new() } else { format!(".{:03}", ms % 1000) };
             let want = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", r / 3600, r / 60 % 60, r % 60);
             let mut out = String::from("x");
             t.write(&mut out);
