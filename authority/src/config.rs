@@ -119,11 +119,14 @@ pub struct Answers {
     /// Memory for signatures made on demand (answers of imported,
     /// unsigned mappings), MiB; 0 disables the cache.
     pub signature_cache_mib: u64,
+    /// Memory for encoded answers (checked against the store at each
+    /// answer), MiB; 0 disables the cache.
+    pub answer_cache_mib: u64,
 }
 
 impl Default for Answers {
     fn default() -> Self {
-        Answers { mapping_ttl_s: 3600, negative_ttl_s: 60, signature_validity_h: 168, renew_before_h: 24, signature_cache_mib: 64 }
+        Answers { mapping_ttl_s: 3600, negative_ttl_s: 60, signature_validity_h: 168, renew_before_h: 24, signature_cache_mib: 64, answer_cache_mib: 256 }
     }
 }
 
@@ -194,6 +197,9 @@ impl Config {
         }
         if self.answers.signature_cache_mib > 1 << 20 {
             return Err("answers.signature_cache_mib must be at most 1048576 (1 TiB)".into());
+        }
+        if self.answers.answer_cache_mib > 1 << 20 {
+            return Err("answers.answer_cache_mib must be at most 1048576 (1 TiB)".into());
         }
         if self.feed.heartbeat_ms == 0 || self.feed.retention_count == 0 {
             return Err("feed.heartbeat_ms and feed.retention_count must be positive".into());

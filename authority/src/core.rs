@@ -17,12 +17,13 @@
 
 use std::sync::{Arc, RwLock};
 
-use signpost_net::Failure;
+use bytes::Bytes;
+use signpost_net::{Failure, LostReply};
 use signpost_schemas::lost::{
     AuthorityRef, Cover, Delegation, Endpoint, Epoch, NoProvidersReason, SERVICE_MIMI,
 };
 use signpost_schemas::route::RoutingTable;
-use signpost_schemas::sp::{ChangeOp, EntryRecord, Provision, ProvisionResult, Subject, Visibility, range_end};
+use signpost_schemas::sp::{ChangeOp, EntryRecord, Provision, ProvisionResult, Subject, range_end};
 use signpost_schemas::{
     Clock, Csi, E164, Expires, FindService, FindServiceResponse, Mapping, Message, Name, Path, Redirect, Response,
     Timestamp,
@@ -31,6 +32,7 @@ use signpost_trust::sign::Signer;
 use signpost_trust::{Peer, Role, ScopeEntry};
 use tokio::sync::{Mutex, watch};
 
+use crate::answers::AnswerCache;
 use crate::model::{NumberRecord, State, StoredEntry};
 use crate::sigcache::SignatureCache;
 use crate::store::{Commit, FeedPage, Store, StoreError};
@@ -116,6 +118,21 @@ impl From<StoreError> for ProvisionError {
     }
 }
 
+/// Where [`Authority::route`] sends a findService.
+enum Route<'f> {
+    /// Answered without the store: a redirect.
+    Elsewhere(Response),
+    /// Answered from the store's record of `csi`.
+    Here {
+        /// The location used (its id).
+        loc: &'f str,
+        /// The identifier.
+        csi: &'f Csi,
+        /// The feed position read before the store.
+        read_at: u64,
+    },
+}
+
 /// An authority.
 pub struct Authority<S: Store> {
     settings: Settings,
@@ -130,6 +147,8 @@ pub struct Authority<S: Store> {
     head: watch::Sender<u64>,
     /// Signatures made on demand (bounded; never written to the store).
     signatures: SignatureCache,
+    /// Direct answers, encoded (bounded; checked against the store).
+    answers: AnswerCache,
 }
 
 impl<S: Store> std::fmt::Debug for Authority<S> {
@@ -154,7 +173,7 @@ impl<S: Store> Authority<S> {
             table.insert(d.cover.clone(), d);
         }
         let (head, _) = watch::channel(store.head().await?);
-        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), reads: std::sync::Mutex::new(Vec::new()), delegations: RwLock::new(Arc::new(table)), head, signatures: SignatureCache::new(crate::sigcache::DEFAULT_BYTES) })
+        Ok(Authority { settings, store, signer, clock, write: Mutex::new(()), reads: std::sync::Mutex::new(Vec::new()), delegations: RwLock::new(Arc::new(table)), head, signatures: SignatureCache::new(crate::sigcache::DEFAULT_BYTES), answers: AnswerCache::new(crate::answers::DEFAULT_BYTES) })
     }
 
     /// The settings.
@@ -206,6 +225,31 @@ impl<S: Store> Authority<S> {
 
     /// Answers a findService (the shell has decoded it).
     pub async fn answer(&self, f: &FindService) -> Result<Response, Failure> {
+        match self.route(f)? {
+            Route::Elsewhere(r) => Ok(r),
+            Route::Here { loc, csi, read_at } => self.found(f, loc, csi, read_at, false).await,
+        }
+    }
+
+    /// [`Authority::answer`] for the LoST service: the same answer, sent
+    /// as bytes encoded earlier when the stored record has not changed since
+    /// (the answer cache, [`crate::answers`]); a miss is answered as
+    /// `answer` does and remembered.
+    pub async fn answer_wire(&self, f: &FindService) -> Result<LostReply, Failure> {
+        match self.route(f)? {
+            Route::Elsewhere(r) => Ok(r.into()),
+            Route::Here { loc, csi, read_at } => {
+                if let Some(body) = self.encoded(f, loc, csi, read_at).await {
+                    return Ok(LostReply::Encoded { body, outcome: "found" });
+                }
+                self.found(f, loc, csi, read_at, true).await.map(Into::into)
+            }
+        }
+    }
+
+    /// Where a findService is answered: a redirect or a notFound from the
+    /// delegations and the scope, or here, from the store.
+    fn route<'f>(&self, f: &'f FindService) -> Result<Route<'f>, Failure> {
         let id = &self.settings.id;
         if let Some(p) = &f.path
             && p.contains(id)
@@ -224,7 +268,7 @@ impl<S: Store> Authority<S> {
             if let Response::Redirect(rd) = &mut r {
                 rd.feed_position = Some(read_at);
             }
-            return Ok(r);
+            return Ok(Route::Elsewhere(r));
         }
         if !in_scope(&self.settings.scope, csi) {
             return match &self.settings.root {
@@ -237,7 +281,7 @@ impl<S: Store> Authority<S> {
                         },
                     };
                     let d = Delegation { cover, lifetime: 60, authorities: vec![root.clone()] };
-                    self.redirect(f, d, format!("{id} is not authoritative for this identifier; ask the root"))
+                    self.redirect(f, d, format!("{id} is not authoritative for this identifier; ask the root")).map(Route::Elsewhere)
                 }
                 None => Err(Failure::NotFound {
                     message: format!("{id} is not authoritative for {}", csi.uri()),
@@ -246,13 +290,52 @@ impl<S: Store> Authority<S> {
                 }),
             };
         }
+        Ok(Route::Here { loc, csi, read_at })
+    }
+
+    /// The request's path with this authority added (RFC 5222 §6: the
+    /// answering server returns it, so a recursive answer lists resolver
+    /// then authority).
+    fn answer_path(&self, f: &FindService) -> Path {
+        let id = &self.settings.id;
+        match &f.path {
+            Some(p) => {
+                let mut p = p.clone();
+                p.push(id.clone());
+                p
+            }
+            None => Path::new(id.clone()),
+        }
+    }
+
+    /// The answer from the store's record of `csi`. With `remember`, the
+    /// record is read as bytes, and its encoded answers are kept in the
+    /// answer cache (or dropped from it when it answers no mappings).
+    async fn found(&self, f: &FindService, loc: &str, csi: &Csi, read_at: u64, remember: bool) -> Result<Response, Failure> {
         let now = self.clock.now();
         let not_found = || Failure::NotFound {
             message: format!("{} is not discoverable", csi.uri()),
             negative_lifetime: self.settings.negative_ttl,
             feed_position: Some(read_at),
         };
-        let Some(rec) = self.store.get(csi).await.map_err(|e| Failure::Internal(e.to_string()))? else {
+        let internal = |e: StoreError| Failure::Internal(e.to_string());
+        let remember = remember && self.answers.enabled();
+        let (rec, raw) = if remember {
+            let read = self.store.get_raw(csi, |b| (NumberRecord::decode(csi.uri(), b), Box::<[u8]>::from(b))).await.map_err(internal)?;
+            match read {
+                Some((rec, raw)) => (Some(rec.map_err(|e| Failure::Internal(format!("store: {e}")))?), Some(raw)),
+                None => (None, None),
+            }
+        } else {
+            (self.store.get(csi).await.map_err(internal)?, None)
+        };
+        let forget = || {
+            if remember {
+                self.answers.remove(csi);
+            }
+        };
+        let Some(rec) = rec else {
+            forget();
             return Err(not_found());
         };
         // An opted-out number answers its signed opt-out mapping; an
@@ -260,21 +343,11 @@ impl<S: Store> Authority<S> {
         // discoverable.
         let opted_out = rec.opted_out();
         if matches!(rec.state, State::Released) || (rec.entries.is_empty() && !opted_out) {
+            forget();
             return Err(not_found());
         }
         let ctx = f.context.as_ref();
-        let mut visible: Vec<&StoredEntry> = rec
-            .entries
-            .iter()
-            .filter(|e| match &e.record.visibility {
-                Visibility::All => true,
-                Visibility::Only(list) => ctx.and_then(|c| c.sender_provider.as_ref()).is_some_and(|s| list.contains(s)),
-            })
-            .filter(|e| match ctx {
-                Some(c) if !c.tags.is_empty() && !e.record.tags.is_empty() => e.record.tags.iter().any(|t| c.tags.contains(t)),
-                _ => true,
-            })
-            .collect();
+        let mut visible: Vec<&StoredEntry> = rec.entries.iter().filter(|e| crate::answers::visible_to(ctx, &e.record.visibility, &e.record.tags)).collect();
         visible.sort_by_key(|e| e.record.priority);
         // Signed on demand: a mapping stored without a signature (a bulk
         // import) or with one near its end is signed now, or taken from
@@ -282,30 +355,89 @@ impl<S: Store> Authority<S> {
         let renew_at = now.plus_secs(self.settings.renew_before);
         let cap = |m: &Mapping| -> Result<Mapping, Failure> {
             let mut m = self.signed(csi, m, now, renew_at)?;
-            let until = m.signature.as_ref().map_or(now, |s| s.valid_until);
-            m.expires = Expires::At(now.plus_secs(u64::from(self.settings.mapping_ttl)).min(until));
+            m.expires = self.expires(now, m.signature.as_ref().map_or(now, |s| s.valid_until));
             Ok(m)
         };
         // Opted out: the signed opt-out mapping, whatever the entries.
         let mappings: Vec<Mapping> = if opted_out || visible.is_empty() {
             match &rec.none {
                 Some(m) => vec![cap(m)?],
-                None => return Err(not_found()),
+                None => {
+                    forget();
+                    return Err(not_found());
+                }
             }
         } else {
             visible.iter().map(|e| cap(&e.signed)).collect::<Result<_, _>>()?
         };
-        // RFC 5222 §6: the answering server returns the request's path with
-        // itself added, so a recursive answer lists resolver then authority.
-        let path = match &f.path {
-            Some(p) => {
-                let mut p = p.clone();
-                p.push(id.clone());
-                p
+        if let Some(raw) = raw {
+            self.answers.put(csi, self.encode_record(csi, &rec, raw, &mappings, renew_at));
+        }
+        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path: self.answer_path(f), location_used: Some(loc.to_owned()), feed_position: Some(read_at) }))
+    }
+
+    /// A mapping's `expires` in an answer at `now`: the mapping lifetime,
+    /// capped by the end of its signature.
+    fn expires(&self, now: Timestamp, signature_end: Timestamp) -> Expires {
+        Expires::At(now.plus_secs(u64::from(self.settings.mapping_ttl)).min(signature_end))
+    }
+
+    /// The answer-cache entry of a record read as `raw`: each mapping in
+    /// its signed form valid at `valid_at` — the one this answer just
+    /// returned (`made`), else the stored one, else the signature cache's
+    /// — or missing (never signed here: an entry no answer has needed
+    /// costs no signature).
+    fn encode_record(&self, csi: &Csi, rec: &NumberRecord, raw: Box<[u8]>, made: &[Mapping], valid_at: Timestamp) -> crate::answers::Encoded {
+        use crate::answers::{Encoded, Entry, Signed};
+        let signed = |m: &Mapping| -> Option<Signed> {
+            let same = |x: &Mapping| crate::sigcache::same_content(x, m) && x.signature.as_ref().is_some_and(|s| s.valid_until >= valid_at);
+            if let Some(x) = made.iter().find(|x| same(x)) {
+                return Signed::of(x);
             }
-            None => Path::new(id.clone()),
+            if same(m) {
+                return Signed::of(m);
+            }
+            self.signatures.get(csi, m, valid_at).as_ref().and_then(Signed::of)
         };
-        Ok(Response::Found(FindServiceResponse { mappings, warnings: vec![], path, location_used: Some(loc.to_owned()), feed_position: Some(read_at) }))
+        let mut entries: Vec<&StoredEntry> = rec.entries.iter().collect();
+        entries.sort_by_key(|e| e.record.priority);
+        Encoded {
+            raw,
+            opted_out: rec.opted_out(),
+            none: rec.none.as_ref().map(signed),
+            entries: entries.into_iter().map(|e| Entry { visibility: e.record.visibility.clone(), tags: e.record.tags.clone(), mapping: signed(&e.signed) }).collect(),
+        }
+    }
+
+    /// The answer from the answer cache, if the stored record is still the
+    /// one its entry was made from and every mapping this answer returns
+    /// is there, signed beyond the renewal margin (else `None`: the caller
+    /// answers from the record).
+    async fn encoded(&self, f: &FindService, loc: &str, csi: &Csi, read_at: u64) -> Option<Bytes> {
+        let e = self.answers.get(csi)?;
+        // Compared in place (a store error is left to the full path, which
+        // reports it).
+        if self.store.get_raw(csi, |b| *b == *e.raw).await.ok()? != Some(true) {
+            return None;
+        }
+        let now = self.clock.now();
+        let renew_at = now.plus_secs(self.settings.renew_before);
+        let ctx = f.context.as_ref();
+        fn usable(s: &Option<crate::answers::Signed>, at: Timestamp) -> Option<&crate::answers::Signed> {
+            s.as_ref().filter(|s| s.valid_until >= at)
+        }
+        let mut chosen = Vec::with_capacity(e.entries.len());
+        if !e.opted_out {
+            for x in e.entries.iter().filter(|x| crate::answers::visible_to(ctx, &x.visibility, &x.tags)) {
+                chosen.push(usable(&x.mapping, renew_at)?);
+            }
+        }
+        if chosen.is_empty() {
+            chosen.push(usable(e.none.as_ref()?, renew_at)?);
+        }
+        let mut out = String::with_capacity(256 + chosen.iter().map(|s| s.tail.as_str().len() + 32).sum::<usize>());
+        FindServiceResponse::encode_with_into(&mut out, chosen.iter().map(|s| (self.expires(now, s.valid_until), &s.tail)), &self.answer_path(f), Some(loc), Some(read_at));
+        Some(Bytes::from(out))
     }
 
     fn redirect(&self, f: &FindService, d: Delegation, why: String) -> Result<Response, Failure> {
@@ -365,6 +497,18 @@ impl<S: Store> Authority<S> {
     /// cache; every answer of an unsigned mapping signs).
     pub fn with_signature_cache(mut self, bytes: u64) -> Self {
         self.signatures = SignatureCache::new(bytes);
+        self
+    }
+
+    /// The answer cache (its fill, for tests and tools).
+    pub fn answer_cache(&self) -> &AnswerCache {
+        &self.answers
+    }
+
+    /// Replaces the answer cache with one bounded to `bytes` (0: no cache;
+    /// every answer decodes its record and encodes its mappings).
+    pub fn with_answer_cache(mut self, bytes: u64) -> Self {
+        self.answers = AnswerCache::new(bytes);
         self
     }
 

@@ -12,5 +12,7 @@ pub mod import;
 pub mod service;
 pub mod model;
 pub mod sigcache;
+pub mod answers;
+mod clock;
 pub mod store;
 pub mod zone_import;

@@ -293,7 +293,7 @@ async fn prepare_with(config: &Path, cache: Option<usize>) -> Result<Prepared, S
         root,
     };
     let store = open_store(&cfg, &base, cache).await?;
-    let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?.with_signature_cache(cfg.answers.signature_cache_mib << 20);
+    let core = Authority::new(settings, store, signer, clock).await.map_err(|e| e.to_string())?.with_signature_cache(cfg.answers.signature_cache_mib << 20).with_answer_cache(cfg.answers.answer_cache_mib << 20);
     Ok(Prepared { cfg, base: base.to_path_buf(), core: Arc::new(core), tls })
 }
 

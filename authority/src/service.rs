@@ -265,15 +265,15 @@ impl<S: Store> Service for AuthorityService<S> {
                 {
                     return Err(budget(secs));
                 }
-                let r = self.core.answer(&f).await;
+                let r = self.core.answer_wire(&f).await;
                 if let Some(c) = csi {
                     match &r {
                         Err(Failure::NotFound { .. }) => self.limiter.miss(key, c, now).map_err(budget)?,
-                        Ok(Response::Found(_)) => self.limiter.hit(key, c, now),
+                        Ok(signpost_net::LostReply::Response(Response::Found(_)) | signpost_net::LostReply::Encoded { .. }) => self.limiter.hit(key, c, now),
                         _ => {}
                     }
                 }
-                r.map(Into::into)
+                r
             }
             Request::ListServices(l) => {
                 let id = &self.core.settings().id;

@@ -4,8 +4,8 @@
 //! signs it and keeps the signed mapping here, so the next answer for the
 //! same content copies it instead of signing again. The cache is bounded
 //! in bytes (an estimate of the heap each entry holds, counted with its
-//! key and bookkeeping) and evicts with the CLOCK (second chance) policy:
-//! an entry read since the hand last passed it survives one more turn.
+//! key and bookkeeping) and evicts with the CLOCK (second chance) policy
+//! ([`crate::clock`]).
 //!
 //! The cache is never the truth: an entry is used only when its content
 //! equals the stored mapping's (everything but `expires` and the
@@ -13,42 +13,22 @@
 //! change of the record, on this frontend or another one sharing the
 //! database, simply stops matching and the entry ages out.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
 use signpost_schemas::lost::MappingBody;
 use signpost_schemas::{Csi, Mapping, Timestamp};
 
-/// Shards (each with its own lock and an equal part of the bound).
-const SHARDS: usize = 16;
+use crate::clock::ClockMap;
 
-/// What a cache entry costs beyond its strings: the map slot, the queue
-/// slot and the `Vec` of mappings (a fixed estimate).
+/// What a cache entry costs beyond its strings and its key: the map slot,
+/// the queue slot and the `Vec` of mappings (a fixed estimate).
 const ENTRY_OVERHEAD: usize = 96;
 
 /// The default bound: 64 MiB.
 pub const DEFAULT_BYTES: u64 = 64 << 20;
 
-struct Slot {
-    /// The signed mappings of one CSI, one per `source_id`.
-    mappings: Vec<Mapping>,
-    bytes: usize,
-    referenced: bool,
-}
-
-#[derive(Default)]
-struct Shard {
-    map: HashMap<Csi, Slot>,
-    /// The CLOCK: every key in `map` once, the hand at the front.
-    ring: VecDeque<Csi>,
-    bytes: usize,
-}
-
-/// The bounded cache of signed mappings.
+/// The bounded cache of signed mappings: per CSI, one signed mapping per
+/// `source_id`.
 pub struct SignatureCache {
-    shards: Vec<Mutex<Shard>>,
-    /// Bytes per shard at most.
-    per_shard: usize,
+    map: ClockMap<Vec<Mapping>>,
 }
 
 impl std::fmt::Debug for SignatureCache {
@@ -94,113 +74,41 @@ pub fn same_content(a: &Mapping, b: &Mapping) -> bool {
         && a.service == b.service
 }
 
-fn csi_bytes(c: &Csi) -> usize {
-    // Twice: the map's key and the ring's.
-    2 * (std::mem::size_of::<Csi>() + c.uri().len())
-}
-
 impl SignatureCache {
     /// A cache of at most `bytes` (estimated; 0 disables it).
     pub fn new(bytes: u64) -> Self {
-        let per_shard = usize::try_from(bytes / SHARDS as u64).unwrap_or(usize::MAX);
-        SignatureCache { shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(), per_shard }
+        SignatureCache { map: ClockMap::new(bytes) }
     }
 
     /// The bound, bytes.
     pub fn bound(&self) -> u64 {
-        self.per_shard as u64 * SHARDS as u64
-    }
-
-    /// The shard of `csi`, locked (always `Some`: the index is taken
-    /// modulo the shard count).
-    fn shard(&self, csi: &Csi) -> Option<std::sync::MutexGuard<'_, Shard>> {
-        use std::hash::BuildHasher;
-        // A fixed hasher: the shard only spreads the lock, the map inside
-        // uses the randomized one.
-        let h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(csi);
-        let m = self.shards.get((h as usize) % self.shards.len().max(1))?;
-        Some(match m.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        })
+        self.map.bound()
     }
 
     /// The cached signed mapping with `unsigned`'s content whose signature
     /// is valid at `valid_at`, if any.
     pub fn get(&self, csi: &Csi, unsigned: &Mapping, valid_at: Timestamp) -> Option<Mapping> {
-        if self.per_shard == 0 {
-            return None;
-        }
-        let mut g = self.shard(csi)?;
-        let slot = g.map.get_mut(csi)?;
-        let m = slot.mappings.iter().find(|m| same_content(m, unsigned) && m.signature.as_ref().is_some_and(|s| s.valid_until >= valid_at))?;
-        slot.referenced = true;
-        Some(m.clone())
+        self.map.read(csi, |ms| ms.iter().find(|m| same_content(m, unsigned) && m.signature.as_ref().is_some_and(|s| s.valid_until >= valid_at)).cloned())
     }
 
     /// Keeps a signed mapping (replacing the one with its `source_id`).
     pub fn put(&self, csi: &Csi, signed: Mapping) {
-        let cost = mapping_bytes(&signed);
-        if self.per_shard == 0 || cost + ENTRY_OVERHEAD + csi_bytes(csi) > self.per_shard {
-            return;
-        }
-        let Some(mut g) = self.shard(csi) else { return };
-        let sh = &mut *g;
-        match sh.map.get_mut(csi) {
-            Some(slot) => {
-                let old = slot.mappings.iter().position(|m| m.source_id == signed.source_id);
-                if let Some(i) = old {
-                    let gone = mapping_bytes(&slot.mappings.swap_remove(i));
-                    slot.bytes -= gone;
-                    sh.bytes -= gone;
-                }
-                slot.mappings.push(signed);
-                slot.bytes += cost;
-                sh.bytes += cost;
-            }
-            None => {
-                let bytes = cost + ENTRY_OVERHEAD + csi_bytes(csi);
-                sh.map.insert(csi.clone(), Slot { mappings: vec![signed], bytes, referenced: false });
-                sh.ring.push_back(csi.clone());
-                sh.bytes += bytes;
-            }
-        }
-        // CLOCK: evict unreferenced entries at the hand until within bound
-        // (each referenced one gets its bit cleared and a second turn, so
-        // this ends within two passes).
-        while sh.bytes > self.per_shard {
-            let Some(k) = sh.ring.pop_front() else { break };
-            let others = sh.map.len() > 1;
-            let keep = match sh.map.get_mut(&k) {
-                Some(slot) if slot.referenced && &k != csi => {
-                    slot.referenced = false;
-                    true
-                }
-                // The entry just put goes last, after every other.
-                Some(_) if &k == csi && others => true,
-                Some(_) => false,
-                None => continue,
-            };
-            if keep {
-                sh.ring.push_back(k);
-            } else if let Some(slot) = sh.map.remove(&k) {
-                sh.bytes -= slot.bytes;
-            }
-        }
+        self.map.put(
+            csi,
+            |old| {
+                let mut ms = old.unwrap_or_default();
+                ms.retain(|m| m.source_id != signed.source_id);
+                ms.push(signed);
+                ms
+            },
+            |ms| ENTRY_OVERHEAD + ms.iter().map(mapping_bytes).sum::<usize>(),
+        );
     }
 
     /// Entries and bytes now.
     pub fn stats(&self) -> CacheStats {
-        let mut s = CacheStats { entries: 0, bytes: 0 };
-        for m in &self.shards {
-            let g = match m.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            s.entries += g.map.len();
-            s.bytes += g.bytes;
-        }
-        s
+        let (entries, bytes) = self.map.stats();
+        CacheStats { entries, bytes }
     }
 }
 

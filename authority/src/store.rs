@@ -125,6 +125,13 @@ pub struct Stats {
 pub trait Store: Send + Sync + 'static {
     /// The record of a CSI.
     fn get(&self, csi: &Csi) -> impl Future<Output = Result<Option<NumberRecord>, StoreError>> + Send;
+    /// `f` of the bytes stored for a CSI (its record as
+    /// [`NumberRecord::encode`] wrote it), without a copy where the
+    /// backend allows: what the answer path compares its encoded answers
+    /// with. The default encodes the record [`Store::get`] returns.
+    fn get_raw<R: Send, F: FnOnce(&[u8]) -> R + Send>(&self, csi: &Csi, f: F) -> impl Future<Output = Result<Option<R>, StoreError>> + Send {
+        async move { Ok(self.get(csi).await?.map(|r| f(&r.encode()))) }
+    }
     /// The records of several CSIs, in their order (a backend over the
     /// network answers a batch per round trip).
     fn get_many(&self, csis: &[Csi]) -> impl Future<Output = Result<Vec<Option<NumberRecord>>, StoreError>> + Send {
@@ -238,6 +245,28 @@ fn decode_change(seq: u64, b: &[u8]) -> Result<Change, StoreError> {
 #[derive(Clone, Debug)]
 pub struct RedbStore {
     db: Arc<Database>,
+    numbers: Arc<NumbersView>,
+}
+
+/// The numbers table as of the last commit, opened once and shared by the
+/// record reads until the next commit (a read transaction and a table
+/// open cost more than the lookup they serve). Every write transaction
+/// bumps `generation` after it commits, before the core publishes the new
+/// feed head, so a read that follows a head it saw sees that commit.
+#[derive(Default)]
+struct NumbersView {
+    generation: std::sync::atomic::AtomicU64,
+    /// The open table and the generation it was opened at.
+    table: std::sync::Mutex<Option<(u64, Arc<NumbersTable>)>>,
+}
+
+/// The numbers table, opened for reading.
+type NumbersTable = redb::ReadOnlyTable<&'static str, &'static [u8]>;
+
+impl std::fmt::Debug for NumbersView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumbersView").field("generation", &self.generation).finish()
+    }
 }
 
 fn cover_key(c: &Cover) -> String {
@@ -276,7 +305,31 @@ impl RedbStore {
             }
         }
         w.commit().map_err(se)?;
-        Ok(RedbStore { db: Arc::new(db) })
+        Ok(RedbStore { db: Arc::new(db), numbers: Arc::default() })
+    }
+
+    /// The numbers table as of the last commit (see [`NumbersView`]).
+    fn numbers_table(&self) -> Result<Arc<NumbersTable>, StoreError> {
+        use std::sync::atomic::Ordering;
+        let lock = || match self.numbers.table.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let generation = self.numbers.generation.load(Ordering::Acquire);
+        if let Some((g, t)) = &*lock()
+            && *g == generation
+        {
+            return Ok(t.clone());
+        }
+        // Opened after reading the generation: at least as new as it.
+        let t = Arc::new(self.db.begin_read().map_err(se)?.open_table(NUMBERS).map_err(se)?);
+        *lock() = Some((generation, t.clone()));
+        Ok(t)
+    }
+
+    /// After a write transaction committed: later reads open a new view.
+    fn committed(&self) {
+        self.numbers.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Rewrites the file without the pages that earlier commits freed (a
@@ -346,17 +399,21 @@ impl RedbStore {
 
 impl Store for RedbStore {
     async fn get(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
-        let r = self.db.begin_read().map_err(se)?;
-        let t = r.open_table(NUMBERS).map_err(se)?;
-        match t.get(csi.uri()).map_err(se)? {
-            Some(v) => NumberRecord::decode(csi.uri(), v.value()).map(Some).map_err(se),
-            None => Ok(None),
-        }
+        self.get_raw(csi, |b| NumberRecord::decode(csi.uri(), b)).await?.transpose().map_err(se)
+    }
+
+    async fn get_raw<R: Send, F: FnOnce(&[u8]) -> R + Send>(&self, csi: &Csi, f: F) -> Result<Option<R>, StoreError> {
+        let t = self.numbers_table()?;
+        Ok(t.get(csi.uri()).map_err(se)?.map(|v| f(v.value())))
     }
 
     async fn commit(&self, c: Commit) -> Result<u64, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || RedbStore::commit_sync(&db, c)).await.map_err(se)?
+        // Bumped even when the commit failed (whether it reached the file
+        // is not known then).
+        let r = tokio::task::spawn_blocking(move || RedbStore::commit_sync(&db, c)).await.map_err(se);
+        self.committed();
+        r?
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
@@ -399,7 +456,7 @@ impl Store for RedbStore {
 
     async fn prune(&self, keep: u64, older_than: Timestamp) -> Result<u64, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+        let r = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
             let w = db.begin_write().map_err(se)?;
             let dropped;
             {
@@ -433,7 +490,10 @@ impl Store for RedbStore {
             Ok(dropped)
         })
         .await
-        .map_err(se)?
+        .map_err(se);
+        // The view of before the prune would keep its freed pages.
+        self.committed();
+        r?
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
@@ -495,6 +555,12 @@ impl Store for AnyStore {
         match self {
             AnyStore::Redb(s) => s.get(csi).await,
             AnyStore::Postgres(s) => s.get(csi).await,
+        }
+    }
+    async fn get_raw<R: Send, F: FnOnce(&[u8]) -> R + Send>(&self, csi: &Csi, f: F) -> Result<Option<R>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.get_raw(csi, f).await,
+            AnyStore::Postgres(s) => s.get_raw(csi, f).await,
         }
     }
     async fn get_many(&self, csis: &[Csi]) -> Result<Vec<Option<NumberRecord>>, StoreError> {

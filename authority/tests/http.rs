@@ -530,3 +530,99 @@ async fn postgres_a_change_through_one_frontend_streams_from_the_other() {
     let Response::Found(f) = r else { panic!("{r:?}") };
     assert_eq!(f.feed_position, Some(2));
 }
+
+/// Repeated answers are sent from the answer cache (encoded once, checked
+/// against the stored bytes): over the real server, each is the same bytes
+/// as an answer made from the record at the same moment, for every sender
+/// context (restricted entries, tags), with a path; a change committed
+/// behind the core's back (as another frontend on a shared database would)
+/// and a release show at once; near the end of a signature the answer
+/// carries a renewed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_are_the_bytes_of_fresh_ones_and_follow_the_store() {
+    use signpost_authority::store::Commit;
+    use signpost_schemas::lost::{Tag, Uri};
+    use signpost_schemas::sp::Visibility;
+    use signpost_schemas::{Path, SenderContext};
+    let live = start(generous()).await;
+    let core = live.core.clone();
+    // Imported (unsigned, signed on demand): two entries, one tagged.
+    let csv = format!(
+        "{}\n+4915112345678,assigned,tnsp-a.de.example,ott.example,mimi://ott.example/u/1,10,personal,msp-verified,false,User 1\n\
+         +4915112345678,assigned,tnsp-a.de.example,rcs.example,mimi://rcs.example/u/1,20,,csip-attested,true,\n",
+        signpost_authority::import::HEADER
+    );
+    core.import(signpost_authority::import::parse(&csv, None, 10).unwrap(), &|_| {}).await.unwrap();
+    // Provisioned (signed at commit): an entry only provider-b's senders see.
+    let msp = live.client(Some((Role::Msp, "provider-b.example", &[])));
+    let mut hidden = entry("provider-b.example", false);
+    hidden.priority = 5;
+    hidden.tags = vec![Tag::parse("business").unwrap()];
+    hidden.visibility = Visibility::Only(vec![name("provider-b.example")]);
+    assert_eq!(live.provision(&msp, Provision::PutEntry { csi: csi(N), entry: hidden }).await.0, 200);
+    let anonymous = live.client(None);
+    let ctx = |sender: Option<&str>, tags: &[&str]| SenderContext { sender_provider: sender.map(name), tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect() };
+    let mut asks = vec![q(N)];
+    for c in [ctx(Some("provider-b.example"), &[]), ctx(Some("provider-c.example"), &[]), ctx(None, &["personal"]), ctx(Some("provider-b.example"), &["business"]), ctx(None, &["other"])] {
+        let mut f = q(N);
+        f.context = Some(c);
+        asks.push(f);
+    }
+    let mut via = q(N);
+    via.path = Some(Path::new(name("resolver.carrier.example")));
+    asks.push(via);
+    let expect = |r: Response| r.encode();
+    for f in &asks {
+        for round in 0..3 {
+            let (st, _, body) = live.find(&anonymous, f.clone()).await;
+            assert_eq!(st, 200);
+            let fresh = expect(core.answer(f).await.unwrap());
+            assert_eq!(body, fresh, "round {round} of {:?}", f.context);
+        }
+    }
+    assert_eq!(core.answer_cache().stats().entries, 1);
+    // The contexts chose different mappings: provider-b's entry first for
+    // its senders, the tagged one alone for "personal", everything
+    // untagged-or-matching otherwise.
+    let uris = |r: &Response| match r {
+        Response::Found(x) => x.mappings.iter().map(|m| m.uris.first().map(|u| u.as_str().to_owned()).unwrap_or_default()).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(uris(&live.find(&anonymous, asks[1].clone()).await.1), ["mimi://provider-b.example/u/alice", "mimi://ott.example/u/1", "mimi://rcs.example/u/1"]);
+    assert_eq!(uris(&live.find(&anonymous, asks[0].clone()).await.1), ["mimi://ott.example/u/1", "mimi://rcs.example/u/1"]);
+    assert_eq!(uris(&live.find(&anonymous, asks[3].clone()).await.1), ["mimi://ott.example/u/1", "mimi://rcs.example/u/1"]);
+    // Another frontend changes the record (straight into the store): the
+    // next answer carries it.
+    let mut rec = core.store().get(&csi(N)).await.unwrap().unwrap();
+    let e = rec.entries.iter_mut().find(|e| e.record.provider == name("rcs.example")).unwrap();
+    e.record.uris = vec![Uri::parse("mimi://rcs.example/u/moved").unwrap()];
+    e.signed.uris = e.record.uris.clone();
+    e.signed.signature = None;
+    core.store().commit(Commit { records: vec![rec], time: signpost_schemas::Clock::now(&live.w.clock), ..Commit::default() }).await.unwrap();
+    let (_, r, body) = live.find(&anonymous, q(N)).await;
+    assert_eq!(uris(&r), ["mimi://ott.example/u/1", "mimi://rcs.example/u/moved"]);
+    assert_eq!(body, expect(core.answer(&q(N)).await.unwrap()));
+    let Response::Found(f) = &r else { unreachable!() };
+    for m in &f.mappings {
+        live.w.verifier().verify_mapping(&csi(N), m, t0()).unwrap();
+    }
+    // Near the end of the signatures (validity 7 days, renewed within 1):
+    // renewed, still the bytes of a fresh answer, `expires` capped by them.
+    live.w.clock.advance_millis((6 * DAY + DAY / 2) * 1000);
+    let now = signpost_schemas::Clock::now(&live.w.clock);
+    for _ in 0..2 {
+        let (_, r, body) = live.find(&anonymous, q(N)).await;
+        assert_eq!(body, expect(core.answer(&q(N)).await.unwrap()));
+        let Response::Found(f) = &r else { panic!("{r:?}") };
+        for m in &f.mappings {
+            assert!(m.signature.as_ref().unwrap().valid_until >= now.plus_secs(DAY), "{m:?}");
+            live.w.verifier().verify_mapping(&csi(N), m, now).unwrap();
+        }
+    }
+    // Released: notFound at once, and the entry is dropped.
+    let csip = live.client(Some((Role::Csip, "tnsp-a.de.example", &["+4915"])));
+    assert_eq!(live.provision(&csip, Provision::Release { csi: csi(N) }).await.0, 200);
+    let (_, r, _) = live.find(&anonymous, q(N)).await;
+    assert!(matches!(&r, Response::Errors(e) if e.kind() == Some(ErrorKind::NotFound)), "{r:?}");
+    assert_eq!(core.answer_cache().stats().entries, 0);
+}

@@ -37,8 +37,15 @@ async fn records_and_sequence<S: Store>(s: S) {
     let head = s.commit(Commit { records: vec![rec(1, 1), rec(2, 1)], changes: vec![change(&rec(1, 1), ChangeOp::Assign), change(&rec(2, 1), ChangeOp::Assign)], time: t(0), ..Commit::default() }).await.unwrap();
     assert_eq!(head, 2);
     assert_eq!(s.get(&rec(1, 1).csi).await.unwrap(), Some(rec(1, 1)));
+    // The stored bytes (what the answer cache compares): the record's
+    // encoding, read in place; a commit shows in the next read.
+    let s = &s;
+    let raw = |r: NumberRecord| async move { s.get_raw(&r.csi, |b| b.to_vec()).await.unwrap() };
+    assert_eq!(raw(rec(1, 1)).await, Some(rec(1, 1).encode()));
+    assert_eq!(raw(rec(9, 1)).await, None);
     let head = s.commit(Commit { records: vec![rec(1, 2)], changes: vec![change(&rec(1, 2), ChangeOp::Release)], time: t(1), ..Commit::default() }).await.unwrap();
     assert_eq!(head, 3);
+    assert_eq!(raw(rec(1, 2)).await, Some(rec(1, 2).encode()));
     assert_eq!(s.get(&rec(1, 1).csi).await.unwrap().unwrap().epoch, Epoch(2));
     // A commit without changes (a signature renewal) takes no number.
     assert_eq!(s.commit(Commit { records: vec![rec(2, 1)], time: t(2), ..Commit::default() }).await.unwrap(), 3);

@@ -38,7 +38,7 @@ pub use failure::{Failure, failure_errors};
 pub use lost::{
     Assurance, AuthorityRef, Cover, Delegation, DisplayName, Endpoint, Epoch, Errors, FindService,
     FindServiceResponse, Issue, IssueList, KeyId, ListServices, ListServicesResponse, Location, Mapping,
-    MappingBody, Message, NoProvidersReason, Path, ProviderEntry, Redirect, Request, Response,
+    MappingBody, MappingTail, Message, NoProvidersReason, Path, ProviderEntry, Redirect, Request, Response,
     SenderContext, Signature, StaleAnswer, Tag, Uri, Warnings,
 };
 pub use name::{Name, NameError};

@@ -789,11 +789,37 @@ pub struct Mapping {
     pub signature: Option<Signature>,
 }
 
+/// A mapping encoded once, to be sent in many answers that differ only
+/// in its `expires` (an authority's direct answers): the bytes that follow
+/// the `expires` value in `<mapping expires="…" …>…</mapping>`.
+/// [`FindServiceResponse::encode_with_into`] writes answers from it, byte
+/// for byte what [`Response::encode`] writes for the same mappings.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MappingTail(Box<str>);
+
+impl MappingTail {
+    /// The encoded bytes.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Mapping {
+    /// Encodes everything after the `expires` value (see [`MappingTail`]).
+    pub fn encode_tail(&self) -> MappingTail {
+        let mut w = Writer { out: String::with_capacity(512) };
+        self.write_tail(&mut w);
+        MappingTail(w.out.into_boxed_str())
+    }
+
     fn write(&self, w: &mut Writer) {
-        w.open("mapping");
-        w.out.push_str(" expires=\"");
+        w.out.push_str("<mapping expires=\"");
         self.expires.write(&mut w.out);
+        self.write_tail(w);
+    }
+
+    /// The closing quote of `expires`, then the rest of the element.
+    fn write_tail(&self, w: &mut Writer) {
         w.out.push('"');
         w.attr_time("lastUpdated", self.last_updated)
             .attr("source", self.source.as_str())
@@ -933,23 +959,57 @@ pub struct FindServiceResponse {
     pub feed_position: Option<u64>,
 }
 
+/// The parts of a `<findServiceResponse>` after its mappings.
+struct ResponseRest<'a> {
+    warnings: &'a [Warnings],
+    path: &'a Path,
+    location_used: Option<&'a str>,
+    feed_position: Option<u64>,
+}
+
 impl FindServiceResponse {
     fn write(&self, w: &mut Writer) {
+        let rest = ResponseRest { warnings: &self.warnings, path: &self.path, location_used: self.location_used.as_deref(), feed_position: self.feed_position };
+        Self::write_parts(w, |w| self.mappings.iter().for_each(|m| m.write(w)), &rest);
+    }
+
+    fn write_parts(w: &mut Writer, mappings: impl FnOnce(&mut Writer), rest: &ResponseRest<'_>) {
         w.open("findServiceResponse").attr("xmlns", xml::LOST_NS).attr("xmlns:sp", xml::SP_NS).gt();
-        for m in &self.mappings {
-            m.write(w);
-        }
-        for x in &self.warnings {
+        mappings(w);
+        for x in rest.warnings {
             x.write(w);
         }
-        self.path.write(w);
-        if let Some(n) = self.feed_position {
+        rest.path.write(w);
+        if let Some(n) = rest.feed_position {
             write_feed_position(w, n);
         }
-        if let Some(l) = &self.location_used {
+        if let Some(l) = rest.location_used {
             w.open("locationUsed").attr("id", l).empty();
         }
         w.close("findServiceResponse");
+    }
+
+    /// Encodes, as a complete document into `out` (cleared first), the
+    /// response with these mappings (each its `expires` and its
+    /// [`MappingTail`]), no warnings, and the other parts given: the same
+    /// bytes as [`Response::encode`] of that response.
+    pub fn encode_with_into<'m>(out: &mut String, mappings: impl IntoIterator<Item = (Expires, &'m MappingTail)>, path: &Path, location_used: Option<&str>, feed_position: Option<u64>) {
+        out.clear();
+        out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let mut w = Writer { out: std::mem::take(out) };
+        let rest = ResponseRest { warnings: &[], path, location_used, feed_position };
+        Self::write_parts(
+            &mut w,
+            |w| {
+                for (expires, tail) in mappings {
+                    w.out.push_str("<mapping expires=\"");
+                    expires.write(&mut w.out);
+                    w.out.push_str(&tail.0);
+                }
+            },
+            &rest,
+        );
+        *out = w.finish();
     }
     fn decode(e: &Element<'_>) -> Result<FindServiceResponse, DecodeError> {
         e.only_attrs(&[], false)?;

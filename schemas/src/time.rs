@@ -71,22 +71,46 @@ impl Timestamp {
         let rem = secs % 86_400;
         let (y, m, d) = civil_from_days(days);
         let (hh, mm, ss) = (rem / 3600, (rem / 60) % 60, rem % 60);
-        push_num(out, y, 4);
-        out.push('-');
-        push_num(out, m, 2);
-        out.push('-');
-        push_num(out, d, 2);
-        out.push('T');
-        push_num(out, hh, 2);
-        out.push(':');
-        push_num(out, mm, 2);
-        out.push(':');
-        push_num(out, ss, 2);
-        if ms != 0 {
-            out.push('.');
-            push_num(out, ms, 3);
+        // Years past 9999 take more digits: written the slow way.
+        if y > 9999 {
+            push_num(out, y, 4);
+            for (sep, v) in [('-', m), ('-', d), ('T', hh), (':', mm), (':', ss)] {
+                out.push(sep);
+                push_num(out, v, 2);
+            }
+            if ms != 0 {
+                out.push('.');
+                push_num(out, ms, 3);
+            }
+            out.push('Z');
+            return;
         }
-        out.push('Z');
+        // One push of a buffer filled in place (an answer writes several).
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                if let Some(slot) = b.get_mut(i) {
+                    *slot = b'0' + (v % 10) as u8;
+                }
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, hh);
+        put(14, 2, mm);
+        put(17, 2, ss);
+        let len = if ms != 0 {
+            put(20, 3, ms);
+            b.len()
+        } else {
+            if let Some(z) = b.get_mut(19) {
+                *z = b'Z';
+            }
+            20
+        };
+        out.push_str(b.get(..len).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or_default());
     }
 }
 
@@ -325,6 +349,22 @@ mod tests {
         for day in (0..3_000_000u64).step_by(997) {
             let t = Timestamp::from_secs(day * 86_400 + 3661);
             assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn writes_what_a_field_by_field_format_writes() {
+        for k in 0..20_000u64 {
+            let ms = k * 15_778_463_117 % (MAX_MS + 1);
+            let t = Timestamp::from_millis(ms);
+            let secs = ms / 1000;
+            let (y, m, d) = civil_from_days(secs / 86_400);
+            let r = secs % 86_400;
+            let frac = if ms.is_multiple_of(1000) { String::new() } else { format!(".{:03}", ms % 1000) };
+            let want = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", r / 3600, r / 60 % 60, r % 60);
+            let mut out = String::from("x");
+            t.write(&mut out);
+            assert_eq!(out, format!("x{want}"), "{ms}");
         }
     }
 

@@ -405,12 +405,16 @@ async fn check_expected(tx: &deadpool_postgres::Transaction<'_>, expect: &[(Csi,
 
 impl Store for PgStore {
     async fn get(&self, csi: &Csi) -> Result<Option<NumberRecord>, StoreError> {
+        self.get_raw(csi, |b| NumberRecord::decode(csi.uri(), b)).await?.transpose().map_err(se)
+    }
+
+    async fn get_raw<R: Send, F: FnOnce(&[u8]) -> R + Send>(&self, csi: &Csi, f: F) -> Result<Option<R>, StoreError> {
         let c = self.client().await?;
         let st = c.prepare_cached("SELECT record FROM numbers WHERE csi = $1").await.map_err(se)?;
         match c.query_opt(&st, &[&csi.uri()]).await.map_err(se)? {
             Some(row) => {
                 let b: &[u8] = row.try_get(0).map_err(se)?;
-                NumberRecord::decode(csi.uri(), b).map(Some).map_err(se)
+                Ok(Some(f(b)))
             }
             None => Ok(None),
         }
