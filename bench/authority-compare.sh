@@ -41,6 +41,7 @@
 # or a run returned no answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/authority-lib.sh
 N=${N:-100000}
 SET=${SET:-100000}
 SECS=${SECS:-20}
@@ -167,17 +168,7 @@ if [ ! -s "data.$N.done" ]; then
 fi
 api=$(free_port)
 admin=$(free_port)
-cat >authority.toml <<EOF
-id = "dp.de.example"
-[listen]
-lost = "127.0.0.1:$api"
-admin = "127.0.0.1:$admin"
-[tls]
-ca = "pki/ca/ca.pem"
-cert = "pki/dp/cert.pem"
-key = "pki/dp/key.pem"
-[store]
-path = "authority.redb"
+{ authority_toml "127.0.0.1:$api" "127.0.0.1:$admin"; cat <<EOF; } >authority.toml
 [rate]
 queries_per_s = 100000000.0
 burst = 100000000.0

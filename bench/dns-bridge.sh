@@ -15,6 +15,7 @@
 #   SIGNPOST_BIN=target/release bench/dns-bridge.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/authority-lib.sh
 N=${N:-10000}
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-4}
@@ -59,17 +60,7 @@ EOF
 nsd-checkzone e164.arpa e164.zone >/dev/null
 
 dns_port=$(free_port)
-cat > authority.toml <<EOF
-id = "dp.de.example"
-[listen]
-lost = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-[tls]
-ca = "pki/ca/ca.pem"
-cert = "pki/dp/cert.pem"
-key = "pki/dp/key.pem"
-[store]
-path = "authority.redb"
+{ authority_toml 127.0.0.1:0 127.0.0.1:0; cat <<EOF; } > authority.toml
 [rate]
 queries_per_s = 1000000.0
 burst = 1000000.0

@@ -21,6 +21,7 @@
 # the import failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/authority-lib.sh
 N=${N:-1000000}
 BIN=${SIGNPOST_BIN:-${CARGO_TARGET_DIR:-target}/release}
 die() { echo "import.sh: $2" >&2; exit "$1"; }
@@ -48,20 +49,10 @@ rows=$(($(wc -l <"numbers.$N.csv") - 1))
 rm -rf pki authority.redb
 "$BIN/signpost-root" ca init --out pki/ca >/dev/null
 "$BIN/signpost-root" ca issue --ca pki/ca --role authority --id dp.de.example --scope +49 --out pki/dp >/dev/null
+store=
 if [ -n "${PG_URL:-}" ]; then store="backend = \"postgres\"
-url = \"$PG_URL\""; else store='path = "authority.redb"'; fi
-cat >authority.toml <<EOF
-id = "dp.de.example"
-[listen]
-lost = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-[tls]
-ca = "pki/ca/ca.pem"
-cert = "pki/dp/cert.pem"
-key = "pki/dp/key.pem"
-[store]
-$store
-EOF
+url = \"$PG_URL\""; fi
+authority_toml 127.0.0.1:0 127.0.0.1:0 "$store" >authority.toml
 pg_ticks() { for p in $(pgrep -u postgres postgres 2>/dev/null); do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}'; done | awk '{s += $1} END {print s + 0}'; }
 p0=$(pg_ticks)
 load=$(cut -d' ' -f1 /proc/loadavg)
