@@ -58,6 +58,11 @@ async fn records_and_sequence<S: Store>(s: S) {
     let got = s.get_many(&[rec(2, 1).csi, rec(9, 1).csi, rec(1, 2).csi]).await.unwrap();
     assert_eq!(got, vec![Some(rec(2, 1)), None, Some(rec(1, 2))]);
     assert!(s.get_many(&[]).await.unwrap().is_empty());
+    // The record count, for records the writer read (one new, one
+    // replaced) and records it did not (one new, one replaced).
+    let expect = vec![(rec(5, 1).csi, None), (rec(1, 2).csi, Some(rec(1, 2)))];
+    s.commit(Commit { records: vec![rec(5, 1), rec(1, 3), rec(6, 1), rec(2, 2)], expect, time: t(3), ..Commit::default() }).await.unwrap();
+    assert_eq!(s.stats().await.unwrap().records, 4);
 }
 
 async fn feed_pages_and_retention<S: Store>(s: S) {

@@ -471,31 +471,46 @@ impl Store for PgStore {
         for (i, r) in c.records.iter().enumerate() {
             last.insert(r.csi.uri(), i);
         }
+        // New records, for the exact record count in feed_meta without a
+        // count(*): a CSI the writer read (`expect`, just checked under the
+        // lock) is new if it was absent; the others are counted before the
+        // upsert. (Not `RETURNING (xmax = 0)`: Postgres-wire distributed
+        // engines have no xmax; docs/scale-out.md.)
+        let absent: std::collections::HashMap<&str, bool> = c.expect.iter().map(|(k, r)| (k.uri(), r.is_none())).collect();
+        let wanted: Vec<(usize, &NumberRecord)> = c.records.iter().enumerate().filter(|(i, r)| last.get(r.csi.uri()) == Some(i)).collect();
         let mut fresh: i64 = 0;
+        let mut unread: Vec<&str> = Vec::new();
+        for (_, r) in &wanted {
+            match absent.get(r.csi.uri()) {
+                Some(true) => fresh += 1,
+                Some(false) => {}
+                None => unread.push(r.csi.uri()),
+            }
+        }
+        if !unread.is_empty() {
+            let st = tx.prepare_cached("SELECT count(*) FROM numbers WHERE csi = ANY($1)").await.map_err(se)?;
+            for chunk in unread.chunks(BATCH) {
+                let held: i64 = tx.query_one(&st, &[&chunk]).await.map_err(se)?.try_get(0).map_err(se)?;
+                fresh += i64::try_from(chunk.len()).map_err(se)? - held;
+            }
+        }
         let mut keys: Vec<&str> = Vec::with_capacity(BATCH.min(c.records.len()));
         let mut vals: Vec<Vec<u8>> = Vec::with_capacity(BATCH.min(c.records.len()));
-        // `xmax = 0` on a RETURNING row: it was inserted, not updated (the
-        // record count in feed_meta stays exact without a count(*)).
         let upsert = tx
-            .prepare_cached(
-                "WITH up AS (INSERT INTO numbers (csi, record) SELECT * FROM unnest($1::text[], $2::bytea[])
-                 ON CONFLICT (csi) DO UPDATE SET record = EXCLUDED.record RETURNING (xmax = 0) AS fresh)
-                 SELECT count(*) FILTER (WHERE fresh) FROM up",
-            )
+            .prepare_cached("INSERT INTO numbers (csi, record) SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (csi) DO UPDATE SET record = EXCLUDED.record")
             .await
             .map_err(se)?;
-        let wanted = c.records.iter().enumerate().filter(|(i, r)| last.get(r.csi.uri()) == Some(i));
         for (i, r) in wanted {
             keys.push(r.csi.uri());
             vals.push(c.encoded.get(i).cloned().unwrap_or_else(|| r.encode()));
             if keys.len() == BATCH {
-                fresh += tx.query_one(&upsert, &[&keys, &vals]).await.map_err(se)?.try_get::<_, i64>(0).map_err(se)?;
+                tx.execute(&upsert, &[&keys, &vals]).await.map_err(se)?;
                 keys.clear();
                 vals.clear();
             }
         }
         if !keys.is_empty() {
-            fresh += tx.query_one(&upsert, &[&keys, &vals]).await.map_err(se)?.try_get::<_, i64>(0).map_err(se)?;
+            tx.execute(&upsert, &[&keys, &vals]).await.map_err(se)?;
         }
         for d in &c.delegations_put {
             let doc = Provision::Delegate(d.clone()).encode();
