@@ -41,7 +41,7 @@
 # or a run returned no answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/authority-lib.sh
+. bench/lib.sh
 N=${N:-100000}
 SET=${SET:-100000}
 SECS=${SECS:-20}
@@ -110,14 +110,6 @@ rm -rf run
 mkdir -p run
 
 # --- helpers ---------------------------------------------------------------
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Htuln "sport = :$p" 2>/dev/null)" ]; then echo "$p"; return; fi
-  done
-  die 70 "no free loopback port"
-}
 # utime+stime (clock ticks) of a process and all its descendants (NSD
 # forks xfrd, which forks the server process).
 ticks() {
@@ -224,28 +216,7 @@ load_authority() { # set-file requests secs -> "answers"
 }
 
 nsd_port=$(free_port)
-cat >run/nsd.conf <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $nsd_port
-  do-ip6: no
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$work"
-  zonelistfile: "$work/run/zone.list"
-  xfrdfile: "$work/run/xfrd.state"
-  xfrdir: "$work/run"
-  pidfile: "$work/run/nsd.pid"
-  logfile: "$work/run/nsd.log"
-  database: ""
-  verbosity: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "e164.arpa"
-  zonefile: "$work/e164.zone"
-EOF
+nsd_conf "$nsd_port" "$work/run" "$work/e164.zone" >run/nsd.conf
 head -1 run/queries.txt >run/probe.txt
 log "starting NSD ($N numbers; it reads the zone file first)"
 s0=$(date +%s)

@@ -25,6 +25,7 @@
 # 70 a server failed to start or a run failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 NUMBERS=${NUMBERS:-1000}
@@ -85,14 +86,6 @@ cleanup() {
 trap cleanup EXIT
 
 # --- helpers ---------------------------------------------------------------
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Htuln "sport = :$p")" ]; then echo "$p"; return; fi
-  done
-  die 70 "no free loopback port"
-}
 # utime+stime of a process in clock ticks (all its threads).
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -148,27 +141,7 @@ write_dns_configs() { # dir numbers-file nsd-port unbound-port doh-port
     awk '{n = $1; o = ""; for (i = length(n); i >= 1; i--) o = o substr(n, i, 1) "."; i = NR - 1;
       printf "%se164.arpa. IN NAPTR 10 100 \"u\" \"E2U+mimi\" \"!^.*$!mimi://provider-a.example/u/%d!\" .\n", o, i}' "$nf"
   } >"$d/e164.arpa.zone"
-  cat >"$d/nsd.conf" <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $np
-  server-count: 1
-  username: ""
-  chroot: ""
-  zonesdir: "$d"
-  zonelistfile: "$d/zone.list"
-  xfrdfile: "$d/xfrd.state"
-  xfrdir: "$d"
-  pidfile: "$d/nsd.pid"
-  logfile: "$d/nsd.log"
-  database: ""
-  verbosity: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "e164.arpa"
-  zonefile: "$d/e164.arpa.zone"
-EOF
+  nsd_conf "$np" "$d" "$d/e164.arpa.zone" >"$d/nsd.conf"
   cat >"$d/unbound.conf" <<EOF
 server:
   interface: 127.0.0.1@$up

@@ -15,7 +15,7 @@
 #   SIGNPOST_BIN=target/release bench/dns-bridge.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/authority-lib.sh
+. bench/lib.sh
 N=${N:-10000}
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-4}
@@ -34,8 +34,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
-
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 "$R" ca init --out pki/ca >/dev/null
 "$R" ca issue --ca pki/ca --role authority --id dp.de.example --scope +49 --out pki/dp >/dev/null
@@ -74,28 +72,7 @@ EOF
 pids+=($!)
 
 nsd_port=$(free_port)
-cat > nsd.conf <<EOF
-server:
-  ip-address: 127.0.0.1
-  port: $nsd_port
-  do-ip6: no
-  username: ""
-  chroot: ""
-  zonesdir: "$work"
-  database: ""
-  zonelistfile: "$work/zone.list"
-  xfrdfile: "$work/xfrd.state"
-  xfrdir: "$work"
-  pidfile: "$work/nsd.pid"
-  logfile: "$work/nsd.log"
-  server-count: 1
-  verbosity: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "e164.arpa"
-  zonefile: "$work/e164.zone"
-EOF
+nsd_conf "$nsd_port" "$work" "$work/e164.zone" > nsd.conf
 nsd -d -c nsd.conf &
 pids+=($!)
 

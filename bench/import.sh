@@ -21,7 +21,7 @@
 # the import failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/authority-lib.sh
+. bench/lib.sh
 N=${N:-1000000}
 BIN=${SIGNPOST_BIN:-${CARGO_TARGET_DIR:-target}/release}
 die() { echo "import.sh: $2" >&2; exit "$1"; }
