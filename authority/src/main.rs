@@ -613,10 +613,10 @@ async fn import_csv(config: &Path, data: &Path, region: Option<&str>, quiet: boo
     };
     let p = match prepare_with(config, Some(IMPORT_CACHE)).await {
         Ok(p) => p,
-        Err(e) if e.contains("already open") => {
+        Err(e) if e.contains(signpost_authority::store::HELD) => {
             return fail(
                 exit::UNAVAILABLE,
-                format!("{e}: the store is held by a running server; stop it, or import through it: signpost-authority import --server https://HOST:PORT --server-id ID --ca CA.pem --cert ADMIN-CERT.pem --key ADMIN-KEY.pem {}", data.display()),
+                format!("{e}; stop the server, or import through it: signpost-authority import --server https://HOST:PORT --server-id ID --ca CA.pem --cert ADMIN-CERT.pem --key ADMIN-KEY.pem {}", data.display()),
             );
         }
         Err(e) => return fail(EX_USAGE, e),

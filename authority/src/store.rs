@@ -276,6 +276,10 @@ fn cover_key(c: &Cover) -> String {
     }
 }
 
+/// Why an embedded store file cannot be opened while another process
+/// (a running server) has it.
+pub const HELD: &str = "the store file is held by another process (a running server?)";
+
 impl RedbStore {
     /// Opens or creates the store file (redb's default page cache, 1 GiB at
     /// most: what the answer path reads from).
@@ -291,7 +295,10 @@ impl RedbStore {
         if let Some(c) = cache {
             b.set_cache_size(c);
         }
-        let db = b.create(path).map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
+        let db = b.create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::new(format!("{}: {HELD}", path.display())),
+            e => StoreError::new(format!("{}: {e}", path.display())),
+        })?;
         let w = db.begin_write().map_err(se)?;
         {
             w.open_table(NUMBERS).map_err(se)?;

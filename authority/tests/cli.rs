@@ -799,7 +799,7 @@ async fn online_import_while_lookups_run() {
     let d = data.display().to_string();
     let o = run(&["import", "--config", &c, "--quiet", &d]);
     assert_eq!(o.status.code(), Some(69), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("held by a running server") && String::from_utf8_lossy(&o.stderr).contains("import --server"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("held by another process") && String::from_utf8_lossy(&o.stderr).contains("import --server"), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Not an admin: refused.
     let msp = admin_flags(&dir, addr, Role::Msp, "+49");
