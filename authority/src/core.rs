@@ -826,10 +826,10 @@ impl<S: Store> Authority<S> {
         if beside_writers && !self.store.shared() {
             let csis: Vec<Csi> = b.records.iter().map(|r| r.csi.clone()).collect();
             let found = self.store.get_many(&csis).await?;
-            if let Some(n) = found.iter().filter(|f| f.is_some()).count().checked_sub(1) {
+            let created = found.iter().filter(|f| f.is_some()).count();
+            if created > 0 {
                 return Err(ProvisionError::Conflict(format!(
-                    "{} identifier(s) of this batch were created while the import ran (by provisioning); nothing of the batch is written",
-                    n + 1
+                    "{created} identifier(s) of this batch were created while the import ran (by provisioning); nothing of the batch is written"
                 )));
             }
         }
